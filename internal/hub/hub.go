@@ -1,0 +1,466 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verawebsockets/verawebsockets/internal/lwslog"
+	"github.com/verawebsockets/verawebsockets/wsengine"
+)
+
+// Status codes, as VWS_* in include/verawebsockets.h.
+const (
+	OK        = 0
+	EArg      = -1 // bad argument: unknown option, bad value, bad URL, bad handle
+	EState    = -2 // not allowed in this state
+	EFull     = -3 // send queue over max_send_queue
+	ETooBig   = -4 // message larger than max_message_size
+	EEngine   = -5 // the engine is unavailable (used by the out-of-process proxy)
+	EInternal = -6 // a recovered panic or an unexpected failure
+)
+
+// Limits of control frame payloads (RFC 6455 section 5.5).
+const (
+	maxPing   = 125 // ping payload
+	maxReason = 123 // close reason: 125 minus the 2-byte code (section 5.5.1)
+)
+
+// HandleError reports a handle that was never issued or was already freed.
+type HandleError struct {
+	Kind   string // "context" or "connection"
+	Handle uint64
+}
+
+func (e *HandleError) Error() string {
+	return fmt.Sprintf("hub: unknown %s handle %d", e.Kind, e.Handle)
+}
+
+// argError marks a bad argument (Status EArg); it keeps the cause for errors.As.
+type argError struct{ err error }
+
+func (e *argError) Error() string { return e.err.Error() }
+func (e *argError) Unwrap() error { return e.err }
+
+func argf(format string, args ...any) error { return &argError{fmt.Errorf(format, args...)} }
+
+// PanicError is a panic recovered inside the hub or the engine (Status EInternal).
+type PanicError struct {
+	Value any
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("hub: internal error: %v", e.Value) }
+
+// recoverTo turns a panic into a *PanicError stored in *err and logs its stack.
+// It must be called directly by a deferred statement.
+func recoverTo(err *error) {
+	if r := recover(); r != nil {
+		*err = &PanicError{Value: r}
+		lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic: %v\n%s", r, debug.Stack())
+	}
+}
+
+// Status maps an error of this package to a status code: nil -> OK; bad
+// handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
+// wsengine.ErrNotOpen, ErrBusy -> EState; ErrQueueFull -> EFull; ErrTooBig ->
+// ETooBig; anything else -> EInternal.
+func Status(err error) int {
+	var (
+		he *HandleError
+		ae *argError
+		oe *wsengine.OptionError
+	)
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy):
+		return EState
+	case errors.Is(err, wsengine.ErrQueueFull):
+		return EFull
+	case errors.Is(err, wsengine.ErrTooBig):
+		return ETooBig
+	case errors.As(err, &he), errors.As(err, &ae), errors.As(err, &oe):
+		return EArg
+	}
+	return EInternal
+}
+
+// asArg marks err as a bad argument unless it already maps to a status other
+// than EInternal. Used where any failure means the caller's input was bad.
+func asArg(err error) error {
+	var pe *PanicError
+	if err == nil || Status(err) != EInternal || errors.As(err, &pe) {
+		return err
+	}
+	return &argError{err}
+}
+
+// Event is an engine event of connection Conn.
+type Event struct {
+	Conn uint64
+	wsengine.Event
+}
+
+// conn is a registered connection.
+type conn struct {
+	id uint64
+	cx *context
+	ws *wsengine.Conn
+	// unsettled is true from Connect until the event that ends the run
+	// (CLOSED, or a final CONNECTION_ERROR) is in the queue. The engine marks
+	// a connection closed just before it emits that event; counting it as
+	// active until then keeps Active from reaching 0 with the event unqueued.
+	unsettled atomic.Bool
+}
+
+// The handle tables. Handles come from monotonic counters and are never reused.
+var reg = struct {
+	mu    sync.Mutex
+	ctxs  map[uint64]*context
+	conns map[uint64]*conn
+}{ctxs: make(map[uint64]*context), conns: make(map[uint64]*conn)}
+
+var lastCtx, lastConn atomic.Uint64
+
+func lookupContext(id uint64) (*context, error) {
+	reg.mu.Lock()
+	cx := reg.ctxs[id]
+	reg.mu.Unlock()
+	if cx == nil {
+		return nil, &HandleError{Kind: "context", Handle: id}
+	}
+	return cx, nil
+}
+
+func lookupConn(id uint64) (*conn, error) {
+	reg.mu.Lock()
+	c := reg.conns[id]
+	reg.mu.Unlock()
+	if c == nil {
+		return nil, &HandleError{Kind: "connection", Handle: id}
+	}
+	return c, nil
+}
+
+// NewContext creates a context with an empty event queue and returns its
+// handle (never 0, except after a recovered panic).
+func NewContext() (id uint64) {
+	defer func() {
+		if r := recover(); r != nil {
+			lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic: %v\n%s", r, debug.Stack())
+			id = 0
+		}
+	}()
+	id = lastCtx.Add(1)
+	cx := newContext(id)
+	reg.mu.Lock()
+	reg.ctxs[id] = cx
+	reg.mu.Unlock()
+	return id
+}
+
+// FreeContext abandons every connection of ctx (they emit nothing more), drops
+// its pending events, closes its event pipe and releases blocked NextEvent
+// calls. The handle and those of its connections are invalid afterwards.
+func FreeContext(ctx uint64) (err error) {
+	defer recoverTo(&err)
+	reg.mu.Lock()
+	cx := reg.ctxs[ctx]
+	if cx == nil {
+		reg.mu.Unlock()
+		return &HandleError{Kind: "context", Handle: ctx}
+	}
+	delete(reg.ctxs, ctx)
+	conns := make([]*conn, 0, len(cx.conns))
+	for id, c := range cx.conns {
+		delete(reg.conns, id)
+		conns = append(conns, c)
+	}
+	cx.conns = nil
+	reg.mu.Unlock()
+	cx.free() // first, so that events emitted while abandoning are dropped
+	for _, c := range conns {
+		c.ws.Abandon()
+	}
+	return nil
+}
+
+// NextEvent returns the oldest pending event of ctx, waiting up to timeout
+// (none if <= 0) for one. ok is false on timeout and after Wake. A call that
+// finds ctx freed while it waits returns a *HandleError.
+func NextEvent(ctx uint64, timeout time.Duration) (ev Event, ok bool, err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return Event{}, false, err
+	}
+	ev, ok, alive := cx.next(timeout)
+	if !alive {
+		return Event{}, false, &HandleError{Kind: "context", Handle: ctx}
+	}
+	return ev, ok, nil
+}
+
+// Pending returns the number of pending events of ctx.
+func Pending(ctx uint64) (n int, err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, alive := cx.pending()
+	if !alive {
+		return 0, &HandleError{Kind: "context", Handle: ctx}
+	}
+	return n, nil
+}
+
+// Wake makes every NextEvent blocked on ctx return ok=false at once. If none
+// is blocked, the next NextEvent that finds the queue empty returns at once
+// instead of waiting (a wake is never lost, and never hides an event).
+func Wake(ctx uint64) (err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return err
+	}
+	if !cx.wake() {
+		return &HandleError{Kind: "context", Handle: ctx}
+	}
+	return nil
+}
+
+// EventFD returns the read end of a nonblocking pipe that is readable exactly
+// while ctx has pending events. It is created on the first call and closed by
+// FreeContext; callers must neither read nor close it.
+func EventFD(ctx uint64) (fd int, err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return -1, err
+	}
+	fd, alive, err := cx.eventFD()
+	if !alive {
+		return -1, &HandleError{Kind: "context", Handle: ctx}
+	}
+	if err != nil {
+		return -1, fmt.Errorf("hub: failed to create event pipe: %w", err)
+	}
+	return fd, nil
+}
+
+// Active returns the number of connections of ctx that are connecting, open
+// or closing (created-but-unconnected and closed ones are not counted).
+func Active(ctx uint64) (n int, err error) {
+	defer recoverTo(&err)
+	reg.mu.Lock()
+	cx := reg.ctxs[ctx]
+	var conns []*conn
+	if cx != nil {
+		conns = make([]*conn, 0, len(cx.conns))
+		for _, c := range cx.conns {
+			conns = append(conns, c)
+		}
+	}
+	reg.mu.Unlock()
+	if cx == nil {
+		return 0, &HandleError{Kind: "context", Handle: ctx}
+	}
+	for _, c := range conns {
+		switch c.ws.State() {
+		case wsengine.StateConnecting, wsengine.StateOpen, wsengine.StateClosing:
+			n++
+		case wsengine.StateClosed:
+			if c.unsettled.Load() {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// NewConn creates an unconnected client connection to url in ctx; its events
+// go to the queue of ctx. A bad URL is a bad argument (EArg).
+func NewConn(ctx uint64, url string) (id uint64, err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cid := lastConn.Add(1)
+	var c *conn // set below, before Connect can make events
+	emit := func(ev wsengine.Event) {
+		defer func() {
+			if r := recover(); r != nil {
+				lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic in emit: %v\n%s", r, debug.Stack())
+			}
+		}()
+		cx.push(Event{Conn: cid, Event: ev})
+		if (ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError) && c.ws.State() == wsengine.StateClosed {
+			c.unsettled.Store(false)
+		}
+	}
+	ws, err := wsengine.NewConn(url, emit)
+	if err != nil {
+		return 0, asArg(err)
+	}
+	reg.mu.Lock()
+	if reg.ctxs[ctx] != cx { // freed meanwhile
+		reg.mu.Unlock()
+		ws.Abandon()
+		return 0, &HandleError{Kind: "context", Handle: ctx}
+	}
+	c = &conn{id: cid, cx: cx, ws: ws}
+	reg.conns[cid] = c
+	cx.conns[cid] = c
+	reg.mu.Unlock()
+	lwslog.Printf(lwslog.Client, "verawebsockets: conn %d in context %d: %s", cid, ctx, url)
+	return cid, nil
+}
+
+// SetOption sets one option of c from its text form (see the header).
+func SetOption(c uint64, name, value string) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	return asArg(cn.ws.SetOption(name, value))
+}
+
+// Check validates the options of c as a whole (loads cert, key and CA files).
+func Check(c uint64) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	return asArg(cn.ws.Check())
+}
+
+// Connect starts connecting c in the background; the outcome is an event.
+func Connect(c uint64) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	cn.unsettled.Store(true)
+	if err := cn.ws.Connect(); err != nil {
+		if cn.ws.State() != wsengine.StateConnecting && cn.ws.State() != wsengine.StateOpen {
+			cn.unsettled.Store(false)
+		}
+		return asArg(err)
+	}
+	return nil
+}
+
+// Send queues one whole message; it takes ownership of p.
+func Send(c uint64, op wsengine.OpCode, p []byte) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	if op != wsengine.OpText && op != wsengine.OpBinary {
+		return argf("hub: bad opcode %d (1 text, 2 binary)", op)
+	}
+	return cn.ws.Send(op, p)
+}
+
+// Ping queues a ping with up to 125 bytes of payload.
+func Ping(c uint64, p []byte) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	if len(p) > maxPing {
+		return argf("hub: ping payload of %d bytes (at most %d)", len(p), maxPing)
+	}
+	return cn.ws.Ping(p)
+}
+
+// Close starts the closing handshake with code (1000 if 0) and reason (at
+// most 123 bytes) and stops reconnecting. Closing a closed connection is no error.
+func Close(c uint64, code int, reason string) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	if code == 0 {
+		code = 1000
+	}
+	if !sendableCode(code) {
+		return argf("hub: bad close code %d", code)
+	}
+	if len(reason) > maxReason {
+		return argf("hub: close reason of %d bytes (at most %d)", len(reason), maxReason)
+	}
+	return cn.ws.Close(code, reason)
+}
+
+// sendableCode reports whether an endpoint may send code in a close frame
+// (RFC 6455 section 7.4.1: 1004, 1005, 1006 and 1015 are reserved; 7.4.2:
+// below 1000 unused, 3000-4999 for libraries and applications).
+func sendableCode(code int) bool {
+	switch {
+	case code < 1000 || code > 4999:
+		return false
+	case code == 1004 || code == 1005 || code == 1006 || code == 1015:
+		return false
+	}
+	return true
+}
+
+// State returns the state of c.
+func State(c uint64) (s wsengine.State, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return wsengine.StateClosed, err
+	}
+	return cn.ws.State(), nil
+}
+
+// Buffered returns the number of bytes queued on c but not yet written.
+func Buffered(c uint64) (n int, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return 0, err
+	}
+	return cn.ws.Buffered(), nil
+}
+
+// Protocol returns the subprotocol the server chose for c ("" if none).
+func Protocol(c uint64) (p string, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return "", err
+	}
+	return cn.ws.Protocol(), nil
+}
+
+// FreeConn abandons c (close 1001 if open, no further events) and invalidates
+// its handle. Events already queued for it stay in its context's queue.
+func FreeConn(c uint64) (err error) {
+	defer recoverTo(&err)
+	reg.mu.Lock()
+	cn := reg.conns[c]
+	if cn != nil {
+		delete(reg.conns, c)
+		delete(cn.cx.conns, c)
+	}
+	reg.mu.Unlock()
+	if cn == nil {
+		return &HandleError{Kind: "connection", Handle: c}
+	}
+	cn.ws.Abandon()
+	return nil
+}

@@ -1,0 +1,614 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/verawebsockets/verawebsockets/wsengine"
+)
+
+// newTestContext makes a context freed at the end of the test.
+func newTestContext(t *testing.T) (uint64, *context) {
+	t.Helper()
+	ctx := NewContext()
+	if ctx == 0 {
+		t.Fatal("NewContext returned 0")
+	}
+	t.Cleanup(func() { FreeContext(ctx) })
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		t.Fatalf(
+			"lookupContext(%d): %v",
+			ctx, err)
+	}
+	return ctx, cx
+}
+
+// msg is a synthetic receive event of connection conn carrying text.
+func msg(conn uint64, text string) Event {
+	return Event{Conn: conn, Event: wsengine.Event{Type: wsengine.EventReceive, Opcode: wsengine.OpText, Data: []byte(text)}}
+}
+
+// readable reports whether fd is readable now (select with a zero timeout).
+func readable(t *testing.T, fd int) bool {
+	t.Helper()
+	var fds syscall.FdSet
+	n := 8 * int(unsafe.Sizeof(fds.Bits[0]))
+	fds.Bits[fd/n] |= 1 << (uint(fd) % uint(n))
+	tv := syscall.Timeval{}
+	for {
+		n, err := syscall.Select(fd+1, &fds, nil, nil, &tv)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf(
+				"select(%d): %v",
+				fd, err)
+		}
+		return n == 1
+	}
+}
+
+func TestQueueOrder(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	const n = 1000 // more than compactAt, so the queue compacts on the way
+	for i := range n {
+		cx.push(msg(7, fmt.Sprint(i)))
+		if i == n/2 { // interleave consumption with production
+			for j := range n / 4 {
+				ev, ok, err := NextEvent(ctx, 0)
+				if err != nil || !ok || string(ev.Data) != fmt.Sprint(j) {
+					t.Fatalf(
+						"NextEvent #%d = %q, %v, %v; want %q, true, nil",
+						j, ev.Data, ok, err, fmt.Sprint(j))
+				}
+			}
+		}
+	}
+	p, err := Pending(ctx)
+	if err != nil || p != n-n/4 {
+		t.Fatalf(
+			"Pending = %d, %v; want %d, nil",
+			p, err, n-n/4)
+	}
+	for j := n / 4; j < n; j++ {
+		ev, ok, err := NextEvent(ctx, 0)
+		if err != nil || !ok || string(ev.Data) != fmt.Sprint(j) || ev.Conn != 7 || ev.Type != wsengine.EventReceive {
+			t.Fatalf(
+				"NextEvent #%d = %+v, %v, %v; want data %q",
+				j, ev, ok, err, fmt.Sprint(j))
+		}
+	}
+	ev, ok, err := NextEvent(ctx, 0)
+	if ok || err != nil {
+		t.Fatalf(
+			"NextEvent on empty queue = %+v, %v, %v; want ok=false, nil",
+			ev, ok, err)
+	}
+}
+
+func TestQueueConcurrentProducers(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	const producers, each = 4, 500
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				cx.push(msg(uint64(p+1), fmt.Sprint(i)))
+			}
+		}()
+	}
+	next := make([]int, producers+1)
+	for got := 0; got < producers*each; got++ {
+		ev, ok, err := NextEvent(ctx, 5*time.Second)
+		if err != nil || !ok {
+			t.Fatalf(
+				"NextEvent after %d events: ok=%v err=%v",
+				got, ok, err)
+		}
+		if want := fmt.Sprint(next[ev.Conn]); string(ev.Data) != want {
+			t.Fatalf(
+				"producer %d: got %q, want %q (FIFO per producer)",
+				ev.Conn, ev.Data, want)
+		}
+		next[ev.Conn]++
+	}
+	wg.Wait()
+}
+
+func TestNextEventTimeout(t *testing.T) {
+	ctx, _ := newTestContext(t)
+	start := time.Now()
+	if _, ok, err := NextEvent(ctx, 0); ok || err != nil {
+		t.Fatalf(
+			"NextEvent(0) = %v, %v",
+			ok, err)
+	}
+	// NextEvent(0) must not wait; the bound only leaves room for a
+	// scheduling stall (-race, loaded CI).
+	if d := time.Since(start); d > time.Second {
+		t.Errorf(
+			"NextEvent(0) took %v",
+			d)
+	}
+	start = time.Now()
+	if _, ok, err := NextEvent(ctx, 80*time.Millisecond); ok || err != nil {
+		t.Fatalf(
+			"NextEvent(80ms) = %v, %v",
+			ok, err)
+	}
+	if d := time.Since(start); d < 80*time.Millisecond || d > 5*time.Second {
+		t.Errorf(
+			"NextEvent(80ms) returned after %v",
+			d)
+	}
+}
+
+func TestNextEventWaitsForPush(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	// Push once NextEvent waits (not after a guessed sleep).
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		if waitWaiters(cx, 1, stop) {
+			cx.push(msg(1, "late"))
+		}
+	}()
+	// The push must end the wait long before the 30 s timeout would.
+	start := time.Now()
+	ev, ok, err := NextEvent(ctx, 30*time.Second)
+	if err != nil || !ok || string(ev.Data) != "late" {
+		t.Fatalf(
+			"NextEvent = %q, %v, %v",
+			ev.Data, ok, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf(
+			"NextEvent returned %v after it started waiting; want soon after the push",
+			d)
+	}
+}
+
+// waitWaiters waits, at most 10 s or until stop is closed, for n goroutines
+// to be blocked in NextEvent on cx; it reports whether they are.
+func waitWaiters(cx *context, n int, stop <-chan struct{}) bool {
+	deadline := time.After(10 * time.Second)
+	for {
+		cx.mu.Lock()
+		w := cx.waiters
+		cx.mu.Unlock()
+		if w == n {
+			return true
+		}
+		select {
+		case <-stop:
+			return false
+		case <-deadline:
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestWake(t *testing.T) {
+	ctx, cx := newTestContext(t)
+
+	// A blocked waiter returns at once.
+	done := make(chan time.Duration, 2)
+	for range 2 {
+		go func() {
+			start := time.Now()
+			_, ok, err := NextEvent(ctx, 10*time.Second)
+			if ok || err != nil {
+				t.Errorf(
+					"woken NextEvent = %v, %v; want false, nil",
+					ok, err)
+			}
+			done <- time.Since(start)
+		}()
+	}
+	if !waitWaiters(cx, 2, nil) {
+		t.Fatal("the two NextEvent calls are not waiting")
+	}
+	if err := Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case d := <-done:
+			if d > 5*time.Second {
+				t.Errorf(
+					"waiter returned after %v",
+					d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Wake did not release a blocked NextEvent")
+		}
+	}
+
+	// Both waiters consumed that wake: the next call waits its timeout.
+	start := time.Now()
+	if _, ok, _ := NextEvent(ctx, 50*time.Millisecond); ok {
+		t.Fatal("event out of nowhere")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf(
+			"NextEvent after a consumed wake returned after %v; want a full wait",
+			d)
+	}
+
+	// A wake without a waiter is kept for the next call that would wait,
+	// and never hides an event.
+	if err := Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cx.push(msg(1, "a"))
+	if ev, ok, err := NextEvent(ctx, time.Second); !ok || err != nil || string(ev.Data) != "a" {
+		t.Fatalf(
+			"NextEvent with a pending wake and an event = %q, %v, %v",
+			ev.Data, ok, err)
+	}
+	start = time.Now()
+	if _, ok, err := NextEvent(ctx, 10*time.Second); ok || err != nil {
+		t.Fatalf(
+			"NextEvent with a pending wake = %v, %v",
+			ok, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf(
+			"pending wake: NextEvent returned after %v",
+			d)
+	}
+}
+
+func TestEventFD(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	cx.push(msg(1, "before"))
+	fd, err := EventFD(ctx)
+	if err != nil || fd < 0 {
+		t.Fatalf(
+			"EventFD = %d, %v",
+			fd, err)
+	}
+	if fd2, _ := EventFD(ctx); fd2 != fd {
+		t.Fatalf(
+			"EventFD changed: %d then %d",
+			fd, fd2)
+	}
+	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+	if errno != 0 || flags&syscall.O_NONBLOCK == 0 {
+		t.Errorf(
+			"fd flags %#x (errno %v): want O_NONBLOCK",
+			flags, errno)
+	}
+	fdflags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+	if errno != 0 || fdflags&syscall.FD_CLOEXEC == 0 {
+		t.Errorf(
+			"fd flags %#x (errno %v): want FD_CLOEXEC",
+			fdflags, errno)
+	}
+	if !readable(t, fd) {
+		t.Fatal("fd made while an event is pending is not readable")
+	}
+	if _, ok, _ := NextEvent(ctx, 0); !ok {
+		t.Fatal("no event")
+	}
+	if readable(t, fd) {
+		t.Fatal("fd readable with an empty queue")
+	}
+	for i := range 3 {
+		cx.push(msg(1, fmt.Sprint(i)))
+		if !readable(t, fd) {
+			t.Fatalf(
+				"fd not readable with %d events pending",
+				i+1)
+		}
+	}
+	for i := range 3 {
+		if !readable(t, fd) {
+			t.Fatalf(
+				"fd not readable with %d events pending",
+				3-i)
+		}
+		if _, ok, _ := NextEvent(ctx, 0); !ok {
+			t.Fatal("no event")
+		}
+	}
+	if readable(t, fd) {
+		t.Fatal("fd readable after the queue was emptied")
+	}
+	// The pipe holds at most one byte, so pushes never block or fill it.
+	for range 100000 {
+		cx.push(msg(1, ""))
+	}
+	var n int32
+	_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	if errno != 0 || n != 1 {
+		t.Errorf(
+			"bytes in the pipe with 100000 events pending = %d (errno %v); want 1",
+			n, errno)
+	}
+	if err := FreeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); errno != syscall.EBADF {
+		t.Errorf(
+			"fd %d after FreeContext: errno %v; want EBADF (closed)",
+			fd, errno)
+	}
+}
+
+func TestHandles(t *testing.T) {
+	a, b := NewContext(), NewContext()
+	if a == 0 || b <= a {
+		t.Fatalf(
+			"context handles %d, %d: want non-zero and increasing",
+			a, b)
+	}
+	if err := FreeContext(a); err != nil {
+		t.Fatal(err)
+	}
+	c := NewContext()
+	defer FreeContext(c)
+	defer FreeContext(b)
+	if c <= b {
+		t.Fatalf(
+			"context handle %d after %d: handles must not be reused",
+			c, b)
+	}
+	badCtx := []uint64{0, a, c + 1000}
+	for _, h := range badCtx {
+		checks := map[string]error{
+			"FreeContext": FreeContext(h),
+			"Wake":        Wake(h),
+		}
+		_, _, checks["NextEvent"] = NextEvent(h, 10*time.Millisecond)
+		_, checks["Pending"] = Pending(h)
+		_, checks["EventFD"] = EventFD(h)
+		_, checks["Active"] = Active(h)
+		_, checks["NewConn"] = NewConn(h, "ws://127.0.0.1:1/")
+		for name, err := range checks {
+			var he *HandleError
+			if !errors.As(err, &he) || Status(err) != EArg {
+				t.Errorf(
+					"%s(ctx %d): err %v (status %d); want *HandleError, EArg",
+					name, h, err, Status(err))
+			}
+		}
+	}
+
+	c1, err := NewConn(c, "ws://127.0.0.1:1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := NewConn(c, "ws://127.0.0.1:1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1 == 0 || c2 <= c1 {
+		t.Fatalf(
+			"connection handles %d, %d",
+			c1, c2)
+	}
+	if err := FreeConn(c1); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []uint64{0, c1, c2 + 1000} {
+		checks := map[string]error{
+			"SetOption": SetOption(h, "origin", "x"),
+			"Check":     Check(h),
+			"Connect":   Connect(h),
+			"Send":      Send(h, wsengine.OpText, []byte("x")),
+			"Ping":      Ping(h, nil),
+			"Close":     Close(h, 1000, ""),
+			"FreeConn":  FreeConn(h),
+		}
+		_, checks["State"] = State(h)
+		_, checks["Buffered"] = Buffered(h)
+		_, checks["Protocol"] = Protocol(h)
+		for name, err := range checks {
+			var he *HandleError
+			if !errors.As(err, &he) || Status(err) != EArg {
+				t.Errorf(
+					"%s(conn %d): err %v (status %d); want *HandleError, EArg",
+					name, h, err, Status(err))
+			}
+		}
+	}
+	if s, err := State(c2); err != nil || s != wsengine.StateCreated {
+		t.Errorf(
+			"State of a new conn = %v, %v",
+			s, err)
+	}
+	if n, err := Active(c); err != nil || n != 0 {
+		t.Errorf(
+			"Active with a created conn = %d, %v; want 0",
+			n, err)
+	}
+}
+
+func TestArgumentChecks(t *testing.T) {
+	ctx, _ := newTestContext(t)
+	c, err := NewConn(ctx, "ws://127.0.0.1:1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{
+			name: "send opcode 0",
+			err:  Send(c, 0, []byte("x")),
+		},
+		{
+			name: "send opcode 9 (ping)",
+			err:  Send(c, 9, []byte("x")),
+		},
+		{
+			name: "ping 126 bytes",
+			err:  Ping(c, make([]byte, 126)),
+		},
+		{
+			name: "close 1005",
+			err:  Close(c, 1005, ""),
+		},
+		{
+			name: "close 999",
+			err:  Close(c, 999, ""),
+		},
+		{
+			name: "close 5000",
+			err:  Close(c, 5000, ""),
+		},
+		{
+			name: "close reason 124 bytes",
+			err:  Close(c, 1000, string(make([]byte, 124))),
+		},
+	}
+	for _, tc := range cases {
+		if Status(tc.err) != EArg {
+			t.Errorf(
+				"%s: err %v (status %d); want EArg",
+				tc.name, tc.err, Status(tc.err))
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	cases := []struct {
+		err  error
+		want int
+	}{
+		{
+			err:  nil,
+			want: OK,
+		},
+		{
+			err:  &HandleError{Kind: "context", Handle: 3},
+			want: EArg,
+		},
+		{
+			err:  &wsengine.OptionError{Name: "origin", Msg: "bad"},
+			want: EArg,
+		},
+		{
+			err:  fmt.Errorf("wrapped: %w", &wsengine.OptionError{Name: "x", Msg: "y"}),
+			want: EArg,
+		},
+		{
+			err:  asArg(errors.New("bad url")),
+			want: EArg,
+		},
+		{
+			err:  wsengine.ErrNotOpen,
+			want: EState,
+		},
+		{
+			err:  fmt.Errorf("send: %w", wsengine.ErrBusy),
+			want: EState,
+		},
+		{
+			err:  wsengine.ErrQueueFull,
+			want: EFull,
+		},
+		{
+			err:  wsengine.ErrTooBig,
+			want: ETooBig,
+		},
+		{
+			err:  asArg(wsengine.ErrTooBig),
+			want: ETooBig,
+		},
+		{
+			err:  &PanicError{Value: "boom"},
+			want: EInternal,
+		},
+		{
+			err:  asArg(&PanicError{Value: "boom"}),
+			want: EInternal,
+		},
+		{
+			err:  errors.New("something else"),
+			want: EInternal,
+		},
+	}
+	for _, tc := range cases {
+		if got := Status(tc.err); got != tc.want {
+			t.Errorf(
+				"Status(%v) = %d; want %d",
+				tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestRecover(t *testing.T) {
+	var err error
+	func() {
+		defer recoverTo(&err)
+		var m map[string]int
+		m["x"] = 1 // panics
+	}()
+	var pe *PanicError
+	if !errors.As(err, &pe) || Status(err) != EInternal {
+		t.Fatalf(
+			"recovered %v (status %d); want *PanicError, EInternal",
+			err, Status(err))
+	}
+}
+
+func TestFreeContextReleasesWaiter(t *testing.T) {
+	ctx := NewContext()
+	cx, _ := lookupContext(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := NextEvent(ctx, 10*time.Second)
+		errc <- err
+	}()
+	if !waitWaiters(cx, 1, nil) {
+		t.Fatal("NextEvent is not waiting")
+	}
+	if err := FreeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		var he *HandleError
+		if !errors.As(err, &he) {
+			t.Fatalf(
+				"NextEvent blocked while the context was freed: err %v; want *HandleError",
+				err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("FreeContext did not release a blocked NextEvent")
+	}
+}
+
+func TestFreeContextDropsEvents(t *testing.T) {
+	ctx := NewContext()
+	cx, _ := lookupContext(ctx)
+	cx.push(msg(1, "a"))
+	cx.push(msg(1, "b"))
+	if err := FreeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cx.push(msg(1, "after free")) // dropped, no panic
+	if n, alive := cx.pending(); n != 0 || alive {
+		t.Fatalf(
+			"freed context: %d pending, alive %v; want 0, false",
+			n, alive)
+	}
+	if _, _, err := NextEvent(ctx, 0); Status(err) != EArg {
+		t.Fatalf(
+			"NextEvent on a freed context: %v",
+			err)
+	}
+}

@@ -1,0 +1,206 @@
+package hub
+
+import (
+	"sync"
+	"syscall"
+	"time"
+)
+
+// compactAt is the number of consumed slots after which the queue's backing
+// slice is compacted (when they are also at least half of it).
+const compactAt = 256
+
+// context is one event queue and the state of its waiters and event pipe.
+// Its connections are listed in the registry (conns, guarded by reg.mu).
+type context struct {
+	id    uint64
+	conns map[uint64]*conn // guarded by reg.mu
+
+	mu      sync.Mutex
+	cond    sync.Cond // on mu: queue grew, Wake, timeout or free
+	q       []Event   // q[head:] are pending, oldest first
+	head    int
+	freed   bool
+	waiters int    // goroutines blocked in next
+	wakeGen uint64 // incremented by wake; a waiter that sees it change returns
+	wakeSet bool   // a wake that found no waiter; consumed by the next next that would wait
+	rfd     int    // event pipe, -1 until EventFD is called
+	wfd     int
+}
+
+func newContext(id uint64) *context {
+	cx := &context{id: id, conns: make(map[uint64]*conn), rfd: -1, wfd: -1}
+	cx.cond.L = &cx.mu
+	return cx
+}
+
+// push appends ev to the queue; it is dropped once the context is freed.
+func (cx *context) push(ev Event) {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	if cx.freed {
+		return
+	}
+	cx.q = append(cx.q, ev)
+	if len(cx.q)-cx.head == 1 {
+		cx.signalPipe()
+	}
+	if cx.waiters > 0 {
+		cx.cond.Broadcast()
+	}
+}
+
+// pending returns the number of queued events.
+func (cx *context) pending() (int, bool) {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	return len(cx.q) - cx.head, !cx.freed
+}
+
+// next pops the oldest event, waiting up to timeout for one. ok is false on
+// timeout, after a wake, or when the context was freed (alive false).
+func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	var (
+		deadline time.Time
+		timer    *time.Timer
+		gen      uint64
+	)
+	for {
+		if cx.freed {
+			return Event{}, false, false
+		}
+		if len(cx.q) > cx.head {
+			return cx.pop(), true, true
+		}
+		if timer == nil {
+			// First pass with an empty queue: this call would wait.
+			if cx.wakeSet {
+				cx.wakeSet = false
+				return Event{}, false, true
+			}
+			if timeout <= 0 {
+				return Event{}, false, true
+			}
+			deadline = time.Now().Add(timeout)
+			gen = cx.wakeGen
+			timer = time.AfterFunc(timeout, func() {
+				cx.mu.Lock()
+				cx.cond.Broadcast()
+				cx.mu.Unlock()
+			})
+			defer timer.Stop()
+		} else if cx.wakeGen != gen || !time.Now().Before(deadline) {
+			return Event{}, false, true
+		}
+		cx.waiters++
+		cx.cond.Wait()
+		cx.waiters--
+	}
+}
+
+// pop removes the oldest event; the queue must not be empty. Called with mu held.
+func (cx *context) pop() Event {
+	ev := cx.q[cx.head]
+	cx.q[cx.head] = Event{}
+	cx.head++
+	switch {
+	case cx.head == len(cx.q):
+		cx.q = cx.q[:0]
+		cx.head = 0
+		cx.drainPipe()
+	case cx.head >= compactAt && cx.head*2 >= len(cx.q):
+		n := copy(cx.q, cx.q[cx.head:])
+		clear(cx.q[n:])
+		cx.q = cx.q[:n]
+		cx.head = 0
+	}
+	return ev
+}
+
+// wake makes blocked waiters return at once; with no waiter, the next call
+// of next that would wait returns at once instead.
+func (cx *context) wake() bool {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	if cx.freed {
+		return false
+	}
+	cx.wakeGen++
+	if cx.waiters == 0 {
+		cx.wakeSet = true
+	}
+	cx.cond.Broadcast()
+	return true
+}
+
+// eventFD returns the read end of the event pipe, creating it on first use.
+func (cx *context) eventFD() (fd int, alive bool, err error) {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	if cx.freed {
+		return -1, false, nil
+	}
+	if cx.rfd < 0 {
+		var p [2]int
+		if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+			return -1, true, err
+		}
+		cx.rfd, cx.wfd = p[0], p[1]
+		if len(cx.q) > cx.head {
+			cx.signalPipe()
+		}
+	}
+	return cx.rfd, true, nil
+}
+
+// signalPipe writes the one byte that marks the queue non-empty. Called with
+// mu held when the queue goes from empty to non-empty; the pipe then holds
+// exactly one byte until drainPipe, so the write never blocks.
+func (cx *context) signalPipe() {
+	if cx.wfd < 0 {
+		return
+	}
+	b := [1]byte{1}
+	for {
+		_, err := syscall.Write(cx.wfd, b[:])
+		if err != syscall.EINTR {
+			return
+		}
+	}
+}
+
+// drainPipe empties the event pipe. Called with mu held when the queue empties.
+func (cx *context) drainPipe() {
+	if cx.rfd < 0 {
+		return
+	}
+	var b [16]byte
+	for {
+		n, err := syscall.Read(cx.rfd, b[:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n < len(b) {
+			return
+		}
+	}
+}
+
+// free drops the queue, closes the pipe and releases every waiter.
+func (cx *context) free() {
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	if cx.freed {
+		return
+	}
+	cx.freed = true
+	cx.q, cx.head = nil, 0
+	if cx.rfd >= 0 {
+		syscall.Close(cx.rfd)
+		syscall.Close(cx.wfd)
+		cx.rfd, cx.wfd = -1, -1
+	}
+	cx.cond.Broadcast()
+}

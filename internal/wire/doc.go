@@ -1,0 +1,47 @@
+// Package wire is the framed binary protocol between the out-of-process proxy
+// (proxy/*.c, a C implementation of include/verawebsockets.h) and the engine
+// helper process (cmd/vws-helper). proxy/wire.h mirrors these definitions;
+// change both together and bump Version.
+//
+// The two ends share a SOCK_STREAM socketpair (fd 3 in the helper). Every
+// message is one frame:
+//
+//	u32  n      big-endian length of the rest of the frame (MinBody..MaxBody)
+//	u8   kind   KindCall, KindReply, KindEvent or KindHello
+//	u8   op     call/reply: the Op; event: the event type (VWS_EV_*); hello: Version
+//	u32  id     call/reply: request id (a call with id 0 wants no reply); else 0
+//	...         values, each a u8 tag followed by its payload:
+//	            TagInt   (1): i64 big-endian
+//	            TagBytes (2): u32 big-endian length, then that many bytes
+//
+// Arguments of a call, per Op (the proxy names contexts and connections by its
+// own handles, "tags"; the helper maps them to internal/hub handles, creating
+// a hub context on the first NewConn that names it):
+//
+//	OpSetLogLevel  mask                                   -> ()
+//	OpCtxFree      ctx                                    -> ()
+//	OpActive       ctx                                    -> (n)
+//	OpConnNew      ctx, conn, url                         -> ()
+//	OpSetOption    conn, name, value                      -> ()
+//	OpCheck        conn                                   -> ()
+//	OpConnect      conn                                   -> ()
+//	OpSend         conn, opcode, data                     -> ()
+//	OpPing         conn, data                             -> ()
+//	OpClose        conn, code, reason                     -> ()
+//	OpState        conn                                   -> (state)
+//	OpBuffered     conn                                   -> (n)
+//	OpProtocol     conn                                   -> (protocol)
+//	OpConnFree     conn                                   -> ()
+//
+// A reply carries the call's op and id and the values status (VWS_OK or a
+// negative VWS_E*), err (bytes, "" on success), then the results above.
+// OpActive and OpConnFree are answered only after every event the context had
+// queued at that moment was written, so a reply never overtakes an event.
+//
+// An event (helper -> proxy, id 0, op = event type) carries ctx, conn,
+// opcode, clean (0/1), code, attempt, state (the connection's state right
+// after the event, as the helper saw it), data (bytes, always the last value
+// so a reader can receive it straight into its own buffer).
+//
+// The helper sends one hello first: op Version, values pid, ABI version.
+package wire
