@@ -1,0 +1,327 @@
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#include "capi.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/verawebsockets/verawebsockets/internal/hub"
+	"github.com/verawebsockets/verawebsockets/internal/lwslog"
+	"github.com/verawebsockets/verawebsockets/wsengine"
+)
+
+// errArg is a bad pointer or length at the ABI (VWS_EARG).
+type errArg string
+
+func (e errArg) Error() string { return string(e) }
+
+// status returns the status of err (VWS_EARG for errArg) and, on failure,
+// writes its message into buf[0..n-1] (truncated, NUL-terminated) when buf is
+// not NULL. On success buf becomes "".
+func status(buf *C.char, n C.size_t, err error) C.int {
+	st := hub.Status(err)
+	var ea errArg
+	if errors.As(err, &ea) {
+		st = hub.EArg
+	}
+	if buf != nil && n > 0 {
+		msg := ""
+		if err != nil {
+			msg = message(err)
+		}
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
+		k := copy(dst[:len(dst)-1], msg)
+		dst[k] = 0
+	}
+	return C.int(st)
+}
+
+// message is err's text for C callers, without the Go package prefix.
+func message(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"hub: ", "wsengine: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+// recoverStatus, deferred by every export returning a status, turns a panic
+// into VWS_EINTERNAL (and its message into buf).
+func recoverStatus(rc *C.int, buf *C.char, n C.size_t) {
+	if r := recover(); r != nil {
+		lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic: %v", r)
+		*rc = status(buf, n, &hub.PanicError{Value: r})
+	}
+}
+
+// goString copies a C string, or reports a NULL one as a bad argument.
+func goString(s *C.vws_cchar, what string) (string, error) {
+	if s == nil {
+		return "", errArg(what + " is NULL")
+	}
+	return C.GoString((*C.char)(unsafe.Pointer(s))), nil
+}
+
+// goBytes copies p[0..n-1] into Go memory (NULL is fine when n is 0).
+func goBytes(p *C.vws_cchar, n C.size_t, what string) ([]byte, error) {
+	if n == 0 {
+		return []byte{}, nil
+	}
+	if p == nil {
+		return nil, errArg(what + " is NULL with a non-zero length")
+	}
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))...), nil
+}
+
+//export vws_event_clear
+func vws_event_clear(ev *C.vws_event) {
+	defer func() { recover() }()
+	if ev == nil {
+		return
+	}
+	C.free(unsafe.Pointer(ev.data))
+	*ev = C.vws_event{}
+}
+
+//export vws_abi_version
+func vws_abi_version() C.int { return C.VWS_ABI_VERSION }
+
+//export vws_set_log_level
+func vws_set_log_level(mask C.int) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	lwslog.SetMask(int(mask))
+	return C.VWS_OK
+}
+
+//export vws_log
+func vws_log(level C.int, msg *C.vws_cchar) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	s, err := goString(msg, "msg")
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	lwslog.Line(int(level), s)
+	return C.VWS_OK
+}
+
+//export vws_ctx_new
+func vws_ctx_new(out *C.vws_ctx, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	if out == nil {
+		return status(err, errlen, errArg("out is NULL"))
+	}
+	ctx := hub.NewContext()
+	if ctx == 0 {
+		return status(err, errlen, &hub.PanicError{Value: "no context"})
+	}
+	*out = C.vws_ctx(ctx)
+	return status(err, errlen, nil)
+}
+
+//export vws_ctx_free
+func vws_ctx_free(ctx C.vws_ctx) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	return status(nil, 0, hub.FreeContext(uint64(ctx)))
+}
+
+//export vws_ctx_next_event
+func vws_ctx_next_event(ctx C.vws_ctx, timeoutMs C.int, ev *C.vws_event) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if ev == nil {
+		return status(nil, 0, errArg("ev is NULL"))
+	}
+	e, ok, err := hub.NextEvent(uint64(ctx), time.Duration(max(timeoutMs, 0))*time.Millisecond)
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	if !ok {
+		return 0
+	}
+	out := C.vws_event{
+		_type:   C.int(e.Type),
+		conn:    C.vws_conn(e.Conn),
+		attempt: C.int(e.Attempt),
+	}
+	switch e.Type {
+	case wsengine.EventReceive:
+		out.opcode = C.int(e.Opcode)
+	case wsengine.EventClosed:
+		out.code = C.int(e.Code)
+		if e.Clean {
+			out.clean = 1
+		}
+	}
+	if n := len(e.Data); n > 0 {
+		p := C.malloc(C.size_t(n + 1))
+		dst := unsafe.Slice((*byte)(p), n+1)
+		copy(dst, e.Data)
+		dst[n] = 0
+		out.data = (*C.char)(p)
+		out.len = C.size_t(n)
+	}
+	*ev = out
+	return 1
+}
+
+//export vws_ctx_pending
+func vws_ctx_pending(ctx C.vws_ctx) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	n, err := hub.Pending(uint64(ctx))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(n)
+}
+
+//export vws_ctx_wake
+func vws_ctx_wake(ctx C.vws_ctx) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	return status(nil, 0, hub.Wake(uint64(ctx)))
+}
+
+//export vws_ctx_event_fd
+func vws_ctx_event_fd(ctx C.vws_ctx) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	fd, err := hub.EventFD(uint64(ctx))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(fd)
+}
+
+//export vws_ctx_active
+func vws_ctx_active(ctx C.vws_ctx) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	n, err := hub.Active(uint64(ctx))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(n)
+}
+
+//export vws_conn_new
+func vws_conn_new(ctx C.vws_ctx, url *C.vws_cchar, out *C.vws_conn, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	if out == nil {
+		return status(err, errlen, errArg("out is NULL"))
+	}
+	u, e := goString(url, "url")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	c, e := hub.NewConn(uint64(ctx), u)
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	*out = C.vws_conn(c)
+	return status(err, errlen, nil)
+}
+
+//export vws_conn_set_option
+func vws_conn_set_option(c C.vws_conn, name, value *C.vws_cchar, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	n, e := goString(name, "option name")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	v, e := goString(value, "value of option "+n)
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.SetOption(uint64(c), n, v))
+}
+
+//export vws_conn_check
+func vws_conn_check(c C.vws_conn, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	return status(err, errlen, hub.Check(uint64(c)))
+}
+
+//export vws_conn_connect
+func vws_conn_connect(c C.vws_conn, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	return status(err, errlen, hub.Connect(uint64(c)))
+}
+
+//export vws_conn_send
+func vws_conn_send(c C.vws_conn, opcode C.int, data *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	p, e := goBytes(data, n, "data")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.Send(uint64(c), wsengine.OpCode(opcode), p))
+}
+
+//export vws_conn_ping
+func vws_conn_ping(c C.vws_conn, data *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	p, e := goBytes(data, n, "data")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.Ping(uint64(c), p))
+}
+
+//export vws_conn_close
+func vws_conn_close(c C.vws_conn, code C.int, reason *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	r, e := goBytes(reason, n, "reason")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.Close(uint64(c), int(code), string(r)))
+}
+
+//export vws_conn_state
+func vws_conn_state(c C.vws_conn) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	s, err := hub.State(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(s)
+}
+
+//export vws_conn_buffered
+func vws_conn_buffered(c C.vws_conn, out *C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if out == nil {
+		return status(nil, 0, errArg("out is NULL"))
+	}
+	n, err := hub.Buffered(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	*out = C.size_t(n)
+	return C.VWS_OK
+}
+
+//export vws_conn_protocol
+func vws_conn_protocol(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if buf == nil || buflen == 0 {
+		return status(nil, 0, errArg("buf is NULL or empty"))
+	}
+	p, err := hub.Protocol(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(buflen))
+	k := copy(dst[:len(dst)-1], p) // truncated to fit, like snprintf
+	dst[k] = 0
+	return C.VWS_OK
+}
+
+//export vws_conn_free
+func vws_conn_free(c C.vws_conn) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	return status(nil, 0, hub.FreeConn(uint64(c)))
+}

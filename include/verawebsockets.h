@@ -1,0 +1,195 @@
+/*
+ * verawebsockets.h - the C ABI of the verawebsockets engine.
+ *
+ * Two implementations sit behind this header:
+ *   - capi/    : Go, built with -buildmode=c-shared, the engine runs in process
+ *                (goroutines are the service threads);
+ *   - proxy/   : a small C library that drives the engine in a static Go helper
+ *                process over a pipe (MIPS, where Go cannot build c-shared).
+ * The Lua binding (lualib/) is written against this header only.
+ *
+ * Conventions
+ *   - Plain C types only. Handles are opaque non-zero 64-bit integers; 0 is
+ *     never a valid handle.
+ *   - Every function returns a status (VWS_OK or a negative VWS_E*), except
+ *     where noted. On failure, if `err` is not NULL, a NUL-terminated, human
+ *     readable message is written into err[0..errlen-1] (truncated to fit).
+ *   - No function blocks longer than it says: all calls return within
+ *     milliseconds, except vws_ctx_next_event, which waits at most timeout_ms.
+ *   - All functions are safe to call from any thread, concurrently.
+ *   - No function ever calls back into the caller: events are pulled with
+ *     vws_ctx_next_event.
+ */
+#ifndef VERAWEBSOCKETS_H
+#define VERAWEBSOCKETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VWS_ABI_VERSION 1
+
+/* ---- Status codes --------------------------------------------------------- */
+#define VWS_OK            0
+#define VWS_EARG         -1 /* bad argument: unknown option, bad value, bad handle */
+#define VWS_ESTATE       -2 /* not allowed in this state (send before open, after close) */
+#define VWS_EFULL        -3 /* send queue over max_send_queue */
+#define VWS_ETOOBIG      -4 /* message larger than max_message_size */
+#define VWS_EENGINE      -5 /* the engine is unavailable (helper process died, ...) */
+#define VWS_EINTERNAL    -6 /* internal failure (a recovered panic); the process lives on */
+
+/* ---- Handles ---------------------------------------------------------------- */
+/* A context owns an event queue and the connections created in it.
+ * The Lua binding makes one (or more) per lua_State. */
+typedef uint64_t vws_ctx;
+/* A connection (client). */
+typedef uint64_t vws_conn;
+
+/* ---- Events ---------------------------------------------------------------
+ * Event types are libwebsockets 2.4 callback reasons (enum lws_callback_reasons).
+ */
+#define VWS_EV_CONNECTION_ERROR  1 /* LWS_CALLBACK_CLIENT_CONNECTION_ERROR: data = reason */
+#define VWS_EV_ESTABLISHED       3 /* LWS_CALLBACK_CLIENT_ESTABLISHED: data = chosen subprotocol ("" if none) */
+#define VWS_EV_CLOSED            4 /* LWS_CALLBACK_CLOSED: clean, code, data = reason */
+#define VWS_EV_RECEIVE           8 /* LWS_CALLBACK_CLIENT_RECEIVE: opcode, data = whole message */
+#define VWS_EV_RECEIVE_PONG      9 /* LWS_CALLBACK_CLIENT_RECEIVE_PONG: data = pong payload */
+#define VWS_EV_WRITEABLE        10 /* LWS_CALLBACK_CLIENT_WRITEABLE: the send queue drained to 0 */
+
+/* Message opcodes (RFC 6455 section 5.2). */
+#define VWS_OP_TEXT    1
+#define VWS_OP_BINARY  2
+
+/* Connection states. */
+#define VWS_STATE_CREATED    0 /* created, connect not called yet */
+#define VWS_STATE_CONNECTING 1 /* dialing / handshaking / waiting to reconnect */
+#define VWS_STATE_OPEN       2
+#define VWS_STATE_CLOSING    3 /* close frame sent, waiting for the peer's */
+#define VWS_STATE_CLOSED     4 /* closed or failed for good */
+
+typedef struct vws_event {
+	int      type;    /* VWS_EV_* */
+	vws_conn conn;    /* the connection it concerns */
+	int      opcode;  /* RECEIVE: VWS_OP_TEXT or VWS_OP_BINARY; else 0 */
+	int      clean;   /* CLOSED: 1 if the closing handshake completed; else 0 */
+	int      code;    /* CLOSED: close code (1005 when none was received, 1006 abnormal) */
+	int      attempt; /* ESTABLISHED / CONNECTION_ERROR: connect attempt number, 1-based */
+	char    *data;    /* payload (see type), may contain NULs; NUL-terminated for convenience;
+	                     NULL when len == 0. Owned by the event: release with vws_event_clear. */
+	size_t   len;
+} vws_event;
+
+/* Frees ev->data and zeroes *ev. Safe on a zeroed or already cleared event. */
+void vws_event_clear(vws_event *ev);
+
+/* ---- Engine-wide ------------------------------------------------------------ */
+
+/* Returns VWS_ABI_VERSION of the implementation (never fails). */
+int vws_abi_version(void);
+
+/* Sets the log mask (libwebsockets bits: 1 err, 2 warn, 4 notice, 8 info, 16 debug,
+ * 32 parser, 64 header, 128 ext, 256 client, 512 latency, 1024 user; 2047 = all).
+ * Lines go to stderr as "[YYYY/MM/DD HH:MM:SS:mmmm] LEVEL: text". Default 0. */
+int vws_set_log_level(int mask);
+
+/* Writes one line at the given level (one of the bits above) if enabled. */
+int vws_log(int level, const char *msg);
+
+/* ---- Contexts ------------------------------------------------------------------ */
+
+/* Creates a context with an empty event queue. */
+int vws_ctx_new(vws_ctx *out, char *err, size_t errlen);
+
+/* Closes every connection of the context (without further events), frees the
+ * queue and its pending events. The handle is invalid afterwards. */
+int vws_ctx_free(vws_ctx ctx);
+
+/* Waits up to timeout_ms (0: do not wait; < 0: treated as 0) for the next event of the
+ * context. Returns 1 and fills *ev (release with vws_event_clear) when there is one,
+ * 0 on timeout, or a negative status. */
+int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev);
+
+/* Returns the number of pending events (>= 0), or a negative status. */
+int vws_ctx_pending(vws_ctx ctx);
+
+/* Wakes a thread blocked in vws_ctx_next_event on this context: it returns 0 at once. */
+int vws_ctx_wake(vws_ctx ctx);
+
+/* Returns a file descriptor (>= 0) that is readable while the context has pending
+ * events (level triggered: it is drained by vws_ctx_next_event when the queue empties),
+ * or a negative status. Owned by the context: never close or read it. */
+int vws_ctx_event_fd(vws_ctx ctx);
+
+/* Returns the number of connections of the context that are not CLOSED (>= 0):
+ * created-but-unconnected ones are not counted. */
+int vws_ctx_active(vws_ctx ctx);
+
+/* ---- Connections ----------------------------------------------------------------- */
+
+/* Creates a client connection to url (ws:// or wss://) in ctx. Nothing is dialed yet.
+ * Fails with VWS_EARG and a clear message for a bad URL. */
+int vws_conn_new(vws_ctx ctx, const char *url, vws_conn *out, char *err, size_t errlen);
+
+/* Sets one option before connect, from its text form. Unknown names and bad values
+ * fail with VWS_EARG and a message naming the option. Options (value syntax):
+ *   client_ssl_cert_filepath, client_ssl_private_key_filepath,
+ *   client_ssl_ca_filepath       path (PEM)
+ *   allow_self_signed            "0" | "1"  (skip verification of the server certificate)
+ *   max_message_size             bytes, decimal (default 16777216)
+ *   max_send_queue               bytes, decimal (default 16777216)
+ *   compression                  "0" | "1"  (offer permessage-deflate)
+ *   protocols                    comma separated subprotocol names
+ *   header                       "Name: value" (repeatable; CR/LF or bad names refused)
+ *   origin                       text
+ *   connect_timeout              milliseconds (default 10000)
+ *   ping_interval                milliseconds, 0 = off (default 0)
+ *   pong_timeout                 milliseconds (default: ping_interval, or 10000)
+ *   close_timeout                milliseconds to wait for the peer's close (default 3000)
+ *   reconnect                    "min_delay_ms,max_delay_ms,factor,jitter,max_attempts"
+ *                                (max_attempts 0 = unlimited); "" = off
+ *   proxy                        "http://[user:pass@]host:port" | "env" | "" (none)
+ *   max_redirects                0..10 (default 0: redirects are connection errors)
+ *   pong_events                  "0" | "1"  (deliver VWS_EV_RECEIVE_PONG; default 0)
+ *   writeable_events             "0" | "1"  (deliver VWS_EV_WRITEABLE; default 0)
+ */
+int vws_conn_set_option(vws_conn c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Checks the options as a whole (e.g. loads and verifies cert/key/CA files).
+ * Called once after the options are set; connect calls it too. */
+int vws_conn_check(vws_conn c, char *err, size_t errlen);
+
+/* Starts connecting in the background; returns at once. Outcome arrives as an event
+ * (ESTABLISHED or CONNECTION_ERROR). VWS_ESTATE if already connecting or open. */
+int vws_conn_connect(vws_conn c, char *err, size_t errlen);
+
+/* Queues one whole message (opcode VWS_OP_TEXT or VWS_OP_BINARY); returns at once.
+ * VWS_ESTATE if not open, VWS_ETOOBIG over max_message_size, VWS_EFULL over
+ * max_send_queue. Messages are sent in the order queued. */
+int vws_conn_send(vws_conn c, int opcode, const char *data, size_t len, char *err, size_t errlen);
+
+/* Queues a ping with up to 125 bytes of payload. */
+int vws_conn_ping(vws_conn c, const char *data, size_t len, char *err, size_t errlen);
+
+/* Starts the closing handshake with code (1000 if 0) and reason (<= 123 bytes);
+ * stops reconnecting. A CLOSED event follows. Closing a closed connection is VWS_OK. */
+int vws_conn_close(vws_conn c, int code, const char *reason, size_t len, char *err, size_t errlen);
+
+/* Returns the state (VWS_STATE_*, >= 0) or a negative status. */
+int vws_conn_state(vws_conn c);
+
+/* Writes the number of bytes queued but not yet written to the socket. */
+int vws_conn_buffered(vws_conn c, size_t *out);
+
+/* Copies the subprotocol the server chose ("" if none) into buf (NUL-terminated). */
+int vws_conn_protocol(vws_conn c, char *buf, size_t buflen);
+
+/* Closes the connection if needed (code 1001, no further events) and invalidates the
+ * handle. Events already queued for it stay in the queue; ignore them by handle. */
+int vws_conn_free(vws_conn c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VERAWEBSOCKETS_H */
