@@ -1,0 +1,339 @@
+// Command vws-helper runs the verawebsockets engine out of process, for
+// platforms where Go cannot build a c-shared library (linux/mips*). The C
+// proxy (proxy/*.c, built into verawebsockets.so) starts it with a socketpair
+// on fd 3 and speaks the protocol of internal/wire over it; every call goes to
+// internal/hub, and an event pump per context forwards the hub's events.
+//
+// The helper exits when the socket reaches EOF (the host closed it or died) or
+// when its parent process changes (the host died while a forked child of it
+// still holds the socket). Log lines (vws_set_log_level) go to stderr, which
+// it shares with the host. It is static (CGO_ENABLED=0) and not meant to be
+// run by hand.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/verawebsockets/verawebsockets/internal/hub"
+	"github.com/verawebsockets/verawebsockets/internal/lwslog"
+	"github.com/verawebsockets/verawebsockets/internal/wire"
+	"github.com/verawebsockets/verawebsockets/wsengine"
+)
+
+// socketFD is where the proxy puts the helper's end of the socketpair.
+const socketFD = 3
+
+// abiVersion is VWS_ABI_VERSION of include/verawebsockets.h.
+const abiVersion = 1
+
+func main() {
+	closeInherited()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(socketFD, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
+		fmt.Fprintln(os.Stderr, "vws-helper: the verawebsockets engine helper; started by verawebsockets.so with its socket on fd 3")
+		os.Exit(2)
+	}
+	// Terminal signals go to the whole foreground process group; the host
+	// decides about its own life, and the helper follows it through EOF.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
+	go watchParent(os.Getppid())
+
+	sock := os.NewFile(socketFD, "vws-socket")
+	s := newServer(sock)
+	if err := s.write(&wire.Msg{Kind: wire.KindHello, Op: wire.Version,
+		Args: []wire.Value{wire.Int(int64(os.Getpid())), wire.Int(abiVersion)}}); err != nil {
+		os.Exit(1)
+	}
+	err := s.serve(bufio.NewReaderSize(sock, 64<<10))
+	if err != nil && !errors.Is(err, io.EOF) {
+		lwslog.Printf(lwslog.Err, "vws-helper: %v", err)
+		os.Exit(1)
+	}
+}
+
+// closeInherited closes the sockets and pipes above fd 3 that the host let
+// leak into the helper (fds without FD_CLOEXEC): holding them would keep the
+// host's peers from seeing EOF. The Go runtime's own descriptors are made later
+// or are not sockets or pipes.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= socketFD {
+			continue
+		}
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && (strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "pipe:")) {
+			syscall.Close(fd)
+		}
+	}
+}
+
+// watchParent exits when the parent process changes (the host died).
+func watchParent(ppid int) {
+	for range time.Tick(2 * time.Second) {
+		if os.Getppid() != ppid {
+			os.Exit(0)
+		}
+	}
+}
+
+// server holds the tag tables. tags are the proxy's handles; the hub's own
+// handles never cross the socket.
+type server struct {
+	wmu sync.Mutex // serializes frames on w
+	w   *bufio.Writer
+
+	// Owned by the request loop (serve).
+	ctxs  map[uint64]*pump   // ctx tag -> its pump
+	conns map[uint64]connRef // conn tag -> hub connection
+}
+
+type connRef struct {
+	hub uint64
+	p   *pump
+}
+
+func newServer(w io.Writer) *server {
+	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump), conns: make(map[uint64]connRef)}
+}
+
+// write sends one frame; a failure ends the process (the proxy is gone).
+func (s *server) write(m *wire.Msg) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	err := wire.WriteMsg(s.w, m)
+	if err == nil {
+		err = s.w.Flush()
+	}
+	if err != nil {
+		lwslog.Printf(lwslog.Err, "vws-helper: write: %v", err)
+		os.Exit(1)
+	}
+	return nil
+}
+
+// reply answers call m (unless it wants no reply) with err's status and results.
+func (s *server) reply(m *wire.Msg, err error, results ...wire.Value) {
+	if m.ID == 0 {
+		return
+	}
+	msg := ""
+	if err != nil {
+		msg = message(err)
+	}
+	args := append([]wire.Value{wire.Int(int64(hub.Status(err))), wire.String(msg)}, results...)
+	s.write(&wire.Msg{Kind: wire.KindReply, Op: m.Op, ID: m.ID, Args: args})
+}
+
+// message is err's text for the C caller without the Go package prefix, as
+// the in-process variant (capi) writes it.
+func message(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"hub: ", "wsengine: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+// serve reads calls until EOF.
+func (s *server) serve(r io.Reader) error {
+	for {
+		m, err := wire.ReadMsg(r)
+		if err != nil {
+			return err
+		}
+		if m.Kind != wire.KindCall {
+			return fmt.Errorf("unexpected frame kind %d", m.Kind)
+		}
+		s.call(m)
+	}
+}
+
+// errUnknownConn answers a tag the helper does not know (freed, or never made).
+func errUnknownConn(tag uint64) error { return &hub.HandleError{Kind: "connection", Handle: tag} }
+
+// call runs one call; panics become EInternal replies.
+func (s *server) call(m *wire.Msg) {
+	defer func() {
+		if r := recover(); r != nil {
+			lwslog.Printf(lwslog.Err, "vws-helper: recovered panic: %v\n%s", r, debug.Stack())
+			s.reply(m, &hub.PanicError{Value: r})
+		}
+	}()
+	a := m.Reader()
+	op := wire.Op(m.Op)
+	switch op {
+	case wire.OpSetLogLevel:
+		mask := a.Int()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		lwslog.SetMask(int(mask))
+		s.reply(m, nil)
+	case wire.OpCtxFree:
+		tag := a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		if p := s.ctxs[tag]; p != nil {
+			delete(s.ctxs, tag)
+			for ct := range p.connTags {
+				delete(s.conns, ct)
+			}
+			hub.FreeContext(p.hub) // the pump sees the context gone and ends
+		}
+		s.reply(m, nil)
+	case wire.OpActive:
+		tag := a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		p := s.ctxs[tag]
+		if p == nil { // no connection was ever made in it here
+			s.reply(m, nil, wire.Int(0))
+			return
+		}
+		p.do(func() {
+			n, err := hub.Active(p.hub)
+			p.drain()
+			s.reply(m, err, wire.Int(int64(n)))
+		})
+	case wire.OpConnNew:
+		ctag, tag, url := a.Uint(), a.Uint(), a.String()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		if _, dup := s.conns[tag]; dup {
+			s.reply(m, fmt.Errorf("vws-helper: connection tag %d in use", tag))
+			return
+		}
+		p := s.ctxs[ctag]
+		if p == nil {
+			id := hub.NewContext()
+			if id == 0 {
+				s.reply(m, &hub.PanicError{Value: "hub.NewContext failed"})
+				return
+			}
+			p = newPump(s, ctag, id)
+			s.ctxs[ctag] = p
+		}
+		h, err := hub.NewConn(p.hub, url)
+		if err == nil {
+			p.setTag(h, tag)
+			s.conns[tag] = connRef{hub: h, p: p}
+			p.connTags[tag] = struct{}{}
+		}
+		s.reply(m, err)
+	case wire.OpConnFree:
+		tag := a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		ref, ok := s.conns[tag]
+		if !ok {
+			s.reply(m, errUnknownConn(tag))
+			return
+		}
+		delete(s.conns, tag)
+		delete(ref.p.connTags, tag)
+		ref.p.do(func() {
+			err := hub.FreeConn(ref.hub)
+			ref.p.drain() // events it had queued still go out with its tag
+			ref.p.setTag(ref.hub, 0)
+			s.reply(m, err)
+		})
+	default:
+		s.connCall(m, op, a)
+	}
+}
+
+// connCall runs the calls whose first argument is a connection tag.
+func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
+	tag := a.Uint()
+	ref, known := s.conns[tag]
+	var (
+		err error
+		res []wire.Value
+	)
+	c := ref.hub
+	switch op {
+	case wire.OpSetOption:
+		name, value := a.String(), a.String()
+		if err = a.Err(); err == nil {
+			err = hub.SetOption(c, name, value)
+		}
+	case wire.OpCheck:
+		if err = a.Err(); err == nil {
+			err = hub.Check(c)
+		}
+	case wire.OpConnect:
+		if err = a.Err(); err == nil {
+			err = hub.Connect(c)
+		}
+	case wire.OpSend:
+		opcode, data := a.Int(), a.Bytes()
+		if err = a.Err(); err == nil {
+			if data == nil {
+				data = []byte{}
+			}
+			err = hub.Send(c, wsengine.OpCode(opcode), data)
+		}
+	case wire.OpPing:
+		data := a.Bytes()
+		if err = a.Err(); err == nil {
+			err = hub.Ping(c, data)
+		}
+	case wire.OpClose:
+		code, reason := a.Int(), a.String()
+		if err = a.Err(); err == nil {
+			err = hub.Close(c, int(code), reason)
+		}
+	case wire.OpState:
+		var st wsengine.State
+		if err = a.Err(); err == nil {
+			st, err = hub.State(c)
+		}
+		res = []wire.Value{wire.Int(int64(st))}
+	case wire.OpBuffered:
+		var n int
+		if err = a.Err(); err == nil {
+			n, err = hub.Buffered(c)
+		}
+		res = []wire.Value{wire.Int(int64(n))}
+	case wire.OpProtocol:
+		var p string
+		if err = a.Err(); err == nil {
+			p, err = hub.Protocol(c)
+		}
+		res = []wire.Value{wire.String(p)}
+	default:
+		err = fmt.Errorf("vws-helper: unknown op %d", op)
+	}
+	if err == nil && !known {
+		err = errUnknownConn(tag)
+		if res != nil {
+			res = []wire.Value{res[0]} // keep the reply's shape
+		}
+	}
+	s.reply(m, err, res...)
+}

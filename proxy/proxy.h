@@ -1,0 +1,147 @@
+/*
+ * proxy.h - internals shared by the proxy's files (hidden symbols; the .so
+ * exports only the vws_* ABI).
+ *
+ * Locking: one process-wide mutex (px.mu) guards contexts, their event
+ * queues, the connection table, the request list and the current helper.
+ * A helper's socket writes are serialized by its own wmu, taken without
+ * px.mu held. No lock is held across a wait for the helper except through a
+ * condition variable with a deadline.
+ */
+#ifndef VWS_PROXY_H
+#define VWS_PROXY_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The ABI is exported although the build compiles with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+#include "verawebsockets.h"
+#pragma GCC visibility pop
+#include "wire.h"
+
+#define PX_HIDDEN __attribute__((visibility("hidden")))
+
+/* One queued event. */
+struct px_ev {
+	struct px_ev *next;
+	vws_event ev;
+};
+
+struct px_conn;
+
+/* A context: the event queue lives here, in the host process. */
+struct px_ctx {
+	struct px_ctx *next;      /* px.ctxs */
+	uint64_t id;
+	int refs;                 /* 1 while listed, +1 per thread inside next_event */
+	int freed;
+	struct px_ev *head, *tail;
+	size_t n;
+	pthread_cond_t cond;
+	int waiters;
+	uint64_t wake_gen;
+	int wake_set;             /* a wake that found no waiter (as internal/hub) */
+	int rfd, wfd;             /* event pipe, -1 until vws_ctx_event_fd */
+	unsigned gen;             /* helper generation that has this context (0 none) */
+	struct px_conn *conns;    /* its connections, via cnext */
+};
+
+/* An option as set, replayed when a connection is recreated in a new helper. */
+struct px_opt {
+	struct px_opt *next;
+	char *name, *value;
+};
+
+/* A connection; its id is the handle the caller sees (and the helper's tag). */
+struct px_conn {
+	struct px_conn *hnext;    /* hash chain */
+	struct px_conn *cnext;    /* ctx->conns */
+	uint64_t id;
+	struct px_ctx *ctx;
+	unsigned gen;             /* helper generation that has it (0 none) */
+	int state;                /* VWS_STATE_* as seen from events (for helper death) */
+	int attempt;              /* last attempt number reported */
+	unsigned events;          /* events seen (orders a reply against events) */
+	char *url;
+	struct px_opt *opts, **opts_tail;
+};
+
+/* One helper process. */
+struct px_helper {
+	int refs;                 /* under px.mu */
+	unsigned gen;
+	int fd;                   /* -1 once closed (under wmu) */
+	pid_t pid;
+	pthread_mutex_t wmu;
+	int64_t started_ms;       /* monotonic */
+	int ready;                /* hello received (under px.mu) */
+};
+
+/* A decoded value of a reply or event. */
+struct px_val {
+	int is_bytes;
+	int64_t i;
+	char *b;                  /* malloc'd, NUL-terminated */
+	uint32_t len;
+};
+
+struct px_reply {
+	int n;
+	struct px_val v[WIRE_MAX_VALUES];
+};
+
+/* A frame under construction; the last bytes value's payload may stay in the
+ * caller's memory (tail) and is sent from there. */
+struct px_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int oom;
+	const void *tail;
+	size_t tail_len;
+};
+
+#define PX_BUCKETS 256
+
+struct px_state {
+	pthread_mutex_t mu;
+	struct px_ctx *ctxs;
+	struct px_conn *tab[PX_BUCKETS];
+	uint64_t last_ctx, last_conn;
+	int log_mask;
+	struct px_helper *h;      /* the live helper, or NULL */
+	unsigned gen;             /* generation of the newest helper */
+	uint32_t last_id;
+	struct px_req *reqs;
+	char *helper_path;        /* next to the .so */
+	pthread_mutex_t revive_mu;
+};
+
+PX_HIDDEN extern struct px_state px;
+
+/* helper.c */
+PX_HIDDEN struct px_helper *px_helper_get(int start, char *err, size_t errlen); /* px.mu held; adds a ref */
+PX_HIDDEN void px_helper_put(struct px_helper *h);                               /* px.mu held */
+PX_HIDDEN int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_reply *r,
+	char *err, size_t errlen);                                                     /* px.mu not held */
+PX_HIDDEN void px_reply_free(struct px_reply *r);
+PX_HIDDEN int64_t px_now_ms(void);
+PX_HIDDEN void px_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* api.c, called by the reader with px.mu held */
+PX_HIDDEN struct px_ctx *px_ctx_find(uint64_t id);
+PX_HIDDEN struct px_conn *px_conn_find(uint64_t id);
+PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
+
+/* buffers */
+PX_HIDDEN void px_buf_start(struct px_buf *b, int op);
+PX_HIDDEN void px_buf_int(struct px_buf *b, int64_t v);
+PX_HIDDEN void px_buf_bytes(struct px_buf *b, const void *p, size_t n);
+PX_HIDDEN void px_buf_tail(struct px_buf *b, const void *p, size_t n);
+PX_HIDDEN void px_buf_free(struct px_buf *b);
+
+PX_HIDDEN void px_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

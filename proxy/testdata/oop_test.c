@@ -1,0 +1,473 @@
+/*
+ * oop_test.c - drives include/verawebsockets.h through the out-of-process
+ * proxy against an echo server, including the helper's death and restart.
+ * Run by cmd/vws-helper/oop_test.go:
+ *   VWS_HELPER=... VWS_TEST_URL=ws://127.0.0.1:P/ VWS_TEST_BLACKHOLE_URL=ws://127.0.0.1:Q/ ./oop_test
+ * Prints "ok N - ..." / "not ok N - ..." lines, "helper pid N" lines, and
+ * exits 1 if any check failed.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "verawebsockets.h"
+
+static int nchecks, nfailed;
+
+static void check(int ok, const char *fmt, ...)
+{
+	va_list ap;
+	nchecks++;
+	if (!ok)
+		nfailed++;
+	printf("%s %d - ", ok ? "ok" : "not ok", nchecks);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The helper: our child process (the wrapper, e.g. qemu, when one is used). */
+static pid_t helper_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+	while (d && (e = readdir(d))) {
+		char path[300], buf[512], *p;
+		FILE *f;
+		int ppid;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 &&
+			ppid == getpid()) {
+			char st = p[2];
+			if (st != 'Z')
+				found = (pid_t)atoi(e->d_name);
+		}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* The state letter of pid in /proc (R, S, T, Z...), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p, st = 0;
+	FILE *f;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		st = p[2];
+	fclose(f);
+	return st;
+}
+
+/* Waits for the next event of ctx that concerns conn (others are skipped). */
+static int wait_event(vws_ctx ctx, vws_conn conn, int timeout_ms, vws_event *ev)
+{
+	long long end = now_ms() + timeout_ms;
+	memset(ev, 0, sizeof *ev);
+	for (;;) {
+		long long left = end - now_ms();
+		int rc;
+		if (left <= 0)
+			return 0;
+		rc = vws_ctx_next_event(ctx, (int)left, ev);
+		if (rc != 1)
+			return rc;
+		if (ev->conn == conn)
+			return 1;
+		vws_event_clear(ev);
+	}
+}
+
+static int readable(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+static int echo(vws_ctx ctx, vws_conn c, const char *msg)
+{
+	char err[256] = "";
+	vws_event ev;
+	int ok;
+	if (vws_conn_send(c, VWS_OP_TEXT, msg, strlen(msg), err, sizeof err) != VWS_OK) {
+		printf("# send: %s\n", err);
+		return 0;
+	}
+	/* Skip other messages: an earlier send that timed out may still be echoed. */
+	for (int skip = 0;; skip++) {
+		if (wait_event(ctx, c, 5000, &ev) != 1)
+			return 0;
+		if (ev.type != VWS_EV_RECEIVE || ev.len == strlen(msg) || skip == 100)
+			break;
+		vws_event_clear(&ev);
+	}
+	ok = ev.type == VWS_EV_RECEIVE && ev.opcode == VWS_OP_TEXT && ev.len == strlen(msg) && !memcmp(ev.data, msg, ev.len);
+	vws_event_clear(&ev);
+	return ok;
+}
+
+static int open_conn(vws_ctx ctx, const char *url, vws_conn *c)
+{
+	char err[256] = "";
+	vws_event ev;
+	int ok;
+	if (vws_conn_new(ctx, url, c, err, sizeof err) != VWS_OK) {
+		printf("# conn_new: %s\n", err);
+		return 0;
+	}
+	if (vws_conn_connect(*c, err, sizeof err) != VWS_OK) {
+		printf("# connect: %s\n", err);
+		return 0;
+	}
+	if (wait_event(ctx, *c, 5000, &ev) != 1)
+		return 0;
+	ok = ev.type == VWS_EV_ESTABLISHED && ev.attempt == 1;
+	if (!ok)
+		printf("# event %d: %.*s\n", ev.type, (int)ev.len, ev.data ? ev.data : "");
+	vws_event_clear(&ev);
+	return ok;
+}
+
+/* ---- concurrent senders ---- */
+struct sender {
+	vws_conn c;
+	int id, n, failed;
+	pthread_t t;
+};
+
+static void *send_main(void *arg)
+{
+	struct sender *s = arg;
+	char msg[64], err[128];
+	int i;
+	for (i = 0; i < s->n; i++) {
+		snprintf(msg, sizeof msg, "t%d-%d", s->id, i);
+		if (vws_conn_send(s->c, VWS_OP_TEXT, msg, strlen(msg), err, sizeof err) != VWS_OK)
+			s->failed++;
+	}
+	return NULL;
+}
+
+struct waiter {
+	vws_ctx ctx;
+	int rc;
+	long long ms;
+};
+
+static void *wait_main(void *arg)
+{
+	struct waiter *w = arg;
+	vws_event ev;
+	long long t0 = now_ms();
+	w->rc = vws_ctx_next_event(w->ctx, 10000, &ev);
+	w->ms = now_ms() - t0;
+	if (w->rc == 1)
+		vws_event_clear(&ev);
+	return NULL;
+}
+
+int main(void)
+{
+	const char *url = getenv("VWS_TEST_URL"), *hole = getenv("VWS_TEST_BLACKHOLE_URL");
+	char err[256], buf[64];
+	vws_ctx ctx, ctx2;
+	vws_conn c, c2, ch, c3, cf;
+	vws_event ev;
+	sigset_t mask0, mask1;
+	pid_t hp, hp2;
+	size_t big = (16u << 20) + 1000, i, nbuf;
+	char *data;
+	int fd, rc = 0, k;
+	long long t0;
+
+	if (!url || !hole) {
+		fprintf(stderr, "set VWS_TEST_URL and VWS_TEST_BLACKHOLE_URL\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A host signal mask, which starting the helper must leave alone. */
+	sigemptyset(&mask0);
+	sigaddset(&mask0, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &mask0, NULL);
+	pthread_sigmask(SIG_SETMASK, NULL, &mask0);
+
+	check(vws_abi_version() == VWS_ABI_VERSION, "abi version %d", vws_abi_version());
+	check(vws_ctx_new(&ctx, err, sizeof err) == VWS_OK && ctx != 0, "ctx_new");
+	check(vws_ctx_new(&ctx2, err, sizeof err) == VWS_OK && ctx2 != ctx, "second ctx_new");
+	check(helper_pid() == 0, "no helper before the first connection");
+	check(vws_ctx_pending(ctx) == 0 && vws_ctx_active(ctx) == 0, "empty context: pending 0, active 0");
+	fd = vws_ctx_event_fd(ctx);
+	check(fd >= 0 && !readable(fd, 0), "event fd %d, not readable", fd);
+	check(vws_ctx_next_event(ctx, 0, &ev) == 0, "next_event(0) on an empty queue");
+	check(vws_ctx_pending(999999) == VWS_EARG, "unknown ctx is EARG");
+
+	{ /* a pipe the host leaks (no CLOEXEC) must not be held open by the helper */
+		int leak[2];
+		char ch;
+		if (pipe(leak) == 0) {
+			err[0] = 0;
+			rc = vws_conn_new(ctx, "http://example.com/", &c, err, sizeof err);
+			close(leak[1]);
+			struct pollfd p = {.fd = leak[0], .events = POLLIN};
+			check(poll(&p, 1, 3000) == 1 && read(leak[0], &ch, 1) == 0, "helper does not hold the host's leaked fds");
+			close(leak[0]);
+		}
+	}
+	check(rc == VWS_EARG && err[0], "bad URL: %d (%s)", rc, err);
+	hp = helper_pid();
+	check(hp > 0, "helper started (pid %d)", (int)hp);
+	printf("helper pid %d\n", (int)hp);
+	pthread_sigmask(SIG_SETMASK, NULL, &mask1);
+	for (k = 1, rc = 0; k < 65; k++)
+		rc += sigismember(&mask0, k) != sigismember(&mask1, k);
+	check(rc == 0 && sigismember(&mask1, SIGUSR2) == 1, "host signal mask unchanged");
+
+	check(vws_conn_new(ctx, url, &c, err, sizeof err) == VWS_OK && c != 0, "conn_new %s", url);
+	err[0] = 0;
+	rc = vws_conn_set_option(c, "no_such_option", "1", err, sizeof err);
+	check(rc == VWS_EARG && strstr(err, "no_such_option"), "unknown option: %d (%s)", rc, err);
+	check(vws_conn_set_option(c, "max_message_size", "20971520", err, sizeof err) == VWS_OK &&
+		vws_conn_set_option(c, "max_send_queue", "20971520", err, sizeof err) == VWS_OK, "max_message_size, max_send_queue 20 MiB");
+	check(vws_conn_set_option(c, "pong_events", "1", err, sizeof err) == VWS_OK, "pong_events");
+	check(vws_conn_check(c, err, sizeof err) == VWS_OK, "check");
+	check(vws_conn_state(c) == VWS_STATE_CREATED, "state created");
+	check(vws_ctx_active(ctx) == 0, "created connection is not active");
+	err[0] = 0;
+	rc = vws_conn_send(c, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_ESTATE, "send before open: %d (%s)", rc, err);
+
+	check(vws_conn_connect(c, err, sizeof err) == VWS_OK, "connect");
+	check(readable(fd, 5000), "event fd readable when an event is pending");
+	check(vws_ctx_pending(ctx) == 1, "pending 1");
+	memset(&ev, 0, sizeof ev);
+	rc = vws_ctx_next_event(ctx, 1000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_ESTABLISHED && ev.conn == c && ev.attempt == 1, "ESTABLISHED (rc %d type %d)", rc, ev.type);
+	vws_event_clear(&ev);
+	check(!readable(fd, 0) && vws_ctx_pending(ctx) == 0, "event fd drained with the queue");
+	check(vws_conn_state(c) == VWS_STATE_OPEN && vws_ctx_active(ctx) == 1, "open, active 1");
+	check(vws_conn_connect(c, err, sizeof err) == VWS_ESTATE, "connect while open is ESTATE");
+	nbuf = 12345;
+	rc = vws_conn_buffered(c, &nbuf);
+	check(rc == VWS_OK && nbuf < 12345, "buffered %zu", nbuf);
+	check(vws_conn_protocol(c, buf, sizeof buf) == VWS_OK && buf[0] == 0, "protocol \"%s\"", buf);
+
+	check(echo(ctx, c, "hello"), "echo text");
+	rc = vws_conn_send(c, VWS_OP_BINARY, "", 0, err, sizeof err);
+	rc = rc == VWS_OK ? wait_event(ctx, c, 5000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE && ev.len == 0 && ev.data == NULL, "empty binary message");
+	vws_event_clear(&ev);
+
+	data = malloc(big);
+	for (i = 0; i < big; i++)
+		data[i] = (char)(i * 7 + i / 251);
+	t0 = now_ms();
+	err[0] = 0;
+	rc = vws_conn_send(c, VWS_OP_BINARY, data, big, err, sizeof err);
+	if (rc != VWS_OK)
+		printf("# send 16 MiB: %d %s\n", rc, err);
+	rc = rc == VWS_OK ? wait_event(ctx, c, 20000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE && ev.opcode == VWS_OP_BINARY && ev.len == big &&
+		!memcmp(ev.data, data, big) && ev.data[big] == 0,
+		"16 MiB + 1000 binary echo intact (%zu bytes, %lld ms)", ev.len, now_ms() - t0);
+	vws_event_clear(&ev);
+	free(data);
+
+	rc = vws_conn_ping(c, "abc", 3, err, sizeof err);
+	rc = rc == VWS_OK ? wait_event(ctx, c, 5000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE_PONG && ev.len == 3 && !memcmp(ev.data, "abc", 3), "ping -> pong");
+	vws_event_clear(&ev);
+
+	{ /* 4 threads send 200 messages each; each thread's order is kept */
+		struct sender s[4];
+		int next[4] = {0}, got = 0, bad = 0, failed = 0;
+		for (k = 0; k < 4; k++) {
+			s[k].c = c;
+			s[k].id = k;
+			s[k].n = 200;
+			s[k].failed = 0;
+			pthread_create(&s[k].t, NULL, send_main, &s[k]);
+		}
+		for (k = 0; k < 4; k++) {
+			pthread_join(s[k].t, NULL);
+			failed += s[k].failed;
+		}
+		while (got < 800 && wait_event(ctx, c, 5000, &ev) == 1) {
+			int tid, n;
+			if (ev.type == VWS_EV_RECEIVE && sscanf(ev.data, "t%d-%d", &tid, &n) == 2 && tid >= 0 && tid < 4) {
+				if (n != next[tid])
+					bad++;
+				next[tid] = n + 1;
+				got++;
+			}
+			vws_event_clear(&ev);
+		}
+		check(failed == 0 && got == 800 && bad == 0, "4 threads x 200 sends: %d echoed, %d out of order, %d failed", got, bad, failed);
+	}
+
+	{ /* wake */
+		struct waiter w = {.ctx = ctx2};
+		pthread_t t;
+		pthread_create(&t, NULL, wait_main, &w);
+		usleep(200000);
+		check(vws_ctx_wake(ctx2) == VWS_OK, "wake");
+		pthread_join(t, NULL);
+		check(w.rc == 0 && w.ms < 5000, "blocked next_event (10 s timeout) returned %d after %lld ms", w.rc, w.ms);
+		vws_ctx_wake(ctx2);
+		t0 = now_ms();
+		rc = vws_ctx_next_event(ctx2, 10000, &ev);
+		check(rc == 0 && now_ms() - t0 < 5000, "a wake without waiter is kept for the next wait (10 s timeout)");
+	}
+
+	/* A connection that stays connecting, and one in the other context. */
+	check(vws_conn_new(ctx, hole, &ch, err, sizeof err) == VWS_OK && vws_conn_connect(ch, err, sizeof err) == VWS_OK,
+		"connect to a server that never answers");
+	usleep(100000);
+	check(vws_conn_state(ch) == VWS_STATE_CONNECTING, "state connecting");
+	check(vws_ctx_active(ctx) == 2, "active 2 (%d)", vws_ctx_active(ctx));
+	check(open_conn(ctx2, url, &c2), "open in ctx2");
+	check(vws_conn_new(ctx, url, &cf, err, sizeof err) == VWS_OK, "a created, never connected connection");
+
+	/* ---- kill -9 the helper ---- */
+	vws_set_log_level(256); /* replayed to the next helper */
+	hp = helper_pid();
+	check(hp > 0 && kill(hp, SIGKILL) == 0, "kill -9 helper %d", (int)hp);
+	/* Racing the death: must not raise SIGPIPE in the host. */
+	for (k = 0; k < 50; k++)
+		vws_conn_send(c, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	{
+		int closed = 0, cerr = 0, other = 0, n = 0, got2 = 0;
+		while (n < 3 && wait_event(ctx, c, 0, &ev) >= 0) { /* skip echoes still queued */
+			vws_event_clear(&ev);
+			break;
+		}
+		t0 = now_ms();
+		while (now_ms() - t0 < 5000 && (closed + cerr) < 2) {
+			if (vws_ctx_next_event(ctx, 500, &ev) != 1)
+				continue;
+			if (ev.conn == c && ev.type == VWS_EV_CLOSED && ev.clean == 0 && ev.code == 1006 && ev.data &&
+				!strcmp(ev.data, "engine helper died"))
+				closed++;
+			else if (ev.conn == ch && ev.type == VWS_EV_CONNECTION_ERROR && ev.data && !strcmp(ev.data, "engine helper died") && ev.attempt >= 1)
+				cerr++;
+			else if (ev.type != VWS_EV_RECEIVE)
+				other++;
+			vws_event_clear(&ev);
+		}
+		check(closed == 1, "open connection: CLOSED clean=0 1006 \"engine helper died\"");
+		check(cerr == 1, "connecting connection: CONNECTION_ERROR \"engine helper died\"");
+		check(other == 0, "no other events (%d)", other);
+		if (wait_event(ctx2, c2, 2000, &ev) == 1) {
+			got2 = ev.type == VWS_EV_CLOSED && ev.code == 1006;
+			vws_event_clear(&ev);
+		}
+		check(got2, "ctx2's connection closed too");
+	}
+	check(vws_ctx_next_event(ctx, 300, &ev) == 0, "nothing for the created connection");
+	check(vws_conn_state(c) == VWS_STATE_CLOSED && vws_conn_state(ch) == VWS_STATE_CLOSED, "dead handles are CLOSED");
+	check(vws_conn_state(cf) == VWS_STATE_CREATED, "dead created handle is CREATED");
+	err[0] = 0;
+	rc = vws_conn_send(c, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_ESTATE, "send on a dead handle: %d (%s)", rc, err);
+	check(vws_conn_close(c, 1000, "bye", 3, err, sizeof err) == VWS_OK, "close on a dead handle is OK");
+	check(vws_ctx_active(ctx) == 0 && vws_ctx_active(ctx2) == 0, "active 0 after the death");
+	check(helper_pid() == 0, "helper reaped, none running");
+
+	/* ---- restart ---- */
+	fprintf(stderr, "MARK restart\n");
+	check(open_conn(ctx, url, &c3), "a new connection starts a new helper");
+	hp2 = helper_pid();
+	check(hp2 > 0 && hp2 != hp, "new helper pid %d", (int)hp2);
+	printf("helper pid %d\n", (int)hp2);
+	check(c3 != c && c3 != ch && c3 != cf && c3 != c2, "handles stay unique across restarts (%llu)", (unsigned long long)c3);
+	check(echo(ctx, c3, "after restart"), "echo on the new helper");
+	vws_set_log_level(0);
+	check(vws_conn_connect(c, err, sizeof err) == VWS_OK, "connect on the old handle recreates it");
+	rc = wait_event(ctx, c, 5000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_ESTABLISHED, "old handle established again");
+	vws_event_clear(&ev);
+	check(echo(ctx, c, "revived"), "echo on the revived handle");
+	rc = vws_conn_ping(c, "p", 1, err, sizeof err);
+	rc = rc == VWS_OK ? wait_event(ctx, c, 5000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE_PONG, "its options were replayed (pong_events)");
+	vws_event_clear(&ev);
+	check(vws_ctx_active(ctx) == 2, "active 2 (%d)", vws_ctx_active(ctx));
+
+	/* ---- a wedged helper: calls time out instead of hanging ---- */
+	setenv("VWS_HELPER_TIMEOUT_MS", "500", 1);
+	kill(hp2, SIGSTOP);
+	for (k = 0; k < 200 && proc_state(hp2) != 'T'; k++) /* stopped for real */
+		usleep(5000);
+	t0 = now_ms();
+	err[0] = 0;
+	rc = vws_conn_send(c3, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_EENGINE && now_ms() - t0 < 5000, "stopped helper: send %d after %lld ms (%s)", rc, now_ms() - t0, err);
+	kill(hp2, SIGCONT);
+	unsetenv("VWS_HELPER_TIMEOUT_MS");
+	usleep(100000);
+	while (vws_ctx_next_event(ctx, 200, &ev) == 1)
+		vws_event_clear(&ev);
+	check(echo(ctx, c3, "continued"), "works again after SIGCONT");
+
+	/* ---- fork: the child gets its own helper ---- */
+	if (getenv("VWS_TEST_NO_FORK")) { /* qemu-user cannot fork a threaded process */
+		check(1, "# SKIP fork");
+	} else {
+		pid_t child = fork(), w;
+		int st = -1;
+		if (child == 0) {
+			vws_ctx cc;
+			vws_conn ccn;
+			int ok = vws_ctx_new(&cc, err, sizeof err) == VWS_OK && open_conn(cc, url, &ccn) && echo(cc, ccn, "child");
+			_exit(ok ? 0 : 1);
+		}
+		w = waitpid(child, &st, 0);
+		check(w == child && WIFEXITED(st) && WEXITSTATUS(st) == 0, "forked child ran its own helper (status %d)", st);
+		check(echo(ctx, c3, "parent after fork"), "parent's helper unaffected");
+		check(helper_pid() == hp2, "parent still has one helper");
+	}
+
+	/* ---- free ---- */
+	check(vws_conn_close(c3, 1000, "done", 4, err, sizeof err) == VWS_OK, "close");
+	rc = wait_event(ctx, c3, 5000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_CLOSED, "CLOSED event (clean %d code %d)", ev.clean, ev.code);
+	vws_event_clear(&ev);
+	check(vws_conn_state(c3) == VWS_STATE_CLOSED, "state closed");
+	check(vws_conn_free(c3) == VWS_OK && vws_conn_state(c3) == VWS_EARG, "freed handle is EARG");
+	vws_conn_send(c, VWS_OP_TEXT, "pending", 7, err, sizeof err);
+	usleep(200000);
+	check(vws_ctx_free(ctx) == VWS_OK, "ctx_free with connections and events");
+	check(vws_conn_state(c) == VWS_EARG && vws_ctx_pending(ctx) == VWS_EARG, "its handles are invalid");
+	check(vws_ctx_free(ctx2) == VWS_OK, "ctx_free ctx2");
+
+	printf("1..%d\n", nchecks);
+	printf("%s: %d of %d checks failed\n", nfailed ? "FAIL" : "PASS", nfailed, nchecks);
+	return nfailed ? 1 : 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * wire.h - the proxy <-> vws-helper protocol; mirrors internal/wire (Go),
+ * which documents it (internal/wire/doc.go). Change both together.
+ *
+ * Frame: u32 BE n (length of the rest, WIRE_MIN_BODY..WIRE_MAX_BODY),
+ *        u8 kind, u8 op, u32 BE id, then values: u8 tag +
+ *        WIRE_TAG_INT: i64 BE | WIRE_TAG_BYTES: u32 BE len + bytes.
+ */
+#ifndef VWS_PROXY_WIRE_H
+#define VWS_PROXY_WIRE_H
+
+#include <stdint.h>
+
+#define WIRE_VERSION 1
+
+#define WIRE_KIND_CALL  1
+#define WIRE_KIND_REPLY 2
+#define WIRE_KIND_EVENT 3
+#define WIRE_KIND_HELLO 4
+
+#define WIRE_OP_SET_LOG_LEVEL 1  /* mask -> () */
+#define WIRE_OP_CTX_FREE      2  /* ctx -> () */
+#define WIRE_OP_ACTIVE        3  /* ctx -> (n) */
+#define WIRE_OP_CONN_NEW      4  /* ctx, conn, url -> () */
+#define WIRE_OP_SET_OPTION    5  /* conn, name, value -> () */
+#define WIRE_OP_CHECK         6  /* conn -> () */
+#define WIRE_OP_CONNECT       7  /* conn -> () */
+#define WIRE_OP_SEND          8  /* conn, opcode, data -> () */
+#define WIRE_OP_PING          9  /* conn, data -> () */
+#define WIRE_OP_CLOSE        10  /* conn, code, reason -> () */
+#define WIRE_OP_STATE        11  /* conn -> (state) */
+#define WIRE_OP_BUFFERED     12  /* conn -> (n) */
+#define WIRE_OP_PROTOCOL     13  /* conn -> (protocol) */
+#define WIRE_OP_CONN_FREE    14  /* conn -> () */
+
+#define WIRE_TAG_INT   1
+#define WIRE_TAG_BYTES 2
+
+#define WIRE_HEADER_LEN 6
+#define WIRE_MIN_BODY   WIRE_HEADER_LEN
+#define WIRE_MAX_BODY   (1u << 30)
+
+/* Reply values: status, err, results. Event values: ctx, conn, opcode, clean,
+ * code, attempt, state, data. Hello values: pid, ABI version. */
+#define WIRE_MAX_VALUES 16
+
+static inline void wire_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+static inline uint32_t wire_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void wire_put64(uint8_t *p, uint64_t v)
+{
+	wire_put32(p, (uint32_t)(v >> 32));
+	wire_put32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t wire_get64(const uint8_t *p)
+{
+	return (uint64_t)wire_get32(p) << 32 | wire_get32(p + 4);
+}
+
+#endif
