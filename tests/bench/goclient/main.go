@@ -1,0 +1,75 @@
+// Command goclient is the reference side of `make bench`: the same workloads as
+// tests/bench/bench.lua, done by a plain Go client on gobwas/ws, against the same
+// echo server. It prints one line per workload:
+//
+//	rtt N SECONDS    N round trips of a -size byte text message, the next sent on receipt
+//	mib N SECONDS    N echoes of a 1 MiB binary message, the next sent on receipt
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+func main() {
+	url := flag.String("url", "", "ws:// URL of the echo server")
+	rtts := flag.Int("rtt", 20000, "round trips of the small text message (0 = skip)")
+	size := flag.Int("size", 100, "size of the small text message in bytes")
+	mibs := flag.Int("mib", 64, "echoes of a 1 MiB binary message (0 = skip)")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("goclient: ")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, *url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{bufio.NewReaderSize(r, 64<<10), conn}
+	bw := bufio.NewWriterSize(conn, 64<<10)
+
+	run := func(name string, n int, op ws.OpCode, msg []byte) {
+		if n == 0 {
+			return
+		}
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if err := wsutil.WriteClientMessage(bw, op, msg); err != nil {
+				log.Fatal(err)
+			}
+			if err := bw.Flush(); err != nil {
+				log.Fatal(err)
+			}
+			p, gotOp, err := wsutil.ReadServerData(rw)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if gotOp != op || !bytes.Equal(p, msg) {
+				log.Fatalf("%s: echo %d differs (opcode %v, %d bytes)", name, i, gotOp, len(p))
+			}
+		}
+		fmt.Printf("%s %d %.6f\n", name, n, time.Since(start).Seconds())
+	}
+	run("rtt", *rtts, ws.OpText, bytes.Repeat([]byte("x"), *size))
+	run("mib", *mibs, ws.OpBinary, bytes.Repeat([]byte{0xa5}, 1<<20))
+	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "")
+	ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
+}

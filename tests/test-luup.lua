@@ -1,0 +1,182 @@
+-- Luup mode (standalone = false, the default): events arrive from the dispatcher
+-- thread without ws.loop/ws.dispatch. A plain lua5.1 script holds no VM lock, so
+-- these tests wait with a blocking sleep (os.execute) and keep the handlers tiny.
+package.path = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib/?.lua;" .. package.path
+local tap = require "tap"
+local ws = tap.ws
+local test, ok, eq, like = tap.test, tap.ok, tap.eq, tap.like
+
+-- Counters the handlers bump (globals, as Luup plugins do).
+t_luup = { open = 0, msg = 0, close = 0, err = 0 }
+
+function t_luup_open() t_luup.open = t_luup.open + 1 end
+function t_luup_msg(data) t_luup.last = data; t_luup.msg = t_luup.msg + 1 end
+function t_luup_close(clean, code) t_luup.code = code; t_luup.close = t_luup.close + 1 end
+function t_luup_err(reason) t_luup.reason = reason; t_luup.err = t_luup.err + 1 end
+
+local function reset() t_luup = { open = 0, msg = 0, close = 0, err = 0 } end
+
+test("default standalone = false: open, message and close arrive without loop/dispatch", function()
+	reset()
+	local wso = tap.track(ws.create { url = tap.url("/echo"),
+		event_handlers = { [1] = "t_luup_err", [3] = "t_luup_open", [4] = "t_luup_close", [8] = "t_luup_msg" } })
+	eq(ws.connect(wso), true)
+	tap.wait_nodispatch(function() return t_luup.open == 1 or t_luup.err > 0 end, 10, "open handler")
+	eq(t_luup.err, 0, "error: " .. tostring(t_luup.reason))
+	eq(ws.send(wso, "luup hello"), true)
+	tap.wait_nodispatch(function() return t_luup.msg == 1 end, 10, "message handler")
+	eq(t_luup.last, "luup hello")
+	eq(ws.close(wso, 4003), true)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close handler")
+	eq(t_luup.code, 4003)
+	eq(ws.state(wso), "closed")
+end)
+
+test("positional create with standalone = false; send from inside a Luup handler", function()
+	reset()
+	local wso
+	function t_luup_open_send(proto, attempt, w) t_luup.open = t_luup.open + 1; ws.send(w, "from handler") end
+	wso = tap.track(ws.create(tap.url("/echo"), { [3] = "t_luup_open_send", [8] = "t_luup_msg", [4] = "t_luup_close" }, nil, false))
+	ws.connect(wso)
+	tap.wait_nodispatch(function() return t_luup.msg == 1 end, 10, "echo of the handler's send")
+	eq(t_luup.last, "from handler")
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+	t_luup_open_send = nil
+end)
+
+test("ws.loop() returns at once when only Luup connections exist", function()
+	reset()
+	local wso = tap.track(ws.create { url = tap.url("/echo"), event_handlers = { [3] = "t_luup_open", [4] = "t_luup_close" } })
+	ws.connect(wso)
+	local t0 = tap.now()
+	eq(ws.loop(3000), true)
+	ok(tap.now() - t0 < 1 * tap.factor, "returned at once")
+	tap.wait_nodispatch(function() return t_luup.open == 1 end, 10, "open")
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+end)
+
+test("standalone events wait for dispatch while Luup events come by themselves", function()
+	reset()
+	local sa_open = 0
+	local sa = tap.track(ws.create { url = tap.url("/echo"), standalone = true,
+		event_handlers = { [3] = function() sa_open = sa_open + 1 end } })
+	local lp = tap.track(ws.create { url = tap.url("/echo"), event_handlers = { [3] = "t_luup_open", [4] = "t_luup_close" } })
+	ws.connect(sa)
+	ws.connect(lp)
+	tap.wait_nodispatch(function() return t_luup.open == 1 end, 10, "Luup open")
+	tap.sleep(0.3)
+	eq(sa_open, 0, "standalone open handler must not run without dispatch")
+	tap.wait(function() return sa_open == 1 end, 5, "standalone open via dispatch")
+	ws.close(lp)
+	ws.close(sa)
+	tap.wait(function() return ws.state(sa) == "closed" end, 5, "standalone closed")
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "Luup close")
+end)
+
+test("Luup events are delivered while the main thread waits in ws.loop on a standalone connection", function()
+	reset()
+	local sa = tap.track(ws.create { url = tap.url("/echo"), standalone = true })
+	ws.connect(sa)
+	local lp = tap.track(ws.create { url = tap.url("/push?n=3"), event_handlers = { [3] = "t_luup_open", [8] = "t_luup_msg", [4] = "t_luup_close" } })
+	ws.connect(lp)
+	-- sa stays open: each ws.loop times out; the dispatcher delivers lp's events meanwhile
+	local deadline = tap.now() + 10 * tap.factor
+	repeat
+		local r, why = ws.loop(300)
+		eq(r, false); eq(why, "timeout")
+	until t_luup.msg >= 3 or tap.now() > deadline
+	eq(t_luup.open, 1)
+	eq(t_luup.msg, 3)
+	ws.close(lp)
+	ws.close(sa)
+	eq(ws.loop(tap.ms(5000)), true)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "Luup close")
+end)
+
+test("Luup connection error arrives by itself", function()
+	reset()
+	local wso = tap.track(ws.create { url = tap.url("/status404"), event_handlers = { [1] = "t_luup_err" } })
+	ws.connect(wso)
+	tap.wait_nodispatch(function() return t_luup.err == 1 end, 10, "error handler")
+	ok(type(t_luup.reason) == "string" and t_luup.reason:find("HS: ws upgrade response not 101", 1, true),
+		"reason " .. tap.show(t_luup.reason))
+	eq(ws.state(wso), "closed")
+end)
+
+test("a Luup wso that no variable holds still gets its events", function()
+	reset()
+	do
+		local w = ws.create { url = tap.url("/echo"), event_handlers = {
+			[3] = function(_, _, wso) t_luup.open = t_luup.open + 1; ws.send(wso, "orphan") end,
+			[8] = function(data, _, wso) t_luup.last = data; ws.close(wso) end,
+			[4] = "t_luup_close" } }
+		ws.connect(w)
+	end
+	collectgarbage("collect")
+	collectgarbage("collect")
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close of the orphan")
+	eq(t_luup.last, "orphan")
+end)
+
+test("Luup handler errors go to stderr and later events still come (child)", function()
+	local out, okr = tap.run_lua(([[
+		local ws = require "verawebsockets"
+		local n = 0
+		got = {}
+		local w = ws.create{url = %q, event_handlers = {
+			[3] = function(p, a, wso) ws.send(wso, "one"); error("luup boom") end,
+			[8] = function(data, kind, wso) got[#got + 1] = data; ws.close(wso) end,
+			[4] = function(clean, code) got.closed = code end }}
+		ws.connect(w)
+		for _ = 1, 200 * (tonumber(os.getenv("VWS_TEST_TIME_FACTOR") or "") or 1) do
+			if got.closed then break end
+			os.execute("sleep 0.05")
+		end
+		print("got", got[1], got.closed)
+	]]):format(tap.url("/echo")))
+	ok(okr, "child: " .. out)
+	like(out, "verawebsockets: error in handler for event 3: [^\n]*luup boom")
+	like(out, "got\tone\t1000")
+end)
+
+test("closing the Lua state with an open Luup connection (child exits normally)", function()
+	local id = tap.uid("luupexit")
+	local out, okr, status = tap.run_lua(([[
+		local ws = require "verawebsockets"
+		opened = false
+		local w = ws.create{url = %q, event_handlers = {[3] = function() opened = true end}}
+		ws.connect(w)
+		for _ = 1, 200 * (tonumber(os.getenv("VWS_TEST_TIME_FACTOR") or "") or 1) do
+			if opened then break end
+			os.execute("sleep 0.05")
+		end
+		print("opened", opened)
+		-- the script ends here: lua.c calls lua_close with the dispatcher running
+	]]):format(tap.url("/echo?id=" .. id)))
+	ok(okr, "child exit status " .. tostring(status) .. ": " .. out)
+	like(out, "opened\ttrue")
+	local seen = tap.closeinfo(id)
+	eq(seen.seen, true, "server saw the connection end")
+	ok(seen.code == 1001 or seen.code == 1006, "code " .. tostring(seen.code))
+end)
+
+test("500 pushed messages arrive in order through the dispatcher", function()
+	reset()
+	t_luup.bad = 0
+	function t_luup_count(data)
+		t_luup.msg = t_luup.msg + 1
+		if data ~= tostring(t_luup.msg) then t_luup.bad = t_luup.bad + 1 end
+	end
+	local wso = tap.track(ws.create { url = tap.url("/push?n=500"), event_handlers = { [8] = "t_luup_count", [4] = "t_luup_close" } })
+	ws.connect(wso)
+	tap.wait_nodispatch(function() return t_luup.msg >= 500 end, 15, "500 messages")
+	eq(t_luup.msg, 500)
+	eq(t_luup.bad, 0, "out of order")
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+	t_luup_count = nil
+end)
+
+tap.done()
