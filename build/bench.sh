@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# make bench: round trips/s (100 B text, next message sent on receipt) and MiB/s (1 MiB
+# binary echo) through the Lua API (lua5.1 + the real .so, standalone ws.loop) beside a plain
+# Go gobwas client (tests/bench/goclient), all against one Go echo server (tests/demo/echoserver)
+# in the same run; then the RSS of lua5.1 holding one idle connection, per variant.
+# Env: RTT_N (default 30000), MIB_N (default 256), LUA (default lua5.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+rtt_n=${RTT_N:-30000} mib_n=${MIB_N:-256} lua=${LUA:-lua5.1}
+mkdir -p build/out/host
+go build -o build/out/host/echoserver ./tests/demo/echoserver
+go build -o build/out/host/goclient ./tests/bench/goclient
+
+# Variants: inproc = ./verawebsockets.so (make build), oop = build/out/amd64/oop (built here if missing).
+declare -A dir
+if [ -f verawebsockets.so ]; then dir[inproc]=.; elif [ -f build/out/amd64/inproc/verawebsockets.so ]; then dir[inproc]=build/out/amd64/inproc; fi
+if [ ! -x build/out/amd64/oop/vws-helper ] && [ -d proxy ]; then
+	build/build.sh oop amd64 >/dev/null 2>&1 || echo "bench: oop build failed; oop skipped" >&2
+fi
+[ -x build/out/amd64/oop/vws-helper ] && dir[oop]=build/out/amd64/oop
+variants=()
+for v in inproc oop; do [ -n "${dir[$v]:-}" ] && variants+=("$v"); done
+[ ${#variants[@]} -gt 0 ] || { echo "bench: no built variant (make build)" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+srv= bg=
+cleanup() {
+	[ -n "$bg" ] && kill "$bg" 2>/dev/null
+	[ -n "$srv" ] && kill "$srv" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+build/out/host/echoserver -quiet -max-time 120s >"$tmp/url" 2>"$tmp/server.log" &
+srv=$!
+for _ in $(seq 100); do [ -s "$tmp/url" ] && break; sleep 0.05; done
+url=$(head -1 "$tmp/url")
+[ -n "$url" ] || { echo "bench: echo server did not start" >&2; exit 1; }
+
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
+declare -A res # res[WORKLOAD,RUNNER] = rate
+if out=$(timeout 60 build/out/host/goclient -url "$url" -rtt "$rtt_n" -mib "$mib_n"); then
+	while read -r w n s; do res[$w,go]=$(rate "$n" "$s"); done <<<"$out"
+else
+	echo "bench: go client failed" >&2
+fi
+for v in "${variants[@]}"; do
+	for w in rtt mib; do
+		n=$rtt_n
+		[ $w = mib ] && n=$mib_n
+		# shellcheck disable=SC2086
+		if out=$(LUA_CPATH="${dir[$v]}/?.so" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err"); then
+			read -r _ n s <<<"$out"
+			res[$w,$v]=$(rate "$n" "$s")
+		else
+			echo "bench: lua $v $w failed: $(head -3 "$tmp/err")" >&2
+		fi
+	done
+done
+
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+echo
+printf '%-28s %12s' "workload (one connection)" "Go gobwas"
+for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v" "Lua/Go"; done
+echo
+for w in rtt mib; do
+	label="round trips/s (100 B text)"
+	[ $w = mib ] && label="MiB/s (1 MiB binary echo)"
+	printf '%-28s %12s' "$label" "${res[$w,go]:--}"
+	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,$v]:--}" "$(ratio "${res[$w,$v]:-}" "${res[$w,go]:-}")"; done
+	echo
+done
+echo "(rtt: $rtt_n round trips; MiB/s: $mib_n echoes, payload MiB echoed per second; $(nproc) cores)"
+
+# RSS with one idle connection: VmRSS of the lua5.1 process (and of the oop helper, its child).
+vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -; }
+echo
+printf '%-36s %14s %14s\n' "RSS, one idle connection" "lua5.1 (KiB)" "helper (KiB)"
+mkfifo "$tmp/fifo"
+# shellcheck disable=SC2086
+$lua -e 'io.read()' <"$tmp/fifo" &
+bg=$!
+exec 3>"$tmp/fifo"
+sleep 0.5
+printf '%-36s %14s %14s\n' "lua5.1 alone, no module" "$(vmrss "$bg")" "-"
+exec 3>&-
+wait "$bg" 2>/dev/null || true
+bg=
+for v in "${variants[@]}"; do
+	: >"$tmp/idle"
+	# shellcheck disable=SC2086
+	LUA_CPATH="${dir[$v]}/?.so" timeout 20 $lua tests/bench/bench.lua idle "$url" 3 >"$tmp/idle" 2>&1 &
+	bg=$!
+	for _ in $(seq 100); do grep -q READY "$tmp/idle" && break; sleep 0.05; done
+	sleep 0.5
+	pid=$(cat "/proc/$bg/task/$bg/children" 2>/dev/null | awk '{ print $1 }') # timeout's child: lua5.1
+	lrss=$(vmrss "$pid") hrss=-
+	if [ "$v" = oop ]; then
+		h=$(cat /proc/"$pid"/task/*/children 2>/dev/null | awk '{ print $1 }')
+		[ -n "$h" ] && hrss=$(vmrss "$h")
+	fi
+	grep -q READY "$tmp/idle" || lrss="- (never open: $(head -1 "$tmp/idle"))"
+	printf '%-36s %14s %14s\n' "$v ($([ "$v" = oop ] && echo "Lua + proxy .so" || echo "Go runtime in process"))" "$lrss" "$hrss"
+	wait "$bg" 2>/dev/null || true
+	bg=
+done

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make test: every suite, each printing its runner's summary line.
+# Each part is a script owned by its suite; a failing part fails the run,
+# but every part runs so the summary shows everything.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+build/deps.sh lua luajit lua-dev peers proxy || exit 1
+fail=0
+part() { # part NAME CMD...
+	echo "=== $1"
+	shift
+	if ! "$@"; then echo "=== FAILED: $*"; fail=1; fi
+}
+# Both native variants, fresh: every part below tests these builds.
+build/build.sh inproc amd64 >/dev/null && build/build.sh oop amd64 >/dev/null || { echo "=== build FAILED"; exit 1; }
+part "wiki demo (make demo)" build/demo.sh
+part "go test -race" build/test-go.sh
+part "lua suite, in-process variant" build/test-lua.sh inproc amd64
+part "lua suite, out-of-process variant" build/test-lua.sh oop amd64
+part "lua suite, in-process variant under LuaJIT" env LUA=luajit VWS_TEST_TIME_FACTOR=1 build/test-lua.sh inproc amd64
+part "conformance (RFC 6455, Autobahn-style cases)" build/test-conformance.sh
+part "LuaUPnP-like host" build/test-host.sh
+part "docs coverage" build/test-docs.sh
+if [ -z "${VWS_SKIP_CROSS:-}" ]; then
+	part "lua suite under qemu (mipsel, armel)" build/test-cross.sh mipsel armel
+fi
+[ $fail -eq 0 ] && echo "=== make test: all parts passed" || echo "=== make test: some parts FAILED"
+exit $fail
