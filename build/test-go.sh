@@ -10,4 +10,4 @@ go test -race -shuffle=on -count=1 -p 2 $(go list ./... | grep -v -e /capi -e /t
 go test -count=1 ./capi
 VWS_SO=$PWD/build/out/amd64/inproc/verawebsockets.so VWS_TEST_FAULTS=1 go test -count=1 ./capi
 VWS_SO=$PWD/build/out/amd64/oop/verawebsockets.so go test -count=1 ./capi
-build/fuzz.sh "${FUZZTIME_SHORT:-5s}"
+build/fuzz.sh "${FUZZ_BUDGET:-quick}"
