@@ -35,6 +35,9 @@ type Conn struct {
 	runDone     chan struct{}      // closed when the run goroutine returns
 	closeCode   int
 	closeReason string
+
+	accepted bool   // accepted by a Server (server role); never dials
+	uri      string // accepted: the request URI of the opening handshake
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.
@@ -97,6 +100,9 @@ func (c *Conn) Connect() error {
 	defer c.mu.Unlock()
 	if c.abandon {
 		return ErrNotOpen
+	}
+	if c.accepted {
+		return &OptionError{Name: "connect", Msg: "a connection accepted by a server cannot be connected"}
 	}
 	if c.running || (c.state != StateCreated && c.state != StateClosed) {
 		return ErrBusy

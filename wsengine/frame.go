@@ -58,15 +58,19 @@ type frameState struct {
 	inMessage bool  // a fragmented data message is open
 	msgLen    int64 // bytes of the open message so far
 	maxSize   int64 // max_message_size
+	server    bool  // we are the server: frames must be masked (section 5.1)
 }
 
-// checkHeader validates a frame header read from the server (RFC 6455 section
-// 5.2-5.5). It returns nil or a *CloseError with the code to fail with.
+// checkHeader validates a frame header read from the peer (RFC 6455 section
+// 5.1-5.5). It returns nil or a *CloseError with the code to fail with.
 func checkHeader(h ws.Header, st *frameState) *CloseError {
 	fail := func(code int, format string, args ...any) *CloseError {
 		return &CloseError{Code: code, Reason: fmt.Sprintf(format, args...)}
 	}
-	if h.Masked {
+	if h.Masked != st.server {
+		if st.server {
+			return fail(CloseProtocolError, "unmasked frame from client")
+		}
 		return fail(CloseProtocolError, "masked frame from server")
 	}
 	if h.OpCode.IsReserved() {

@@ -55,6 +55,7 @@ type session struct {
 	nc       net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	server   bool // server role: frames out unmasked, frames in must be masked
 	inflate  *inflater
 	deflate  *deflater // nil: send uncompressed
 	lastRecv atomic.Int64
@@ -75,7 +76,7 @@ type session struct {
 
 func newSession(c *Conn, est *established) *session {
 	s := &session{
-		c: c, nc: est.nc, br: est.br, bw: bufio.NewWriterSize(est.nc, 16<<10),
+		c: c, nc: est.nc, br: est.br, bw: bufio.NewWriterSize(est.nc, 16<<10), server: c.accepted,
 		wWake: make(chan struct{}, 1), stop: make(chan struct{}),
 		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
 	}
@@ -181,10 +182,14 @@ func (s *session) writeLoop() {
 	}
 }
 
-// writeFrame writes f as one masked frame.
+// writeFrame writes f as one frame, masked unless we are the server (a
+// server never changes f.p, so one buffer may be queued on many connections).
 func (s *session) writeFrame(f outFrame) error {
 	p := f.p
-	h := ws.Header{Fin: true, OpCode: f.op, Masked: true, Mask: ws.NewMask()}
+	h := ws.Header{Fin: true, OpCode: f.op, Masked: !s.server}
+	if h.Masked {
+		h.Mask = ws.NewMask()
+	}
 	if f.data && s.deflate != nil && len(p) >= compressMin {
 		z, err := s.deflate.deflate(p)
 		if err != nil {
@@ -200,7 +205,9 @@ func (s *session) writeFrame(f outFrame) error {
 	if err := ws.WriteHeader(s.bw, h); err != nil {
 		return err
 	}
-	ws.Cipher(p, h.Mask, 0)
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
 	if _, err := s.bw.Write(p); err != nil {
 		return err
 	}
@@ -227,7 +234,7 @@ func ioResult(err error) readResult {
 func (s *session) read() readResult {
 	o := &s.c.opts
 	hbuf := make([]byte, 2, ws.MaxHeaderSize-2)
-	st := frameState{deflate: s.inflate != nil, maxSize: o.maxMessageSize}
+	st := frameState{deflate: s.inflate != nil, maxSize: o.maxMessageSize, server: s.server}
 	var (
 		msg        []byte
 		msgOp      ws.OpCode
@@ -267,6 +274,9 @@ func (s *session) read() readResult {
 			p := make([]byte, h.Length)
 			if _, err := io.ReadFull(s.br, p); err != nil {
 				return ioResult(err)
+			}
+			if h.Masked {
+				ws.Cipher(p, h.Mask, 0)
 			}
 			s.lastRecv.Store(time.Now().UnixNano())
 			switch h.OpCode {
@@ -312,6 +322,9 @@ func (s *session) read() readResult {
 				return ioResult(err)
 			}
 			s.lastRecv.Store(time.Now().UnixNano())
+			if h.Masked {
+				ws.Cipher(zbuf[:m], h.Mask, int(h.Length-n))
+			}
 			if err := s.inflate.feed(zbuf[:m]); err != nil {
 				return inflateFail(err)
 			}
@@ -336,6 +349,9 @@ func (s *session) read() readResult {
 					err = io.ErrNoProgress
 				}
 				return ioResult(err)
+			}
+			if h.Masked {
+				ws.Cipher(msg[l:], h.Mask, int(h.Length-n))
 			}
 			s.lastRecv.Store(time.Now().UnixNano())
 			if msgOp == ws.OpText && !compressed && !text.Write(msg[l:]) {

@@ -65,7 +65,7 @@ func recoverTo(err *error) {
 
 // Status maps an error of this package to a status code: nil -> OK; bad
 // handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
-// wsengine.ErrNotOpen, ErrBusy -> EState; ErrQueueFull -> EFull; ErrTooBig ->
+// wsengine.ErrNotOpen, ErrBusy, ErrServerClosed -> EState; ErrQueueFull -> EFull; ErrTooBig ->
 // ETooBig; anything else -> EInternal.
 func Status(err error) int {
 	var (
@@ -76,7 +76,7 @@ func Status(err error) int {
 	switch {
 	case err == nil:
 		return OK
-	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy):
+	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy), errors.Is(err, wsengine.ErrServerClosed):
 		return EState
 	case errors.Is(err, wsengine.ErrQueueFull):
 		return EFull
@@ -106,9 +106,10 @@ type Event struct {
 
 // conn is a registered connection.
 type conn struct {
-	id uint64
-	cx *context
-	ws *wsengine.Conn
+	id     uint64
+	cx     *context
+	ws     *wsengine.Conn
+	server uint64 // the server that accepted it; 0 for a client connection
 	// unsettled is true from Connect until the event that ends the run
 	// (CLOSED, or a final CONNECTION_ERROR) is in the queue. The engine marks
 	// a connection closed just before it emits that event; counting it as
@@ -118,11 +119,14 @@ type conn struct {
 
 // The handle tables. Handles come from monotonic counters and are never reused.
 var reg = struct {
-	mu    sync.Mutex
-	ctxs  map[uint64]*context
-	conns map[uint64]*conn
-}{ctxs: make(map[uint64]*context), conns: make(map[uint64]*conn)}
+	mu      sync.Mutex
+	ctxs    map[uint64]*context
+	conns   map[uint64]*conn
+	servers map[uint64]*server
+}{ctxs: make(map[uint64]*context), conns: make(map[uint64]*conn), servers: make(map[uint64]*server)}
 
+// Connection and server handles come from one counter: a handle names
+// one or the other, never both.
 var lastCtx, lastConn atomic.Uint64
 
 func lookupContext(id uint64) (*context, error) {
@@ -180,8 +184,17 @@ func FreeContext(ctx uint64) (err error) {
 		conns = append(conns, c)
 	}
 	cx.conns = nil
+	servers := make([]*server, 0, len(cx.servers))
+	for id, sv := range cx.servers {
+		delete(reg.servers, id)
+		servers = append(servers, sv)
+	}
+	cx.servers = nil
 	reg.mu.Unlock()
 	cx.free() // first, so that events emitted while abandoning are dropped
+	for _, sv := range servers {
+		sv.srv.Abandon()
+	}
 	for _, c := range conns {
 		c.ws.Abandon()
 	}
@@ -253,21 +266,31 @@ func EventFD(ctx uint64) (fd int, err error) {
 }
 
 // Active returns the number of connections of ctx that are connecting, open
-// or closing (created-but-unconnected and closed ones are not counted).
+// or closing (created-but-unconnected and closed ones are not counted), plus
+// its listening servers.
 func Active(ctx uint64) (n int, err error) {
 	defer recoverTo(&err)
 	reg.mu.Lock()
 	cx := reg.ctxs[ctx]
 	var conns []*conn
+	var servers []*server
 	if cx != nil {
 		conns = make([]*conn, 0, len(cx.conns))
 		for _, c := range cx.conns {
 			conns = append(conns, c)
 		}
+		for _, sv := range cx.servers {
+			servers = append(servers, sv)
+		}
 	}
 	reg.mu.Unlock()
 	if cx == nil {
 		return 0, &HandleError{Kind: "context", Handle: ctx}
+	}
+	for _, sv := range servers {
+		if sv.srv.Listening() {
+			n++
+		}
 	}
 	for _, c := range conns {
 		switch c.ws.State() {
@@ -291,34 +314,41 @@ func NewConn(ctx uint64, url string) (id uint64, err error) {
 		return 0, err
 	}
 	cid := lastConn.Add(1)
-	var c *conn // set below, before Connect can make events
-	emit := func(ev wsengine.Event) {
-		defer func() {
-			if r := recover(); r != nil {
-				lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic in emit: %v\n%s", r, debug.Stack())
-			}
-		}()
-		cx.push(Event{Conn: cid, Event: ev})
-		if (ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError) && c.ws.State() == wsengine.StateClosed {
-			c.unsettled.Store(false)
-		}
-	}
-	ws, err := wsengine.NewConn(url, emit)
+	c := &conn{id: cid, cx: cx}
+	ws, err := wsengine.NewConn(url, c.emit) // no event before Connect: c.ws is set first
 	if err != nil {
 		return 0, asArg(err)
 	}
+	c.ws = ws
 	reg.mu.Lock()
 	if reg.ctxs[ctx] != cx { // freed meanwhile
 		reg.mu.Unlock()
 		ws.Abandon()
 		return 0, &HandleError{Kind: "context", Handle: ctx}
 	}
-	c = &conn{id: cid, cx: cx, ws: ws}
 	reg.conns[cid] = c
 	cx.conns[cid] = c
 	reg.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "verawebsockets: conn %d in context %d: %s", cid, ctx, url)
 	return cid, nil
+}
+
+// emit queues an engine event of c in its context. Events of a connection
+// accepted by a server take the libwebsockets server reasons (0, 6, 7, 11).
+func (c *conn) emit(ev wsengine.Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic in emit: %v\n%s", r, debug.Stack())
+		}
+	}()
+	settles := ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError
+	if c.server != 0 {
+		ev.Type = serverEventType(ev.Type)
+	}
+	c.cx.push(Event{Conn: c.id, Event: ev})
+	if settles && c.ws.State() == wsengine.StateClosed {
+		c.unsettled.Store(false)
+	}
 }
 
 // SetOption sets one option of c from its text form (see the header).

@@ -14,7 +14,8 @@ const compactAt = 256
 // Its connections are listed in the registry (conns, guarded by reg.mu).
 type context struct {
 	id    uint64
-	conns map[uint64]*conn // guarded by reg.mu
+	conns   map[uint64]*conn   // guarded by reg.mu
+	servers map[uint64]*server // guarded by reg.mu
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu: queue grew, Wake, timeout or free
@@ -29,7 +30,7 @@ type context struct {
 }
 
 func newContext(id uint64) *context {
-	cx := &context{id: id, conns: make(map[uint64]*conn), rfd: -1, wfd: -1}
+	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), rfd: -1, wfd: -1}
 	cx.cond.L = &cx.mu
 	return cx
 }

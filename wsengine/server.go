@@ -1,0 +1,433 @@
+package wsengine
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/verawebsockets/verawebsockets/internal/lwslog"
+)
+
+// Server defaults (see include/verawebsockets.h).
+const (
+	DefaultHost             = "127.0.0.1"
+	DefaultMaxClients       = 100
+	DefaultHandshakeTimeout = 10 * time.Second
+	maxClientsLimit         = 100000
+)
+
+// ErrServerClosed is returned by Broadcast when the server is not listening.
+var ErrServerClosed = errors.New("wsengine: server is not listening")
+
+// AcceptFunc is called by a Server for each connection that completed the
+// opening handshake, before the connection runs: c is in StateOpen and path
+// is the request URI ("/chat?room=1"). It returns the emit function for c's
+// events (the first one is EventEstablished with Data = path), or nil to
+// refuse the connection (it is then closed with 1001, without events).
+type AcceptFunc func(c *Conn, path string) (emit func(Event))
+
+// Server is a WebSocket server (RFC 6455, server role) on a TCP or TLS
+// listener. Every accepted connection is a *Conn in the server role: it
+// sends unmasked frames, requires masked ones, never dials and never
+// reconnects; Send, Ping, Close, State, Buffered, Protocol and Abandon work
+// as for a client. permessage-deflate is not negotiated.
+//
+// All methods are safe for concurrent use and return at once (Listen binds
+// synchronously). The server runs an accept goroutine while listening, and
+// one goroutine per opening handshake.
+type Server struct {
+	accept AcceptFunc
+
+	mu               sync.Mutex
+	opts             options // given to every accepted connection
+	host             string
+	port             int
+	certFile         string
+	keyFile          string
+	maxClients       int
+	handshakeTimeout time.Duration
+	ln               net.Listener
+	listening        bool
+	closed           bool
+	clients          map[*Conn]struct{} // accepted, not yet closed
+	handshakes       int                // in progress
+	closeCode        int
+	closeReason      string
+}
+
+// NewServer returns a Server with default options that is not listening yet.
+func NewServer(accept AcceptFunc) *Server {
+	return &Server{
+		accept: accept, opts: defaultOptions(), host: DefaultHost, port: -1,
+		maxClients: DefaultMaxClients, handshakeTimeout: DefaultHandshakeTimeout,
+		clients: make(map[*Conn]struct{}),
+	}
+}
+
+// SetOption sets one server option from its text form. Server options:
+// host, port (required, 0 = any free port), max_clients, handshake_timeout
+// (ms), ssl_cert_filepath and ssl_private_key_filepath (PEM; both set: TLS),
+// protocols (accepted subprotocols), and the per-connection options
+// max_message_size, max_send_queue, ping_interval, pong_timeout,
+// close_timeout, pong_events, writeable_events. It fails with ErrBusy once
+// Listen was called and with *OptionError for a bad name or value.
+func (s *Server) SetOption(name, v string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listening || s.closed {
+		return ErrBusy
+	}
+	var err error
+	switch name {
+	case "host":
+		if v == "" || !validHeaderValue(v) {
+			return optErr(name, "want a host name or address, got %q", v)
+		}
+		s.host = v
+	case "port":
+		var n int64
+		n, err = parseInt(name, v, 0, 65535)
+		if err == nil {
+			s.port = int(n)
+		}
+	case "max_clients":
+		var n int64
+		n, err = parseInt(name, v, 1, maxClientsLimit)
+		if err == nil {
+			s.maxClients = int(n)
+		}
+	case "handshake_timeout":
+		var d time.Duration
+		if d, err = parseMS(name, v, 1); err == nil {
+			s.handshakeTimeout = d
+		}
+	case "ssl_cert_filepath":
+		s.certFile = v
+	case "ssl_private_key_filepath":
+		s.keyFile = v
+	case "protocols", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
+		"close_timeout", "pong_events", "writeable_events":
+		o := s.opts // a rejected value leaves the option as it was
+		if err = o.set(name, v); err == nil {
+			s.opts = o
+		}
+	default:
+		return &OptionError{Name: name, Msg: "unknown server option"}
+	}
+	return err
+}
+
+// Listen binds host:port (with TLS when a certificate is set) and starts
+// accepting connections. Errors (a bad certificate, a port in use) are
+// returned here, as *OptionError for missing or bad options and as a
+// *net.OpError otherwise.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listening || s.closed {
+		return ErrBusy
+	}
+	if s.port < 0 {
+		return optErr("port", "not set (0 = any free port)")
+	}
+	var tlsConf *tls.Config
+	switch {
+	case s.certFile != "" && s.keyFile != "":
+		cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+		if err != nil {
+			return optErr("ssl_cert_filepath", "%v", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	case s.certFile != "" || s.keyFile != "":
+		return optErr("ssl_private_key_filepath", "ssl_cert_filepath and ssl_private_key_filepath go together")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
+	if err != nil {
+		return err
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	s.ln = ln
+	s.listening = true
+	s.port = ln.Addr().(*net.TCPAddr).Port
+	lwslog.Printf(lwslog.Notice, "wsengine: server listening on %s (tls %v)", ln.Addr(), tlsConf != nil)
+	go s.acceptLoop(ln)
+	return nil
+}
+
+// Port returns the bound port once listening, or 0.
+func (s *Server) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.listening {
+		return 0
+	}
+	return s.port
+}
+
+// Listening reports whether the server is accepting connections.
+func (s *Server) Listening() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listening
+}
+
+// Clients returns the accepted connections that are not closed yet.
+func (s *Server) Clients() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conn, 0, len(s.clients))
+	for c := range s.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Broadcast queues one message to every open client and returns how many
+// it was queued to. Clients whose send queue is full are skipped. It takes
+// ownership of p, which is shared by every client (a server never changes a
+// queued buffer). Text must be valid UTF-8.
+func (s *Server) Broadcast(op OpCode, p []byte) (int, error) {
+	if op != OpText && op != OpBinary {
+		return 0, &OptionError{Name: "opcode", Msg: "must be 1 (text) or 2 (binary)"}
+	}
+	if op == OpText && !utf8.Valid(p) {
+		return 0, &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
+	}
+	s.mu.Lock()
+	if !s.listening {
+		s.mu.Unlock()
+		return 0, ErrServerClosed
+	}
+	if int64(len(p)) > s.opts.maxMessageSize {
+		s.mu.Unlock()
+		return 0, ErrTooBig
+	}
+	clients := make([]*Conn, 0, len(s.clients))
+	for c := range s.clients {
+		clients = append(clients, c)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range clients {
+		if c.queue(op, p) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Close stops listening and starts the closing handshake with every client
+// (code 1001 "going away" if 0); their EventClosed events follow. Closing a
+// closed server is a no-op.
+func (s *Server) Close(code int, reason string) error {
+	if code == 0 {
+		code = CloseGoingAway
+	}
+	if !ValidCloseCode(code) {
+		return &OptionError{Name: "close code", Msg: "not a valid close code (1000-1003, 1007-1014, 3000-4999)"}
+	}
+	if len(reason) > maxCloseReasonLength || !utf8.ValidString(reason) {
+		return &OptionError{Name: "close reason", Msg: "over 123 bytes or not valid UTF-8"}
+	}
+	for _, c := range s.stop(code, reason) {
+		c.Close(code, reason)
+	}
+	return nil
+}
+
+// Abandon stops listening and abandons every client (close 1001 without
+// waiting, no more events).
+func (s *Server) Abandon() {
+	for _, c := range s.stop(CloseGoingAway, "") {
+		c.Abandon()
+	}
+}
+
+// stop closes the listener and returns the clients to close.
+func (s *Server) stop(code int, reason string) []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	if !s.closed {
+		s.closeCode, s.closeReason = code, reason
+	}
+	s.listening, s.closed = false, true
+	out := make([]*Conn, 0, len(s.clients))
+	for c := range s.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		s.mu.Lock()
+		live := s.listening && s.ln == ln
+		if err == nil && live {
+			s.handshakes++
+		}
+		s.mu.Unlock()
+		switch {
+		case !live:
+			if nc != nil {
+				nc.Close()
+			}
+			return
+		case err != nil:
+			// Still listening: a transient failure (EMFILE, ...). Back off as
+			// net/http does.
+			lwslog.Printf(lwslog.Warn, "wsengine: server %s: accept: %v", ln.Addr(), err)
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.handshake(nc)
+	}
+}
+
+// handshake runs the opening handshake on nc and hands the connection over.
+func (s *Server) handshake(nc net.Conn) {
+	s.mu.Lock()
+	opts, timeout, maxClients := s.opts, s.handshakeTimeout, s.maxClients
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		s.handshakes--
+		s.mu.Unlock()
+	}
+	var path string
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			path = string(uri)
+			return nil
+		},
+		Protocol: func(p []byte) bool {
+			for _, want := range opts.protocols {
+				if string(p) == want {
+					return true
+				}
+			}
+			return false
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			s.mu.Lock()
+			full := len(s.clients) >= maxClients
+			s.mu.Unlock()
+			if full {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+					ws.RejectionReason(fmt.Sprintf("too many clients (max_clients %d)", maxClients)))
+			}
+			return ws.HandshakeHeaderString(""), nil
+		},
+	}
+	nc.SetDeadline(time.Now().Add(timeout))
+	hs, err := u.Upgrade(nc)
+	if err != nil {
+		lwslog.Printf(lwslog.Info, "wsengine: server: handshake with %s failed: %v", nc.RemoteAddr(), err)
+		nc.Close()
+		done()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+
+	c := &Conn{
+		target:   &target{u: &url.URL{Scheme: "ws", Host: nc.RemoteAddr().String()}},
+		uri:      path,
+		opts:     opts,
+		kick:     make(chan struct{}, 1),
+		accepted: true,
+		checked:  true,
+		state:    StateOpen,
+		protocol: hs.Protocol,
+		running:  true,
+		runDone:  make(chan struct{}),
+	}
+	c.emitFn = func(Event) {}
+	s.mu.Lock()
+	s.handshakes--
+	if !s.listening {
+		s.mu.Unlock()
+		ws.WriteFrame(nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		nc.Close()
+		return
+	}
+	s.clients[c] = struct{}{}
+	s.mu.Unlock()
+
+	emit := s.accept(c, path)
+	if emit == nil {
+		s.forget(c)
+		ws.WriteFrame(nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		nc.Close()
+		return
+	}
+	c.emitMu.Lock()
+	c.emitFn = emit
+	c.emitMu.Unlock()
+	go func() {
+		defer s.forget(c)
+		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(nc, readChunk), protocol: hs.Protocol})
+	}()
+}
+
+func (s *Server) forget(c *Conn) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	s.mu.Unlock()
+}
+
+// serveAccepted runs an accepted connection until it closes: the server
+// role's version of run (no dialing, no reconnecting).
+func (c *Conn) serveAccepted(est *established) {
+	defer close(c.runDone)
+	c.mu.Lock()
+	s := newSession(c, est)
+	c.sess = s
+	c.mu.Unlock()
+	lwslog.Printf(lwslog.Client, "wsengine: %s: accepted %q (protocol %q)", c.target.u, c.uri, est.protocol)
+	c.emit(Event{Type: EventEstablished, Attempt: 1, Data: []byte(c.uri)})
+	ev := s.serve()
+	c.mu.Lock()
+	c.sess = nil
+	c.state = StateClosed
+	c.running = false
+	c.closedSent = true
+	c.mu.Unlock()
+	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
+	c.emit(ev)
+}
+
+// queue is Send without the opcode and UTF-8 checks (Broadcast did them).
+func (c *Conn) queue(op OpCode, p []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != StateOpen || c.sess == nil {
+		return ErrNotOpen
+	}
+	if int64(len(p)) > c.opts.maxMessageSize {
+		return ErrTooBig
+	}
+	if c.sess.queued+len(p) > c.opts.maxSendQueue {
+		return ErrQueueFull
+	}
+	c.sess.pushData(outFrame{op: opFor(op), p: p, data: true})
+	return nil
+}
