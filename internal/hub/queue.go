@@ -13,7 +13,7 @@ const compactAt = 256
 // context is one event queue and the state of its waiters and event pipe.
 // Its connections are listed in the registry (conns, guarded by reg.mu).
 type context struct {
-	id    uint64
+	id      uint64
 	conns   map[uint64]*conn   // guarded by reg.mu
 	servers map[uint64]*server // guarded by reg.mu
 
