@@ -150,7 +150,7 @@ func vws_ctx_next_event(ctx C.vws_ctx, timeoutMs C.int, ev *C.vws_event) (rc C.i
 		attempt: C.int(e.Attempt),
 	}
 	switch e.Type {
-	case wsengine.EventReceive:
+	case wsengine.EventReceive, hub.EventServerReceive:
 		out.opcode = C.int(e.Opcode)
 	case wsengine.EventClosed:
 		out.code = C.int(e.Code)
@@ -324,4 +324,112 @@ func vws_conn_protocol(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
 func vws_conn_free(c C.vws_conn) (rc C.int) {
 	defer recoverStatus(&rc, nil, 0)
 	return status(nil, 0, hub.FreeConn(uint64(c)))
+}
+
+//export vws_conn_server
+func vws_conn_server(c C.vws_conn, out *C.vws_server) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if out == nil {
+		return status(nil, 0, errArg("out is NULL"))
+	}
+	s, err := hub.ConnServer(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	*out = C.vws_server(s)
+	return C.VWS_OK
+}
+
+//export vws_server_new
+func vws_server_new(ctx C.vws_ctx, out *C.vws_server, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	if out == nil {
+		return status(err, errlen, errArg("out is NULL"))
+	}
+	s, e := hub.NewServer(uint64(ctx))
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	*out = C.vws_server(s)
+	return status(err, errlen, nil)
+}
+
+//export vws_server_set_option
+func vws_server_set_option(s C.vws_server, name, value *C.vws_cchar, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	n, e := goString(name, "option name")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	v, e := goString(value, "value of option "+n)
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.ServerSetOption(uint64(s), n, v))
+}
+
+//export vws_server_listen
+func vws_server_listen(s C.vws_server, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	return status(err, errlen, hub.ServerListen(uint64(s)))
+}
+
+//export vws_server_port
+func vws_server_port(s C.vws_server) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	p, err := hub.ServerPort(uint64(s))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(p)
+}
+
+//export vws_server_broadcast
+func vws_server_broadcast(s C.vws_server, opcode C.int, data *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	p, e := goBytes(data, n, "data")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	k, e := hub.Broadcast(uint64(s), wsengine.OpCode(opcode), p)
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	status(err, errlen, nil)
+	return C.int(k)
+}
+
+//export vws_server_clients
+func vws_server_clients(s C.vws_server, out *C.vws_conn, n C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	ids, err := hub.ServerClients(uint64(s))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	if n > 0 && out == nil {
+		return status(nil, 0, errArg("out is NULL with a non-zero n"))
+	}
+	if n > 0 {
+		dst := unsafe.Slice(out, int(n))
+		for i := 0; i < len(ids) && i < len(dst); i++ {
+			dst[i] = C.vws_conn(ids[i])
+		}
+	}
+	return C.int(len(ids))
+}
+
+//export vws_server_close
+func vws_server_close(s C.vws_server, code C.int, reason *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	r, e := goBytes(reason, n, "reason")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.ServerClose(uint64(s), int(code), string(r)))
+}
+
+//export vws_server_free
+func vws_server_free(s C.vws_server) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	return status(nil, 0, hub.FreeServer(uint64(s)))
 }

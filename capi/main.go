@@ -23,6 +23,13 @@ import (
 
 func main() {}
 
+// lualibSum is set by build/build.sh to the checksum of the Lua binding's
+// archive it links in: Go's build cache does not see that file, and without
+// a changed link flag it would reuse a .so linked with an older binding.
+var lualibSum string
+
+var _ = lualibSum
+
 // The numbers shared by the header, internal/hub and wsengine must agree:
 // each line fails to compile (constant index out of range) when they do not.
 var (
@@ -40,6 +47,10 @@ var (
 	_ = [1]int{}[int(wsengine.EventReceive)-C.VWS_EV_RECEIVE]
 	_ = [1]int{}[int(wsengine.EventReceivePong)-C.VWS_EV_RECEIVE_PONG]
 	_ = [1]int{}[int(wsengine.EventWriteable)-C.VWS_EV_WRITEABLE]
+	_ = [1]int{}[int(hub.EventServerEstablished)-C.VWS_EV_SERVER_ESTABLISHED]
+	_ = [1]int{}[int(hub.EventServerReceive)-C.VWS_EV_SERVER_RECEIVE]
+	_ = [1]int{}[int(hub.EventServerReceivePong)-C.VWS_EV_SERVER_RECEIVE_PONG]
+	_ = [1]int{}[int(hub.EventServerWriteable)-C.VWS_EV_SERVER_WRITEABLE]
 
 	_ = [1]int{}[int(wsengine.OpText)-C.VWS_OP_TEXT]
 	_ = [1]int{}[int(wsengine.OpBinary)-C.VWS_OP_BINARY]

@@ -45,8 +45,10 @@ extern "C" {
 /* A context owns an event queue and the connections created in it.
  * The Lua binding makes one (or more) per lua_State. */
 typedef uint64_t vws_ctx;
-/* A connection (client). */
+/* A connection: a client made with vws_conn_new, or one accepted by a server. */
 typedef uint64_t vws_conn;
+/* A WebSocket server (listener). Server and connection handles never collide. */
+typedef uint64_t vws_server;
 
 /* ---- Events ---------------------------------------------------------------
  * Event types are libwebsockets 2.4 callback reasons (enum lws_callback_reasons).
@@ -57,6 +59,14 @@ typedef uint64_t vws_conn;
 #define VWS_EV_RECEIVE           8 /* LWS_CALLBACK_CLIENT_RECEIVE: opcode, data = whole message */
 #define VWS_EV_RECEIVE_PONG      9 /* LWS_CALLBACK_CLIENT_RECEIVE_PONG: data = pong payload */
 #define VWS_EV_WRITEABLE        10 /* LWS_CALLBACK_CLIENT_WRITEABLE: the send queue drained to 0 */
+/* Events of connections accepted by a server use the libwebsockets server reasons
+ * (CLOSED is 4 on both sides): */
+#define VWS_EV_SERVER_ESTABLISHED  0 /* LWS_CALLBACK_ESTABLISHED: a new client; conn = its new handle,
+                                        data = request URI ("/path?query"); vws_conn_server
+                                        names the server, vws_conn_protocol the subprotocol */
+#define VWS_EV_SERVER_RECEIVE      6 /* LWS_CALLBACK_RECEIVE: opcode, data = whole message */
+#define VWS_EV_SERVER_RECEIVE_PONG 7 /* LWS_CALLBACK_RECEIVE_PONG: data = pong payload */
+#define VWS_EV_SERVER_WRITEABLE   11 /* LWS_CALLBACK_SERVER_WRITEABLE: the send queue drained to 0 */
 
 /* Message opcodes (RFC 6455 section 5.2). */
 #define VWS_OP_TEXT    1
@@ -72,7 +82,7 @@ typedef uint64_t vws_conn;
 typedef struct vws_event {
 	int      type;    /* VWS_EV_* */
 	vws_conn conn;    /* the connection it concerns */
-	int      opcode;  /* RECEIVE: VWS_OP_TEXT or VWS_OP_BINARY; else 0 */
+	int      opcode;  /* RECEIVE, SERVER_RECEIVE: VWS_OP_TEXT or VWS_OP_BINARY; else 0 */
 	int      clean;   /* CLOSED: 1 if the closing handshake completed; else 0 */
 	int      code;    /* CLOSED: close code (1005 when none was received, 1006 abnormal) */
 	int      attempt; /* ESTABLISHED / CONNECTION_ERROR: connect attempt number, 1-based */
@@ -123,7 +133,7 @@ int vws_ctx_wake(vws_ctx ctx);
 int vws_ctx_event_fd(vws_ctx ctx);
 
 /* Returns the number of connections of the context that are not CLOSED (>= 0):
- * created-but-unconnected ones are not counted. */
+ * created-but-unconnected ones are not counted. Listening servers count as one each. */
 int vws_ctx_active(vws_ctx ctx);
 
 /* ---- Connections ----------------------------------------------------------------- */
@@ -188,6 +198,57 @@ int vws_conn_protocol(vws_conn c, char *buf, size_t buflen);
 /* Closes the connection if needed (code 1001, no further events) and invalidates the
  * handle. Events already queued for it stay in the queue; ignore them by handle. */
 int vws_conn_free(vws_conn c);
+
+/* Returns in *out the server that accepted c, or 0 when c is a client connection. */
+int vws_conn_server(vws_conn c, vws_server *out);
+
+/* ---- Servers ---------------------------------------------------------------------
+ * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
+ * server role: it sends unmasked frames and requires masked ones; permessage-deflate is
+ * not negotiated). Each accepted connection gets a vws_conn handle of its own in the
+ * server's context, announced by VWS_EV_SERVER_ESTABLISHED; vws_conn_send, _ping,
+ * _close, _state, _buffered, _protocol and _free work on it as on a client (connect and
+ * set_option do not). Free it with vws_conn_free like any connection. */
+
+/* Creates a server in ctx; it does not listen until vws_server_listen. */
+int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
+
+/* Sets one option before listen, from its text form. Options (value syntax):
+ *   host                       address or name to bind (default "127.0.0.1";
+ *                              "0.0.0.0" or "::" for every interface)
+ *   port                       0..65535 (required; 0 = any free port)
+ *   protocols                  comma separated subprotocols the server accepts: the first
+ *                              one the client offers that is in this list is chosen
+ *   max_clients                1..100000 (default 100): further handshakes get HTTP 503
+ *   handshake_timeout          milliseconds (default 10000)
+ *   ssl_cert_filepath, ssl_private_key_filepath   path (PEM): both set = TLS (wss)
+ *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
+ *   pong_events, writeable_events   as for connections, applied to every accepted one */
+int vws_server_set_option(vws_server s, const char *name, const char *value, char *err, size_t errlen);
+
+/* Binds and starts accepting in the background. Fails (with the reason in err) when
+ * the address cannot be bound or the certificate cannot be loaded. */
+int vws_server_listen(vws_server s, char *err, size_t errlen);
+
+/* Returns the bound port (> 0) while listening, 0 otherwise, or a negative status. */
+int vws_server_port(vws_server s);
+
+/* Queues one message to every open client; returns the number of clients it was
+ * queued to (>= 0; clients whose send queue is full are skipped) or a negative
+ * status (VWS_ESTATE when not listening). */
+int vws_server_broadcast(vws_server s, int opcode, const char *data, size_t len, char *err, size_t errlen);
+
+/* Writes up to n handles of the server's open clients into out; returns how many it
+ * has in all (>= 0; call again with a larger array when that is over n). */
+int vws_server_clients(vws_server s, vws_conn *out, size_t n);
+
+/* Stops listening and starts the closing handshake with every client with code (1001
+ * if 0) and reason; their CLOSED events follow. Closing a closed server is VWS_OK. */
+int vws_server_close(vws_server s, int code, const char *reason, size_t len, char *err, size_t errlen);
+
+/* Stops listening, closes the clients (1001, no further events) and invalidates the
+ * server handle. The clients' handles stay valid until vws_conn_free. */
+int vws_server_free(vws_server s);
 
 #ifdef __cplusplus
 }

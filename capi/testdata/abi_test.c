@@ -33,7 +33,9 @@
 	X(vws_ctx_wake) X(vws_ctx_event_fd) X(vws_ctx_active) X(vws_conn_new) \
 	X(vws_conn_set_option) X(vws_conn_check) X(vws_conn_connect) X(vws_conn_send) \
 	X(vws_conn_ping) X(vws_conn_close) X(vws_conn_state) X(vws_conn_buffered) \
-	X(vws_conn_protocol) X(vws_conn_free)
+	X(vws_conn_protocol) X(vws_conn_free) X(vws_conn_server) X(vws_server_new) \
+	X(vws_server_set_option) X(vws_server_listen) X(vws_server_port) X(vws_server_broadcast) \
+	X(vws_server_clients) X(vws_server_close) X(vws_server_free)
 #define DECLARE(f) static __typeof__(f) *p_##f;
 VWS_FUNCS(DECLARE)
 
@@ -112,6 +114,95 @@ static vws_conn open_conn(vws_ctx ctx, const char *url, const char *protocols)
 	}
 	p_vws_event_clear(&ev);
 	return c;
+}
+
+/* ---- servers ------------------------------------------------------------------ */
+
+/* A server in one context, a client in another: handshake, echo from the
+ * accepted connection, broadcast, clients, close, and the errors. */
+static void server_checks(void)
+{
+	char err[256], url[64], proto[32];
+	vws_ctx sctx = 0, cctx = 0;
+	vws_server srv = 0, owner = 1;
+	vws_conn cli, acc = 0, list[4] = {0};
+	vws_event ev = {0};
+	int r, port;
+
+	p_vws_ctx_new(&sctx, err, sizeof err);
+	p_vws_ctx_new(&cctx, err, sizeof err);
+	r = p_vws_server_new(sctx, &srv, err, sizeof err);
+	check(r == VWS_OK && srv != 0, "server_new -> %d", r);
+	r = p_vws_server_listen(srv, err, sizeof err);
+	check(r == VWS_EARG && strstr(err, "port"), "listen without a port -> EARG: %s", err);
+	r = p_vws_server_set_option(srv, "bogus", "1", err, sizeof err);
+	check(r == VWS_EARG && strstr(err, "bogus"), "unknown server option -> EARG: %s", err);
+	r = p_vws_server_set_option(srv, "port", "65536", err, sizeof err);
+	check(r == VWS_EARG, "port 65536 -> EARG: %s", err);
+	p_vws_server_set_option(srv, "host", "127.0.0.1", err, sizeof err);
+	p_vws_server_set_option(srv, "protocols", "echo", err, sizeof err);
+	r = p_vws_server_set_option(srv, "port", "0", err, sizeof err);
+	check(r == VWS_OK, "server options host, protocols, port 0");
+	check(p_vws_server_port(srv) == 0, "port is 0 before listen");
+	r = p_vws_server_listen(srv, err, sizeof err);
+	port = p_vws_server_port(srv);
+	check(r == VWS_OK && port > 0, "listen -> %d, port %d", r, port);
+	check(p_vws_ctx_active(sctx) == 1, "a listening server counts as active");
+
+	snprintf(url, sizeof url, "ws://127.0.0.1:%d/abi?x=1", port);
+	cli = open_conn(cctx, url, "nope,echo");
+	check(cli != 0, "a client connects to the server");
+	r = p_vws_ctx_next_event(sctx, 5000, &ev);
+	check(r == 1 && ev.type == VWS_EV_SERVER_ESTABLISHED && ev.len == 8 && memcmp(ev.data, "/abi?x=1", 8) == 0,
+	      "SERVER_ESTABLISHED (type %d) with the request URI", ev.type);
+	acc = ev.conn;
+	p_vws_event_clear(&ev);
+	check(acc != 0 && acc != srv && p_vws_conn_server(acc, &owner) == VWS_OK && owner == srv,
+	      "conn_server names the server of the accepted connection");
+	check(p_vws_conn_server(cli, &owner) == VWS_OK && owner == 0, "conn_server of a client connection is 0");
+	check(p_vws_conn_protocol(acc, proto, sizeof proto) == VWS_OK && strcmp(proto, "echo") == 0,
+	      "accepted connection's protocol: %s", proto);
+	check(p_vws_conn_state(acc) == VWS_STATE_OPEN, "accepted connection is open");
+	r = p_vws_conn_connect(acc, err, sizeof err);
+	check(r != VWS_OK, "connect on an accepted connection fails: %s", err);
+
+	p_vws_conn_send(cli, VWS_OP_BINARY, "up\0", 3, err, sizeof err);
+	check(next_of(sctx, acc, 5000, &ev) && ev.type == VWS_EV_SERVER_RECEIVE && ev.opcode == VWS_OP_BINARY &&
+	      ev.len == 3 && memcmp(ev.data, "up\0", 3) == 0, "SERVER_RECEIVE: binary, 3 bytes");
+	p_vws_event_clear(&ev);
+	r = p_vws_conn_send(acc, VWS_OP_TEXT, "down", 4, err, sizeof err);
+	check(r == VWS_OK && next_of(cctx, cli, 5000, &ev) && ev.type == VWS_EV_RECEIVE && ev.len == 4 &&
+	      memcmp(ev.data, "down", 4) == 0, "the accepted connection sends to the client");
+	p_vws_event_clear(&ev);
+	r = p_vws_server_broadcast(srv, VWS_OP_TEXT, "all", 3, err, sizeof err);
+	check(r == 1 && next_of(cctx, cli, 5000, &ev) && ev.len == 3 && memcmp(ev.data, "all", 3) == 0,
+	      "broadcast -> %d client, received", r);
+	p_vws_event_clear(&ev);
+	r = p_vws_server_broadcast(srv, 7, "x", 1, err, sizeof err);
+	check(r == VWS_EARG, "broadcast with opcode 7 -> EARG: %s", err);
+	r = p_vws_server_clients(srv, list, 4);
+	check(r == 1 && list[0] == acc, "clients -> %d: the accepted handle", r);
+	check(p_vws_server_clients(srv, NULL, 0) == 1, "clients(NULL, 0) counts");
+
+	r = p_vws_server_close(srv, 0, "bye", 3, err, sizeof err);
+	check(r == VWS_OK, "server_close");
+	check(next_of(sctx, acc, 5000, &ev) && ev.type == VWS_EV_CLOSED && ev.code == 1001 && ev.clean,
+	      "accepted side CLOSED 1001 clean (code %d)", ev.code);
+	p_vws_event_clear(&ev);
+	check(next_of(cctx, cli, 5000, &ev) && ev.type == VWS_EV_CLOSED && ev.code == 1001 && ev.len == 3,
+	      "client side CLOSED 1001 \"bye\" (code %d)", ev.code);
+	p_vws_event_clear(&ev);
+	check(p_vws_server_port(srv) == 0, "port 0 after close");
+	r = p_vws_server_broadcast(srv, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(r == VWS_ESTATE, "broadcast after close -> ESTATE (%d): %s", r, err);
+	check(p_vws_server_close(srv, 0, NULL, 0, err, sizeof err) == VWS_OK, "close twice is OK");
+	check(p_vws_ctx_active(sctx) == 0, "closed server: active 0");
+	check(p_vws_conn_free(acc) == VWS_OK, "free the accepted connection");
+	check(p_vws_server_free(srv) == VWS_OK && p_vws_server_port(srv) == VWS_EARG, "server_free; handle invalid");
+	check(p_vws_server_free(srv) == VWS_EARG, "server_free twice -> EARG");
+	p_vws_conn_free(cli);
+	p_vws_ctx_free(sctx);
+	p_vws_ctx_free(cctx);
 }
 
 /* ---- a thread blocked in next_event, released by wake ---------------------- */
@@ -489,6 +580,8 @@ int main(int argc, char **argv)
 		nok += wk[i].ok;
 	}
 	check(nok == 4, "4 threads x 50 echoes, each in its own context: %d ok", nok);
+
+	server_checks();
 
 	/* ctx_free with a live connection and a pending event */
 	vws_conn live = open_conn(ctx, url, NULL);
