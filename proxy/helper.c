@@ -295,6 +295,29 @@ static void pin_library(void)
 
 static void *reader_main(void *arg);
 
+/* Sends a call frame with one int value and no reply; for the first frames
+ * on a fresh socket, which never block. */
+static void send_first(struct px_helper *h, int op, int64_t v)
+{
+	uint8_t f[4 + WIRE_HEADER_LEN + 9];
+	wire_put32(f, WIRE_HEADER_LEN + 9);
+	f[4] = WIRE_KIND_CALL;
+	f[5] = (uint8_t)op;
+	wire_put32(f + 6, 0);
+	f[10] = WIRE_TAG_INT;
+	wire_put64(f + 11, (uint64_t)v);
+	if (send(h->fd, f, sizeof f, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* the reader will see why */ }
+}
+
+/* The tag base of helper generation gen's accepted connections: 2^32 tags per
+ * generation above WIRE_ACCEPTED_TAG_BASE, all below 2^53 (the Lua binding
+ * keeps handles in doubles); it wraps after about two million helpers. */
+static uint64_t accept_base(unsigned gen)
+{
+	uint64_t slots = ((1ull << 53) - WIRE_ACCEPTED_TAG_BASE) >> 32;
+	return WIRE_ACCEPTED_TAG_BASE + (((uint64_t)gen - 1) % slots << 32);
+}
+
 /* Starts a helper; px.mu held. */
 static struct px_helper *helper_start(char *err, size_t errlen)
 {
@@ -394,16 +417,11 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	}
 	px.h = h;
 	px_logf(8, "verawebsockets: started engine helper %s (pid %d)", path, (int)pid);
-	if (px.log_mask) { /* replay; the first frame on a fresh socket never blocks */
-		uint8_t f[4 + WIRE_HEADER_LEN + 9];
-		wire_put32(f, WIRE_HEADER_LEN + 9);
-		f[4] = WIRE_KIND_CALL;
-		f[5] = WIRE_OP_SET_LOG_LEVEL;
-		wire_put32(f + 6, 0);
-		f[10] = WIRE_TAG_INT;
-		wire_put64(f + 11, (uint64_t)(int64_t)px.log_mask);
-		if (send(h->fd, f, sizeof f, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* the reader will see why */ }
-	}
+	/* The first frames, before any call: the tags of accepted connections
+	 * must not repeat those of an earlier helper's (handles are never reused). */
+	send_first(h, WIRE_OP_ACCEPT_BASE, (int64_t)accept_base(h->gen));
+	if (px.log_mask) /* replay */
+		send_first(h, WIRE_OP_SET_LOG_LEVEL, px.log_mask);
 	return h;
 }
 
@@ -715,9 +733,19 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 	}
 	v->v[7].b = NULL;
 	cn = px_conn_find(ev.conn);
+	if (type == VWS_EV_SERVER_ESTABLISHED) {
+		/* A connection a server accepted, tagged by the helper; code names
+		 * the server (the caller asks vws_conn_server). */
+		if (!cn)
+			cn = px_conn_accepted(c, ev.conn, h->gen, (uint64_t)v->v[4].i);
+		ev.code = 0;
+	}
 	if (cn && cn->gen == h->gen) {
 		cn->events++;
 		switch (type) {
+		case VWS_EV_SERVER_ESTABLISHED:
+			cn->state = VWS_STATE_OPEN;
+			break;
 		case VWS_EV_ESTABLISHED:
 			cn->state = VWS_STATE_OPEN;
 			cn->attempt = ev.attempt;

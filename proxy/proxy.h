@@ -3,7 +3,8 @@
  * exports only the vws_* ABI).
  *
  * Locking: one process-wide mutex (px.mu) guards contexts, their event
- * queues, the connection table, the request list and the current helper.
+ * queues, the connection table, the server list, the request list and the
+ * current helper.
  * A helper's socket writes are serialized by its own wmu, taken without
  * px.mu held. No lock is held across a wait for the helper except through a
  * condition variable with a deadline.
@@ -49,6 +50,15 @@ struct px_ctx {
 	struct px_conn *conns;    /* its connections, via cnext */
 };
 
+/* A server; its id is the handle the caller sees (and the helper's tag). It
+ * lives in one helper generation and is never recreated in another. */
+struct px_server {
+	struct px_server *next;   /* px.servers */
+	uint64_t id;
+	struct px_ctx *ctx;
+	unsigned gen;             /* helper generation that has it */
+};
+
 /* An option as set, replayed when a connection is recreated in a new helper. */
 struct px_opt {
 	struct px_opt *next;
@@ -65,7 +75,8 @@ struct px_conn {
 	int state;                /* VWS_STATE_* as seen from events (for helper death) */
 	int attempt;              /* last attempt number reported */
 	unsigned events;          /* events seen (orders a reply against events) */
-	char *url;
+	char *url;                /* NULL for an accepted connection */
+	uint64_t server;          /* the server that accepted it; 0 for a client */
 	struct px_opt *opts, **opts_tail;
 };
 
@@ -109,7 +120,8 @@ struct px_state {
 	pthread_mutex_t mu;
 	struct px_ctx *ctxs;
 	struct px_conn *tab[PX_BUCKETS];
-	uint64_t last_ctx, last_conn;
+	struct px_server *servers;
+	uint64_t last_ctx, last_conn; /* last_conn numbers servers too: handles never collide */
 	int log_mask;
 	struct px_helper *h;      /* the live helper, or NULL */
 	unsigned gen;             /* generation of the newest helper */
@@ -133,6 +145,7 @@ PX_HIDDEN void px_logf(int level, const char *fmt, ...) __attribute__((format(pr
 /* api.c, called by the reader with px.mu held */
 PX_HIDDEN struct px_ctx *px_ctx_find(uint64_t id);
 PX_HIDDEN struct px_conn *px_conn_find(uint64_t id);
+PX_HIDDEN struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, uint64_t server);
 PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
 
 /* buffers */

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -32,6 +32,21 @@
 #define WIRE_OP_BUFFERED     12  /* conn -> (n) */
 #define WIRE_OP_PROTOCOL     13  /* conn -> (protocol) */
 #define WIRE_OP_CONN_FREE    14  /* conn -> () */
+/* Servers share the connections' tag counter. A connection a server accepts is
+ * tagged by the helper (base + n, base >= WIRE_ACCEPTED_TAG_BASE, see
+ * WIRE_OP_ACCEPT_BASE; below 2^53) and announced by its first
+ * event, SERVER_ESTABLISHED, whose code value is the server's tag. */
+#define WIRE_OP_SERVER_NEW        15  /* ctx, server -> () */
+#define WIRE_OP_SERVER_SET_OPTION 16  /* server, name, value -> () */
+#define WIRE_OP_SERVER_LISTEN     17  /* server -> (port) */
+#define WIRE_OP_SERVER_PORT       18  /* server -> (port) */
+#define WIRE_OP_BROADCAST         19  /* server, opcode, data -> (n) */
+#define WIRE_OP_SERVER_CLIENTS    20  /* server -> (clients: bytes, u64 BE tags) */
+#define WIRE_OP_SERVER_CLOSE      21  /* server, code, reason -> () */
+#define WIRE_OP_SERVER_FREE       22  /* server -> () */
+#define WIRE_OP_ACCEPT_BASE       23  /* base -> (); first frame: accepted tags are base+1, base+2, ... */
+
+#define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 
 #define WIRE_TAG_INT   1
 #define WIRE_TAG_BYTES 2
@@ -41,7 +56,8 @@
 #define WIRE_MAX_BODY   (1u << 30)
 
 /* Reply values: status, err, results. Event values: ctx, conn, opcode, clean,
- * code, attempt, state, data. Hello values: pid, ABI version. */
+ * code (SERVER_ESTABLISHED: the server's tag), attempt, state, data.
+ * Hello values: pid, ABI version. */
 #define WIRE_MAX_VALUES 16
 
 static inline void wire_put32(uint8_t *p, uint32_t v)

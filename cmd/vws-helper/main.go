@@ -92,15 +92,23 @@ func watchParent(ppid int) {
 	}
 }
 
-// server holds the tag tables. tags are the proxy's handles; the hub's own
-// handles never cross the socket.
+// server holds the tag tables. tags are the proxy's handles (and the
+// helper's own for accepted connections); the hub's handles never cross the
+// socket.
 type server struct {
 	wmu sync.Mutex // serializes frames on w
 	w   *bufio.Writer
 
 	// Owned by the request loop (serve).
-	ctxs  map[uint64]*pump   // ctx tag -> its pump
-	conns map[uint64]connRef // conn tag -> hub connection
+	ctxs    map[uint64]*pump  // ctx tag -> its pump
+	servers map[uint64]srvRef // server tag -> hub server
+
+	// mu guards conns, lastAccepted and every pump's connTags and freed: the
+	// pumps register the connections that servers accept.
+	mu           sync.Mutex
+	conns        map[uint64]connRef // conn tag -> hub connection
+	acceptBase   uint64             // accepted connections are tagged acceptBase+1, +2, ...
+	lastAccepted uint64             // below wire.AcceptedTagSpan
 }
 
 type connRef struct {
@@ -108,8 +116,36 @@ type connRef struct {
 	p   *pump
 }
 
+type srvRef struct {
+	hub uint64
+	p   *pump
+}
+
 func newServer(w io.Writer) *server {
-	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump), conns: make(map[uint64]connRef)}
+	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump),
+		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
+}
+
+func (s *server) conn(tag uint64) (connRef, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref, ok := s.conns[tag]
+	return ref, ok
+}
+
+// pumpFor returns the pump of context tag ctag, making the hub context and
+// its pump on first use.
+func (s *server) pumpFor(ctag uint64) (*pump, error) {
+	if p := s.ctxs[ctag]; p != nil {
+		return p, nil
+	}
+	id := hub.NewContext()
+	if id == 0 {
+		return nil, &hub.PanicError{Value: "hub.NewContext failed"}
+	}
+	p := newPump(s, ctag, id)
+	s.ctxs[ctag] = p
+	return p, nil
 }
 
 // write sends one frame; a failure ends the process (the proxy is gone).
@@ -194,10 +230,18 @@ func (s *server) call(m *wire.Msg) {
 		}
 		if p := s.ctxs[tag]; p != nil {
 			delete(s.ctxs, tag)
+			s.mu.Lock()
+			p.freed = true // the pump registers no more accepted connections
 			for ct := range p.connTags {
 				delete(s.conns, ct)
 			}
-			hub.FreeContext(p.hub) // the pump sees the context gone and ends
+			s.mu.Unlock()
+			for st, ref := range s.servers {
+				if ref.p == p {
+					delete(s.servers, st)
+				}
+			}
+			hub.FreeContext(p.hub) // frees its servers too; the pump sees the context gone and ends
 		}
 		s.reply(m, nil)
 	case wire.OpActive:
@@ -222,25 +266,22 @@ func (s *server) call(m *wire.Msg) {
 			s.reply(m, err)
 			return
 		}
-		if _, dup := s.conns[tag]; dup {
+		if _, dup := s.conn(tag); dup {
 			s.reply(m, fmt.Errorf("vws-helper: connection tag %d in use", tag))
 			return
 		}
-		p := s.ctxs[ctag]
-		if p == nil {
-			id := hub.NewContext()
-			if id == 0 {
-				s.reply(m, &hub.PanicError{Value: "hub.NewContext failed"})
-				return
-			}
-			p = newPump(s, ctag, id)
-			s.ctxs[ctag] = p
+		p, err := s.pumpFor(ctag)
+		if err != nil {
+			s.reply(m, err)
+			return
 		}
 		h, err := hub.NewConn(p.hub, url)
 		if err == nil {
 			p.setTag(h, tag)
+			s.mu.Lock()
 			s.conns[tag] = connRef{hub: h, p: p}
 			p.connTags[tag] = struct{}{}
+			s.mu.Unlock()
 		}
 		s.reply(m, err)
 	case wire.OpConnFree:
@@ -249,28 +290,145 @@ func (s *server) call(m *wire.Msg) {
 			s.reply(m, err)
 			return
 		}
+		s.mu.Lock()
 		ref, ok := s.conns[tag]
+		if ok {
+			delete(s.conns, tag)
+			delete(ref.p.connTags, tag)
+		}
+		s.mu.Unlock()
 		if !ok {
 			s.reply(m, errUnknownConn(tag))
 			return
 		}
-		delete(s.conns, tag)
-		delete(ref.p.connTags, tag)
 		ref.p.do(func() {
 			err := hub.FreeConn(ref.hub)
 			ref.p.drain() // events it had queued still go out with its tag
 			ref.p.setTag(ref.hub, 0)
 			s.reply(m, err)
 		})
+	case wire.OpAcceptBase:
+		base := a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		if base < wire.AcceptedTagBase || base > wire.AcceptedTagLimit-wire.AcceptedTagSpan {
+			s.reply(m, fmt.Errorf("vws-helper: accepted tag base %d out of range", base))
+			return
+		}
+		s.mu.Lock()
+		s.acceptBase = base
+		s.mu.Unlock()
+		s.reply(m, nil)
+	case wire.OpServerNew:
+		ctag, tag := a.Uint(), a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		if _, dup := s.servers[tag]; dup {
+			s.reply(m, fmt.Errorf("vws-helper: server tag %d in use", tag))
+			return
+		}
+		p, err := s.pumpFor(ctag)
+		if err != nil {
+			s.reply(m, err)
+			return
+		}
+		h, err := hub.NewServer(p.hub)
+		if err == nil {
+			p.setServerTag(h, tag)
+			s.servers[tag] = srvRef{hub: h, p: p}
+		}
+		s.reply(m, err)
+	case wire.OpServerFree:
+		tag := a.Uint()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		ref, ok := s.servers[tag]
+		if !ok {
+			s.reply(m, errUnknownServer(tag))
+			return
+		}
+		delete(s.servers, tag)
+		ref.p.do(func() {
+			err := hub.FreeServer(ref.hub)
+			// Connections it accepted before it stopped still get their
+			// tags (with this server's) before the tag is forgotten.
+			ref.p.drain()
+			ref.p.setServerTag(ref.hub, 0)
+			s.reply(m, err)
+		})
+	case wire.OpServerSetOption, wire.OpServerListen, wire.OpServerPort, wire.OpBroadcast,
+		wire.OpServerClients, wire.OpServerClose:
+		s.serverCall(m, op, a)
 	default:
 		s.connCall(m, op, a)
 	}
 }
 
+// errUnknownServer answers a server tag the helper does not know.
+func errUnknownServer(tag uint64) error { return &hub.HandleError{Kind: "server", Handle: tag} }
+
+// serverCall runs the calls whose first argument is a server tag.
+func (s *server) serverCall(m *wire.Msg, op wire.Op, a *wire.Args) {
+	tag := a.Uint()
+	ref, known := s.servers[tag]
+	var (
+		err error
+		res []wire.Value
+	)
+	sv := ref.hub
+	switch op {
+	case wire.OpServerSetOption:
+		name, value := a.String(), a.String()
+		if err = a.Err(); err == nil && known {
+			err = hub.ServerSetOption(sv, name, value)
+		}
+	case wire.OpServerListen, wire.OpServerPort:
+		var port int
+		if err = a.Err(); err == nil && known && op == wire.OpServerListen {
+			err = hub.ServerListen(sv)
+		}
+		if err == nil && known {
+			port, err = hub.ServerPort(sv)
+		}
+		res = []wire.Value{wire.Int(int64(port))}
+	case wire.OpBroadcast:
+		var n int
+		opcode, data := a.Int(), a.Bytes()
+		if err = a.Err(); err == nil && known {
+			if data == nil {
+				data = []byte{}
+			}
+			n, err = hub.Broadcast(sv, wsengine.OpCode(opcode), data)
+		}
+		res = []wire.Value{wire.Int(int64(n))}
+	case wire.OpServerClients:
+		var ids []uint64
+		if err = a.Err(); err == nil && known {
+			ids, err = hub.ServerClients(sv)
+		}
+		res = []wire.Value{wire.Bytes(ref.p.packTags(ids))}
+	case wire.OpServerClose:
+		code, reason := a.Int(), a.String()
+		if err = a.Err(); err == nil && known {
+			err = hub.ServerClose(sv, int(code), reason)
+		}
+	}
+	if err == nil && !known {
+		err = errUnknownServer(tag)
+	}
+	s.reply(m, err, res...)
+}
+
 // connCall runs the calls whose first argument is a connection tag.
 func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 	tag := a.Uint()
-	ref, known := s.conns[tag]
+	ref, known := s.conn(tag)
 	var (
 		err error
 		res []wire.Value

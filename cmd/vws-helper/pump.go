@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 const pumpWait = 30 * time.Second
 
 // pump forwards the events of one hub context to the proxy, in order, and
-// runs the calls that must not overtake them (OpActive, OpConnFree).
+// runs the calls that must not overtake them (OpActive, OpConnFree,
+// OpServerFree). It also tags the connections that servers accept.
 type pump struct {
 	s   *server
 	tag uint64 // the proxy's context handle
@@ -23,17 +25,76 @@ type pump struct {
 
 	reqs chan func()
 
-	mu   sync.Mutex
-	tags map[uint64]uint64 // hub connection -> proxy connection tag
+	mu      sync.Mutex
+	tags    map[uint64]uint64 // hub connection -> connection tag
+	srvTags map[uint64]uint64 // hub server -> proxy server tag
 
-	connTags map[uint64]struct{} // owned by the request loop
+	// Under s.mu: the context's connection tags, and whether OpCtxFree
+	// dropped them (then accepted connections are not registered).
+	connTags map[uint64]struct{}
+	freed    bool
 }
 
 func newPump(s *server, tag, id uint64) *pump {
 	p := &pump{s: s, tag: tag, hub: id, reqs: make(chan func(), 64),
-		tags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}
+		tags: make(map[uint64]uint64), srvTags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}
 	go p.run()
 	return p
+}
+
+func (p *pump) setServerTag(h, tag uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tag == 0 {
+		delete(p.srvTags, h)
+	} else {
+		p.srvTags[h] = tag
+	}
+}
+
+// packTags returns the tags of hub connections ids as u64 big-endian values
+// (OpServerClients); connections without a tag are left out.
+func (p *pump) packTags(ids []uint64) []byte {
+	out := []byte{}
+	if len(ids) == 0 {
+		return out
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range ids {
+		if tag := p.tags[h]; tag != 0 {
+			out = binary.BigEndian.AppendUint64(out, tag)
+		}
+	}
+	return out
+}
+
+// accept tags hub connection h, just accepted by a server of this context
+// (its first event, EventServerEstablished, is being forwarded), and returns
+// its tag and its server's tag, or zeros when it must be dropped: its server
+// or the context was freed meanwhile.
+func (p *pump) accept(h uint64) (tag, srv uint64) {
+	sid, err := hub.ConnServer(h)
+	p.mu.Lock()
+	srv = p.srvTags[sid]
+	p.mu.Unlock()
+	if err != nil || sid == 0 || srv == 0 {
+		hub.FreeConn(h)
+		return 0, 0
+	}
+	p.s.mu.Lock()
+	if p.freed || p.s.lastAccepted == wire.AcceptedTagSpan-1 { // context gone, or no tag left
+		p.s.mu.Unlock()
+		hub.FreeConn(h)
+		return 0, 0
+	}
+	p.s.lastAccepted++
+	tag = p.s.acceptBase + p.s.lastAccepted
+	p.s.conns[tag] = connRef{hub: h, p: p}
+	p.connTags[tag] = struct{}{}
+	p.s.mu.Unlock()
+	p.setTag(h, tag)
+	return tag, srv
 }
 
 func (p *pump) setTag(h, tag uint64) {
@@ -92,8 +153,16 @@ func (p *pump) send(ev hub.Event) {
 	p.mu.Lock()
 	tag := p.tags[ev.Conn]
 	p.mu.Unlock()
+	code := int64(ev.Code)
 	if tag == 0 {
-		return
+		if ev.Type != hub.EventServerEstablished {
+			return // freed by the proxy
+		}
+		var srv uint64
+		if tag, srv = p.accept(ev.Conn); tag == 0 {
+			return
+		}
+		code = int64(srv) // SERVER_ESTABLISHED: code = the server's tag
 	}
 	st, err := hub.State(ev.Conn)
 	if err != nil {
@@ -105,6 +174,6 @@ func (p *pump) send(ev hub.Event) {
 	}
 	p.s.write(&wire.Msg{Kind: wire.KindEvent, Op: uint8(ev.Type), Args: []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(ev.Opcode)), wire.Int(clean),
-		wire.Int(int64(ev.Code)), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
+		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
 	}})
 }

@@ -16,7 +16,7 @@
 //
 // Arguments of a call, per Op (the proxy names contexts and connections by its
 // own handles, "tags"; the helper maps them to internal/hub handles, creating
-// a hub context on the first NewConn that names it):
+// a hub context on the first OpConnNew or OpServerNew that names it):
 //
 //	OpSetLogLevel  mask                                   -> ()
 //	OpCtxFree      ctx                                    -> ()
@@ -32,16 +32,40 @@
 //	OpBuffered     conn                                   -> (n)
 //	OpProtocol     conn                                   -> (protocol)
 //	OpConnFree     conn                                   -> ()
+//	OpServerNew        ctx, server                        -> ()
+//	OpServerSetOption  server, name, value                -> ()
+//	OpServerListen     server                             -> (port)
+//	OpServerPort       server                             -> (port)
+//	OpBroadcast        server, opcode, data               -> (n)
+//	OpServerClients    server                             -> (clients)
+//	OpServerClose      server, code, reason               -> ()
+//	OpServerFree       server                             -> ()
+//	OpAcceptBase       base                               -> ()
+//
+// Servers and the proxy's connections take their tags from one counter, so
+// they never collide. A connection accepted by a server is made inside the
+// helper, which tags it base+n (n = 1, 2, ... below AcceptedTagSpan) and
+// announces it with its first event, SERVER_ESTABLISHED (type 0), whose code
+// value is the tag of the server that accepted it (the proxy reports code 0
+// to its caller). From then on the proxy names it like its own connections
+// (OpSend, OpClose, ..., OpConnFree). base is AcceptedTagBase unless the
+// proxy's first frame, OpAcceptBase (no reply), sets another: the proxy gives
+// each helper it starts its own span, AcceptedTagBase + k*AcceptedTagSpan for
+// its g-th helper (k = g-1 modulo the 2031616 spans below AcceptedTagLimit =
+// 2^53), so an accepted handle of a dead helper is not handed out again. clients is bytes: the
+// tags of the server's open clients, each a u64 big-endian.
 //
 // A reply carries the call's op and id and the values status (VWS_OK or a
 // negative VWS_E*), err (bytes, "" on success), then the results above.
-// OpActive and OpConnFree are answered only after every event the context had
-// queued at that moment was written, so a reply never overtakes an event.
+// OpActive, OpConnFree and OpServerFree are answered only after every event
+// the context had queued at that moment was written, so a reply never
+// overtakes an event.
 //
 // An event (helper -> proxy, id 0, op = event type) carries ctx, conn,
 // opcode, clean (0/1), code, attempt, state (the connection's state right
 // after the event, as the helper saw it), data (bytes, always the last value
-// so a reader can receive it straight into its own buffer).
+// so a reader can receive it straight into its own buffer). SERVER_ESTABLISHED:
+// code = the tag of the server that accepted the connection.
 //
 // The helper sends one hello first: op Version, values pid, ABI version.
 package wire

@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 1
+const Version = 2
 
 // Kind says what a frame is.
 type Kind uint8
@@ -40,6 +40,29 @@ const (
 	OpBuffered    Op = 12
 	OpProtocol    Op = 13
 	OpConnFree    Op = 14
+
+	// Servers (protocol version 2).
+	OpServerNew       Op = 15
+	OpServerSetOption Op = 16
+	OpServerListen    Op = 17
+	OpServerPort      Op = 18
+	OpBroadcast       Op = 19
+	OpServerClients   Op = 20
+	OpServerClose     Op = 21
+	OpServerFree      Op = 22
+	OpAcceptBase      Op = 23
+)
+
+// Tags of connections accepted by servers, which the helper makes: base+1,
+// base+2, ... up to base+AcceptedTagSpan-1, where base (OpAcceptBase) is
+// AcceptedTagBase plus a multiple of AcceptedTagSpan that the proxy picks per
+// helper, so that successive helpers never hand out the same tag. The proxy's
+// own tags are far below AcceptedTagBase, and every tag stays below
+// AcceptedTagLimit = 2^53 (handles must survive a Lua double).
+const (
+	AcceptedTagBase  = 1 << 48
+	AcceptedTagSpan  = 1 << 32
+	AcceptedTagLimit = 1 << 53
 )
 
 // Value tags.

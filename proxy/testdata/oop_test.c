@@ -156,6 +156,34 @@ static int open_conn(vws_ctx ctx, const char *url, vws_conn *c)
 	return ok;
 }
 
+/* Starts a server in sctx on 127.0.0.1 (any port) and connects a client
+ * from cctx to ws://127.0.0.1:PORT/path; *acc gets the accepted handle. */
+static int serve_one(vws_ctx sctx, vws_ctx cctx, const char *path, vws_server *srv, vws_conn *cli, vws_conn *acc)
+{
+	char err[256] = "", url[128];
+	vws_server owner = 0;
+	vws_event ev;
+	int port, ok;
+	*acc = 0;
+	if (vws_server_new(sctx, srv, err, sizeof err) != VWS_OK ||
+		vws_server_set_option(*srv, "port", "0", err, sizeof err) != VWS_OK ||
+		vws_server_listen(*srv, err, sizeof err) != VWS_OK || (port = vws_server_port(*srv)) <= 0) {
+		printf("# server: %s\n", err);
+		return 0;
+	}
+	snprintf(url, sizeof url, "ws://127.0.0.1:%d%s", port, path);
+	if (!open_conn(cctx, url, cli))
+		return 0;
+	if (vws_ctx_next_event(sctx, 5000, &ev) != 1)
+		return 0;
+	ok = ev.type == VWS_EV_SERVER_ESTABLISHED && ev.code == 0 && ev.len == strlen(path) && !memcmp(ev.data, path, ev.len);
+	if (!ok)
+		printf("# server event %d code %d: %.*s\n", ev.type, ev.code, (int)ev.len, ev.data ? ev.data : "");
+	*acc = ev.conn;
+	vws_event_clear(&ev);
+	return ok && vws_conn_server(*acc, &owner) == VWS_OK && owner == *srv;
+}
+
 /* ---- concurrent senders ---- */
 struct sender {
 	vws_conn c;
@@ -198,8 +226,9 @@ int main(void)
 {
 	const char *url = getenv("VWS_TEST_URL"), *hole = getenv("VWS_TEST_BLACKHOLE_URL");
 	char err[256], buf[64];
-	vws_ctx ctx, ctx2;
-	vws_conn c, c2, ch, c3, cf;
+	vws_ctx ctx, ctx2, sctx, cctx;
+	vws_conn c, c2, ch, c3, cf, scli, sacc, scli2, sacc2, list[4];
+	vws_server srv, srv2, owner;
 	vws_event ev;
 	sigset_t mask0, mask1;
 	pid_t hp, hp2;
@@ -346,6 +375,53 @@ int main(void)
 		check(rc == 0 && now_ms() - t0 < 5000, "a wake without waiter is kept for the next wait (10 s timeout)");
 	}
 
+	/* ---- a server, and a client of it in another context ---- */
+	check(vws_ctx_new(&sctx, err, sizeof err) == VWS_OK && vws_ctx_new(&cctx, err, sizeof err) == VWS_OK, "server and client contexts");
+	check(serve_one(sctx, cctx, "/x", &srv, &scli, &sacc), "listen, connect: SERVER_ESTABLISHED \"/x\", conn_server names the server");
+	check(sacc != 0 && sacc != srv && sacc != scli && sacc < (1ull << 53), "accepted handle %llu is new and below 2^53", (unsigned long long)sacc);
+	owner = 1;
+	check(vws_conn_server(scli, &owner) == VWS_OK && owner == 0, "conn_server of a client is 0");
+	check(vws_conn_server(srv, &owner) == VWS_EARG, "conn_server of a server handle is EARG");
+	check(vws_conn_state(sacc) == VWS_STATE_OPEN && vws_ctx_active(sctx) == 2, "accepted conn open; active 2 (%d)", vws_ctx_active(sctx));
+	err[0] = 0;
+	rc = vws_conn_connect(sacc, err, sizeof err);
+	check(rc == VWS_ESTATE && vws_conn_state(sacc) == VWS_STATE_OPEN, "connect on an accepted conn: %d (%s)", rc, err);
+	rc = vws_conn_send(scli, VWS_OP_TEXT, "ping?", 5, err, sizeof err);
+	rc = rc == VWS_OK ? wait_event(sctx, sacc, 5000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_SERVER_RECEIVE && ev.opcode == VWS_OP_TEXT && ev.len == 5 && !memcmp(ev.data, "ping?", 5),
+		"SERVER_RECEIVE on the accepted handle");
+	if (rc == 1 && ev.type == VWS_EV_SERVER_RECEIVE) /* echo from the server side */
+		rc = vws_conn_send(sacc, VWS_OP_TEXT, ev.data, ev.len, err, sizeof err);
+	vws_event_clear(&ev);
+	rc = rc == VWS_OK ? wait_event(cctx, scli, 5000, &ev) : rc;
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE && ev.len == 5 && !memcmp(ev.data, "ping?", 5), "server-side echo reaches the client");
+	vws_event_clear(&ev);
+	rc = vws_server_broadcast(srv, VWS_OP_TEXT, "all", 3, err, sizeof err);
+	check(rc == 1, "broadcast -> %d", rc);
+	rc = wait_event(cctx, scli, 5000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_RECEIVE && ev.len == 3 && !memcmp(ev.data, "all", 3), "broadcast received");
+	vws_event_clear(&ev);
+	memset(list, 0, sizeof list);
+	rc = vws_server_clients(srv, list, 4);
+	check(rc == 1 && list[0] == sacc, "clients -> %d: the accepted handle", rc);
+	check(vws_server_clients(srv, NULL, 0) == 1, "clients(NULL, 0) counts");
+	check(vws_server_port(999999) == VWS_EARG && vws_server_clients(sacc, list, 4) == VWS_EARG, "unknown server handles are EARG");
+	check(vws_server_close(srv, 0, "bye", 3, err, sizeof err) == VWS_OK, "server_close");
+	rc = wait_event(sctx, sacc, 5000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_CLOSED && ev.code == 1001, "accepted side CLOSED %d", ev.code);
+	vws_event_clear(&ev);
+	rc = wait_event(cctx, scli, 5000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_CLOSED && ev.code == 1001 && ev.len == 3, "client side CLOSED %d", ev.code);
+	vws_event_clear(&ev);
+	check(vws_server_port(srv) == 0 && vws_ctx_active(sctx) == 0, "port 0 and active 0 after close");
+	rc = vws_server_broadcast(srv, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_ESTATE, "broadcast after close: %d", rc);
+	check(vws_conn_free(sacc) == VWS_OK && vws_conn_free(scli) == VWS_OK, "free both connections");
+	check(vws_server_free(srv) == VWS_OK && vws_server_port(srv) == VWS_EARG, "server_free; handle invalid");
+	/* One that stays listening with a client, for the helper's death below. */
+	check(serve_one(sctx, cctx, "/kill", &srv2, &scli2, &sacc2), "a second server with one client");
+	check(sacc2 != sacc, "accepted handles are not reused");
+
 	/* A connection that stays connecting, and one in the other context. */
 	check(vws_conn_new(ctx, hole, &ch, err, sizeof err) == VWS_OK && vws_conn_connect(ch, err, sizeof err) == VWS_OK,
 		"connect to a server that never answers");
@@ -390,6 +466,27 @@ int main(void)
 		}
 		check(got2, "ctx2's connection closed too");
 	}
+	rc = wait_event(sctx, sacc2, 2000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_CLOSED && ev.code == 1006 && !ev.clean, "accepted connection: CLOSED 1006");
+	vws_event_clear(&ev);
+	rc = wait_event(cctx, scli2, 2000, &ev);
+	check(rc == 1 && ev.type == VWS_EV_CLOSED && ev.code == 1006, "its client: CLOSED 1006");
+	vws_event_clear(&ev);
+	check(vws_ctx_next_event(sctx, 300, &ev) == 0, "nothing more in the server's context (the server makes no event)");
+	check(vws_server_port(srv2) == 0, "dead server: port 0");
+	err[0] = 0;
+	rc = vws_server_broadcast(srv2, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_ESTATE && err[0], "dead server: broadcast %d (%s)", rc, err);
+	check(vws_server_clients(srv2, list, 4) == 0, "dead server: clients 0");
+	check(vws_conn_state(sacc2) == VWS_STATE_CLOSED, "dead accepted conn: CLOSED");
+	owner = 0;
+	check(vws_conn_server(sacc2, &owner) == VWS_OK && owner == srv2, "dead accepted conn still names its server");
+	rc = vws_conn_send(sacc2, VWS_OP_TEXT, "x", 1, err, sizeof err);
+	check(rc == VWS_ESTATE, "dead accepted conn: send %d", rc);
+	rc = vws_conn_connect(sacc2, err, sizeof err);
+	check(rc == VWS_ESTATE, "dead accepted conn: connect %d (not revived)", rc);
+	check(vws_conn_close(sacc2, 1000, NULL, 0, err, sizeof err) == VWS_OK, "dead accepted conn: close OK");
+	check(vws_ctx_active(sctx) == 0, "server context: active 0");
 	check(vws_ctx_next_event(ctx, 300, &ev) == 0, "nothing for the created connection");
 	check(vws_conn_state(c) == VWS_STATE_CLOSED && vws_conn_state(ch) == VWS_STATE_CLOSED, "dead handles are CLOSED");
 	check(vws_conn_state(cf) == VWS_STATE_CREATED, "dead created handle is CREATED");
@@ -408,6 +505,23 @@ int main(void)
 	printf("helper pid %d\n", (int)hp2);
 	check(c3 != c && c3 != ch && c3 != cf && c3 != c2, "handles stay unique across restarts (%llu)", (unsigned long long)c3);
 	check(echo(ctx, c3, "after restart"), "echo on the new helper");
+	check(vws_server_port(srv2) == 0 && vws_server_close(srv2, 0, NULL, 0, err, sizeof err) == VWS_OK,
+		"dead server in a new helper: port 0, close OK");
+	{ /* a server of the new helper: its accepted handles differ from the dead helper's */
+		vws_server srv3;
+		vws_conn cli3, acc3;
+		rc = serve_one(sctx, cctx, "/again", &srv3, &cli3, &acc3);
+		check(rc && acc3 != sacc2 && acc3 != sacc && acc3 < (1ull << 53),
+			"new helper's accepted handle %llu is not a dead one's (%llu)", (unsigned long long)acc3, (unsigned long long)sacc2);
+		check(vws_conn_state(sacc2) == VWS_STATE_CLOSED, "the dead accepted handle stays CLOSED");
+		check(vws_server_free(srv3) == VWS_OK, "server_free with a client");
+		rc = wait_event(cctx, cli3, 5000, &ev);
+		check(rc == 1 && ev.type == VWS_EV_CLOSED && ev.code == 1001, "its client: CLOSED %d", ev.code);
+		vws_event_clear(&ev);
+		check(vws_conn_state(acc3) == VWS_STATE_CLOSED && vws_conn_free(acc3) == VWS_OK, "the accepted handle outlives its server");
+	}
+	check(vws_server_free(srv2) == VWS_OK, "free the dead server");
+	check(vws_ctx_free(sctx) == VWS_OK && vws_ctx_free(cctx) == VWS_OK, "free the server contexts");
 	vws_set_log_level(0);
 	check(vws_conn_connect(c, err, sizeof err) == VWS_OK, "connect on the old handle recreates it");
 	rc = wait_event(ctx, c, 5000, &ev);
