@@ -25,8 +25,9 @@ case $variant in
 inproc)
 	rm -f "$out/obj/lualib.a"
 	ar rcs "$out/obj/lualib.a" "${objs[@]}"
+	sum=$(cat "${objs[@]}" | sha256sum | cut -c1-16) # relinks when the binding changed (see capi/main.go)
 	CGO_ENABLED=1 go build -trimpath -buildmode=c-shared \
-		-ldflags="-s -w -extldflags '-Wl,--whole-archive $PWD/$out/obj/lualib.a -Wl,--no-whole-archive -Wl,--version-script=$PWD/build/exports.map'" \
+		-ldflags="-s -w -X main.lualibSum=$sum -extldflags '-Wl,--whole-archive $PWD/$out/obj/lualib.a -Wl,--no-whole-archive -Wl,--version-script=$PWD/build/exports.map'" \
 		-o "$out/verawebsockets.so" ./capi
 	rm -f "$out/verawebsockets.h" # cgo's generated header; include/verawebsockets.h is the ABI
 	;;

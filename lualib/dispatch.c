@@ -316,8 +316,11 @@ static int deliver_cf(lua_State *L)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
 	push_num_handle(L, ev->conn);
 	lua_rawget(L, -2);
-	if (!lua_isuserdata(L, -1))
-		return 0; /* the wso is gone: ignore */
+	if (!lua_isuserdata(L, -1)) {
+		lua_pop(L, 1);
+		if (ev->type != VWS_EV_SERVER_ESTABLISHED || !vl_accept(L, st, ev->conn))
+			return 0; /* the wso is gone: ignore */
+	}
 	wso = lua_gettop(L);
 
 	/* The strong reference that keeps an active wso alive is dropped once its
@@ -361,16 +364,25 @@ static int deliver_cf(lua_State *L)
 		lua_pushlstring(L, ev->data ? ev->data : "", ev->len);
 		lua_pushinteger(L, ev->attempt);
 		break;
+	case VWS_EV_SERVER_ESTABLISHED: {
+		char proto[512] = "";
+		lua_pushlstring(L, ev->data ? ev->data : "", ev->len);
+		vws_conn_protocol(ev->conn, proto, sizeof proto);
+		lua_pushstring(L, proto);
+		break;
+	}
 	case VWS_EV_CLOSED:
 		lua_pushboolean(L, ev->clean);
 		lua_pushinteger(L, ev->code);
 		lua_pushlstring(L, ev->data ? ev->data : "", ev->len);
 		break;
 	case VWS_EV_RECEIVE:
+	case VWS_EV_SERVER_RECEIVE:
 		lua_pushlstring(L, ev->data ? ev->data : "", ev->len);
 		lua_pushstring(L, ev->opcode == VWS_OP_BINARY ? "binary" : "text");
 		break;
 	case VWS_EV_RECEIVE_PONG:
+	case VWS_EV_SERVER_RECEIVE_PONG:
 		lua_pushlstring(L, ev->data ? ev->data : "", ev->len);
 		break;
 	default:

@@ -327,17 +327,26 @@ static void opt_ssl(opt_ctx *o, int idx)
 	}
 }
 
-static const struct {
+typedef struct event_name {
 	const char *name;
 	int id;
-} event_names[] = {
+} event_name;
+
+/* Client events (ws.create) and server events (ws.listen): libwebsockets 2.4
+ * callback reasons, and the names that may be used instead. */
+static const event_name client_events[] = {
 	{"error", VWS_EV_CONNECTION_ERROR}, {"open", VWS_EV_ESTABLISHED}, {"close", VWS_EV_CLOSED},
 	{"message", VWS_EV_RECEIVE},        {"pong", VWS_EV_RECEIVE_PONG}, {"writeable", VWS_EV_WRITEABLE},
 	{NULL, 0}};
+static const event_name server_events[] = {
+	{"open", VWS_EV_SERVER_ESTABLISHED}, {"close", VWS_EV_CLOSED},
+	{"message", VWS_EV_SERVER_RECEIVE},  {"pong", VWS_EV_SERVER_RECEIVE_PONG},
+	{"writeable", VWS_EV_SERVER_WRITEABLE}, {NULL, 0}};
 
-/* Fills env.handlers / env.named from the event_handlers table at idx. Sets
- * *pong / *writeable when handlers for those events exist. */
-static void parse_handlers(opt_ctx *o, int idx, int env, int *pong, int *writeable)
+/* Fills env.handlers / env.named from the event_handlers table at idx, with
+ * the events of `names`. Sets *pong / *writeable when handlers for those
+ * events exist. */
+static void parse_handlers(opt_ctx *o, int idx, int env, const event_name *names, int *pong, int *writeable)
 {
 	lua_State *L = o->L;
 	int handlers, named, id, i;
@@ -360,19 +369,21 @@ static void parse_handlers(opt_ctx *o, int idx, int env, int *pong, int *writeab
 				opt_error(o, "%s: %s", "event_handlers", "keys must be event IDs or names");
 			id = (int)k;
 			/* Other libwebsockets callback reasons are accepted and never fire. */
-			if (id != 1 && id != 3 && id != 4 && id != 8 && id != 9 && id != 10) {
+			for (i = 0; names[i].name; i++)
+				if (names[i].id == id)
+					break;
+			if (!names[i].name) {
 				lua_pop(L, 1);
 				continue;
 			}
 		} else if (lua_type(L, -2) == LUA_TSTRING) {
 			const char *k = lua_tostring(L, -2);
-			for (i = 0; event_names[i].name; i++)
-				if (strcmp(k, event_names[i].name) == 0)
+			for (i = 0; names[i].name; i++)
+				if (strcmp(k, names[i].name) == 0)
 					break;
-			if (!event_names[i].name)
-				opt_error(o, "%s: unknown event name '%s' (error open close message pong writeable)",
-				          "event_handlers", k);
-			id = event_names[i].id;
+			if (!names[i].name)
+				opt_error(o, "%s: unknown event name '%s'", "event_handlers", k);
+			id = names[i].id;
 			isnamed = 1;
 		} else {
 			opt_error(o, "%s: %s", "event_handlers", "keys must be event IDs or names");
@@ -394,9 +405,9 @@ static void parse_handlers(opt_ctx *o, int idx, int env, int *pong, int *writeab
 			lua_pushboolean(L, 1);
 			lua_rawseti(L, named, id);
 		}
-		if (id == VWS_EV_RECEIVE_PONG)
+		if (id == VWS_EV_RECEIVE_PONG || id == VWS_EV_SERVER_RECEIVE_PONG)
 			*pong = 1;
-		if (id == VWS_EV_WRITEABLE)
+		if (id == VWS_EV_WRITEABLE || id == VWS_EV_SERVER_WRITEABLE)
 			*writeable = 1;
 		lua_pop(L, 1);
 	}
@@ -477,7 +488,7 @@ static int ws_create(lua_State *L)
 
 	if (!tableform)
 		o.narg = 2;
-	parse_handlers(&o, n_handlers_arg, env, &pong, &writeable);
+	parse_handlers(&o, n_handlers_arg, env, client_events, &pong, &writeable);
 	if (!tableform)
 		o.narg = 3;
 	opt_ssl(&o, n_ssl_arg);
@@ -636,15 +647,22 @@ static int ws_send(lua_State *L)
 	return push_result(L, rc, err);
 }
 
+static int server_close(lua_State *L, vl_server *s);
+static vl_server *to_server(lua_State *L, int idx);
+
+/* ws.close(wso[, code[, reason]]), and ws.close(server[, code[, reason]]). */
 static int ws_close(lua_State *L)
 {
-	vl_conn *c = check_conn(L, 1);
+	vl_server *s = to_server(L, 1);
+	vl_conn *c = s ? NULL : check_conn(L, 1);
 	int code = 0, rc, bad;
 	size_t len = 0;
 	const char *reason = "";
 	vl_state *st = vl_upstate(L);
 	char err[VL_ERRLEN] = "";
 
+	if (s)
+		return server_close(L, s);
 	if (!lua_isnoneornil(L, 2)) {
 		lua_Number n = luaL_checknumber(L, 2);
 		if (n != floor(n) || n < 1000 || n > 4999)
@@ -756,6 +774,398 @@ static int conn_tostring(lua_State *L)
 			url = lua_tostring(L, -1);
 	}
 	lua_pushfstring(L, VL_CONN_MT ": %p (%s)", (void *)c, url);
+	return 1;
+}
+
+/* ---- Servers ---------------------------------------------------------------------- */
+
+static vl_server *check_server(lua_State *L, int idx)
+{
+	return luaL_checkudata(L, idx, VL_SERVER_MT);
+}
+
+/* The server userdata at idx, or NULL when idx holds something else. */
+static vl_server *to_server(lua_State *L, int idx)
+{
+	vl_server *s = lua_touserdata(L, idx);
+	int is;
+	if (!s || !lua_getmetatable(L, idx))
+		return NULL;
+	luaL_getmetatable(L, VL_SERVER_MT);
+	is = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return is ? s : NULL;
+}
+
+static const char *const listen_keys[] = {
+	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
+	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
+	"close_timeout", NULL};
+
+static void opt_server_ssl(opt_ctx *o, int idx)
+{
+	lua_State *L = o->L;
+	if (lua_isnil(L, idx))
+		return;
+	if (!lua_istable(L, idx))
+		type_error(o, "ssl_settings", "table", idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		int v = lua_gettop(L);
+		if (k && (strcmp(k, "ssl_cert_filepath") == 0 || strcmp(k, "ssl_private_key_filepath") == 0)) {
+			lua_pushfstring(L, "ssl_settings.%s", k);
+			add_opt(o, k, get_string(o, v, lua_tostring(L, -1)));
+			lua_pop(L, 1);
+		} else {
+			opt_error(o, "%s: unknown key '%s' (ssl_cert_filepath, ssl_private_key_filepath)", "ssl_settings",
+			          k ? k : luaL_typename(L, -2));
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* live[h] = nil (the module stops keeping the value of handle h alive).
+ * Args: st (light userdata), handle. */
+static int live_clear_cf(lua_State *L)
+{
+	vl_state *st = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->live_ref);
+	lua_pushvalue(L, 2);
+	lua_pushnil(L);
+	lua_rawset(L, -3);
+	return 0;
+}
+
+/* ws.listen{port=, host=, event_handlers=, standalone=, ...} -> server | nil, err */
+static int ws_listen(lua_State *L)
+{
+	vl_state *st = vl_upstate(L);
+	opt_ctx o;
+	int env, v, i, rc = VWS_OK, pong = 0, writeable = 0, standalone = 0;
+	vl_server *s;
+	vws_server h = 0;
+	char err[VL_ERRLEN] = "";
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	if (!st)
+		return push_closed(L);
+	o.L = L;
+	o.narg = 1;
+	o.n = 0;
+	lua_newtable(L);
+	o.opts = lua_gettop(L);
+	/* env of the server (shared by its clients' envs): { handlers = {}, named = {}, url = } */
+	lua_newtable(L);
+	env = lua_gettop(L);
+	lua_newtable(L);
+	lua_setfield(L, env, "handlers");
+	lua_newtable(L);
+	lua_setfield(L, env, "named");
+
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		for (i = 0; listen_keys[i]; i++)
+			if (k && strcmp(k, listen_keys[i]) == 0)
+				break;
+		if (!listen_keys[i])
+			opt_error(&o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, 1, "port");
+	if (lua_isnil(L, -1))
+		opt_error(&o, "%s: %s", "port", "required (0 = any free port)");
+	opt_integer(&o, lua_gettop(L), "port", 0, 65535);
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "event_handlers");
+	parse_handlers(&o, lua_gettop(L), env, server_events, &pong, &writeable);
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "ssl_settings");
+	opt_server_ssl(&o, lua_gettop(L));
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "standalone");
+	if (!lua_isnil(L, -1)) {
+		if (lua_type(L, -1) != LUA_TBOOLEAN)
+			type_error(&o, "standalone", "boolean", lua_gettop(L));
+		standalone = lua_toboolean(L, -1);
+	}
+	lua_pop(L, 1);
+	for (i = 5; listen_keys[i]; i++) {
+		const char *k = listen_keys[i];
+		lua_getfield(L, 1, k);
+		v = lua_gettop(L);
+		if (lua_isnil(L, v)) {
+			lua_pop(L, 1);
+			continue;
+		}
+		if (strcmp(k, "protocols") == 0) opt_protocols(&o, v);
+		else if (strcmp(k, "max_clients") == 0) opt_integer(&o, v, k, 1, 100000);
+		else if (strcmp(k, "handshake_timeout") == 0) opt_seconds(&o, v, k, k, 0);
+		else if (strcmp(k, "ping_interval") == 0) opt_seconds(&o, v, k, k, 1);
+		else if (strcmp(k, "pong_timeout") == 0) opt_seconds(&o, v, k, k, 0);
+		else if (strcmp(k, "close_timeout") == 0) opt_seconds(&o, v, k, k, 1);
+		else opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, 1, "host");
+	if (!lua_isnil(L, -1))
+		opt_string(&o, lua_gettop(L), "host");
+	lua_pop(L, 1);
+	if (pong)
+		add_opt(&o, "pong_events", "1");
+	if (writeable)
+		add_opt(&o, "writeable_events", "1");
+
+	s = lua_newuserdata(L, sizeof *s);
+	s->h = 0;
+	s->ctx = standalone ? st->ctxA : st->ctxB;
+	s->standalone = standalone;
+	luaL_getmetatable(L, VL_SERVER_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, env);
+	lua_setfenv(L, -2);
+	lua_pushcfunction(L, vl_live_set_cf);
+	lua_pushlightuserdata(L, st);
+	lua_pushvalue(L, -3);
+
+	/* ABI calls: nothing below raises until the lock is released. */
+	vl_lock_acquire(&st->lock);
+	rc = vws_server_new(s->ctx, &h, err, sizeof err);
+	for (i = 1; rc == VWS_OK && i < o.n; i += 2) {
+		const char *name, *value;
+		lua_rawgeti(L, o.opts, i);
+		lua_rawgeti(L, o.opts, i + 1);
+		name = lua_tostring(L, -2);
+		value = lua_tostring(L, -1);
+		rc = vws_server_set_option(h, name, value, err, sizeof err);
+		lua_pop(L, 2);
+	}
+	if (rc == VWS_OK && !standalone && vl_start_dispatcher(st, err, sizeof err) != 0)
+		rc = VWS_EINTERNAL;
+	if (rc == VWS_OK)
+		rc = vws_server_listen(h, err, sizeof err);
+	if (rc == VWS_OK) {
+		s->h = h;
+		/* The module keeps a listening server alive (and every accepted client
+		 * while it is active): a script may drop them and still get events. */
+		lua_pushnumber(L, (lua_Number)h);
+		if (lua_pcall(L, 3, 0, 0) != 0)
+			lua_pop(L, 1);
+	} else {
+		lua_pop(L, 3);
+		if (h != 0)
+			vws_server_free(h);
+	}
+	vl_lock_release(&st->lock);
+	if (rc != VWS_OK) {
+		if (rc == VWS_EARG && strncmp(err, "option ", 7) == 0)
+			return luaL_argerror(L, 1, err); /* a bad option value the checks above let through */
+		return push_fail(L, rc, err);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref); /* conns[h] = server (weak) */
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	return 1;
+}
+
+/* Called by the dispatch path (under lua_cpcall) for the first event of a
+ * connection accepted by server sh: pushes a new wso for it, or nothing
+ * (returns 0) when the server's userdata is gone, in which case the
+ * connection is freed. */
+int vl_accept(lua_State *L, vl_state *st, vws_conn h)
+{
+	vws_server sh = 0;
+	vl_conn *c;
+	int srv;
+
+	if (vws_conn_server(h, &sh) != VWS_OK || sh == 0)
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)sh);
+	lua_rawget(L, -2);
+	lua_remove(L, -2);
+	if (!to_server(L, -1)) {
+		lua_pop(L, 1);
+		vws_conn_free(h);
+		return 0;
+	}
+	srv = lua_gettop(L);
+	c = lua_newuserdata(L, sizeof *c);
+	c->h = h;
+	c->ctx = ((vl_server *)lua_touserdata(L, srv))->ctx;
+	c->standalone = ((vl_server *)lua_touserdata(L, srv))->standalone;
+	luaL_getmetatable(L, VL_CONN_MT);
+	lua_setmetatable(L, -2);
+	/* env = { handlers = server's, named = server's, url = "(server)", server = srv } */
+	lua_newtable(L);
+	lua_getfenv(L, srv);
+	lua_getfield(L, -1, "handlers");
+	lua_setfield(L, -3, "handlers");
+	lua_getfield(L, -1, "named");
+	lua_setfield(L, -3, "named");
+	lua_pop(L, 1);
+	lua_pushliteral(L, "accepted");
+	lua_setfield(L, -2, "url");
+	lua_pushvalue(L, srv);
+	lua_setfield(L, -2, "server");
+	lua_setfenv(L, -2);
+	lua_remove(L, srv);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->live_ref);
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	return 1;
+}
+
+static int srv_unusable(lua_State *L, const vl_state *st, const vl_server *s)
+{
+	if (!st)
+		return push_closed(L);
+	if (s->h == 0)
+		return push_fail(L, VWS_EARG, "server was freed");
+	return 0;
+}
+
+static int ws_port(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	vl_state *st = vl_upstate(L);
+	int port, bad;
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	port = vws_server_port(s->h);
+	vl_lock_release(&st->lock);
+	if (port < 0)
+		return push_fail(L, port, NULL);
+	if (port == 0)
+		return push_fail(L, VWS_ESTATE, "server is not listening");
+	lua_pushinteger(L, port);
+	return 1;
+}
+
+static int ws_broadcast(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	int op = check_opcode(L, 3), n, bad;
+	vl_state *st = vl_upstate(L);
+	char err[VL_ERRLEN] = "";
+
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	n = vws_server_broadcast(s->h, op, data, len, err, sizeof err);
+	vl_lock_release(&st->lock);
+	if (n < 0)
+		return push_fail(L, n, err);
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* Array of the open clients' wsos (those whose open event was delivered). */
+static int ws_clients(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	vl_state *st = vl_upstate(L);
+	vws_conn small[64], *hs = small;
+	int n, cap = 64, i, k = 0, bad;
+
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	for (;;) {
+		vl_lock_acquire(&st->lock);
+		n = vws_server_clients(s->h, hs, (size_t)cap);
+		vl_lock_release(&st->lock);
+		if (n <= cap)
+			break;
+		cap = n + 16; /* a Lua-owned buffer: nothing leaks if a later call raises */
+		hs = lua_newuserdata(L, (size_t)cap * sizeof *hs);
+	}
+	if (n < 0)
+		return push_fail(L, n, NULL);
+	lua_newtable(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	for (i = 0; i < n; i++) {
+		lua_pushnumber(L, (lua_Number)hs[i]);
+		lua_rawget(L, -2);
+		if (lua_isuserdata(L, -1))
+			lua_rawseti(L, -3, ++k);
+		else
+			lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return 1;
+}
+
+static int server_close(lua_State *L, vl_server *s)
+{
+	int code = 0, rc, bad;
+	size_t len = 0;
+	const char *reason = "";
+	vl_state *st = vl_upstate(L);
+	char err[VL_ERRLEN] = "";
+
+	if (!lua_isnoneornil(L, 2)) {
+		lua_Number n = luaL_checknumber(L, 2);
+		if (n != floor(n) || n < 1000 || n > 4999)
+			return luaL_argerror(L, 2, "close code from 1000 to 4999 expected");
+		code = (int)n;
+	}
+	if (!lua_isnoneornil(L, 3)) {
+		reason = luaL_checklstring(L, 3, &len);
+		if (len > 123)
+			return luaL_argerror(L, 3, "reason longer than 123 bytes");
+	}
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	lua_settop(L, 3);
+	lua_pushcfunction(L, live_clear_cf);
+	lua_pushlightuserdata(L, st);
+	lua_pushnumber(L, (lua_Number)s->h);
+	vl_lock_acquire(&st->lock);
+	rc = vws_server_close(s->h, code, reason, len, err, sizeof err);
+	if (rc == VWS_OK) {
+		if (lua_pcall(L, 2, 0, 0) != 0)
+			lua_pop(L, 1);
+	} else {
+		lua_pop(L, 3);
+	}
+	vl_lock_release(&st->lock);
+	return push_result(L, rc, err);
+}
+
+static int srv_close(lua_State *L)
+{
+	return server_close(L, check_server(L, 1));
+}
+
+static int server_gc(lua_State *L)
+{
+	vl_server *s = luaL_checkudata(L, 1, VL_SERVER_MT);
+	if (s->h != 0) {
+		vws_server h = s->h;
+		s->h = 0;
+		vws_server_free(h);
+	}
+	return 0;
+}
+
+static int server_tostring(lua_State *L)
+{
+	vl_server *s = luaL_checkudata(L, 1, VL_SERVER_MT);
+	lua_pushfstring(L, VL_SERVER_MT ": %p", (void *)s);
 	return 1;
 }
 
@@ -891,12 +1301,17 @@ static const luaL_Reg conn_methods[] = {
 	{"ping", ws_ping},       {"state", ws_state},       {"buffered", ws_buffered},
 	{"protocol", ws_protocol}, {NULL, NULL}};
 
+static const luaL_Reg server_methods[] = {
+	{"port", ws_port}, {"broadcast", ws_broadcast}, {"clients", ws_clients}, {"close", srv_close},
+	{NULL, NULL}};
+
 static const luaL_Reg module_funcs[] = {
 	{"create", ws_create},     {"connect", ws_connect},   {"send", ws_send},
 	{"close", ws_close},       {"ping", ws_ping},         {"state", ws_state},
 	{"buffered", ws_buffered}, {"protocol", ws_protocol}, {"loop", ws_loop},
 	{"dispatch", ws_dispatch}, {"event_fd", ws_event_fd}, {"set_log_level", ws_set_log_level},
-	{NULL, NULL}};
+	{"listen", ws_listen},     {"port", ws_port},         {"broadcast", ws_broadcast},
+	{"clients", ws_clients},   {NULL, NULL}};
 
 /* Sets the functions of l into the table at -1 as closures over the value at su. */
 static void set_funcs(lua_State *L, const luaL_Reg *l, int su)
@@ -994,12 +1409,19 @@ VL_EXPORT int luaopen_verawebsockets(lua_State *L)
 	              {"CLOSED", VWS_EV_CLOSED},                     {"RECEIVE", VWS_EV_RECEIVE},
 	              {"RECEIVE_PONG", VWS_EV_RECEIVE_PONG},         {"WRITEABLE", VWS_EV_WRITEABLE},
 	              {NULL, 0}};
+	static const struct {
+		const char *name;
+		int id;
+	} server_event_ids[] = {{"ESTABLISHED", VWS_EV_SERVER_ESTABLISHED}, {"CLOSED", VWS_EV_CLOSED},
+	                        {"RECEIVE", VWS_EV_SERVER_RECEIVE},         {"RECEIVE_PONG", VWS_EV_SERVER_RECEIVE_PONG},
+	                        {"WRITEABLE", VWS_EV_SERVER_WRITEABLE},     {NULL, 0}};
 	int i;
 
 	pin_library();
 	su = get_state(L);
 
 	vl_new_metatable(L, VL_CONN_MT, conn_methods, su, conn_gc, conn_tostring);
+	vl_new_metatable(L, VL_SERVER_MT, server_methods, su, server_gc, server_tostring);
 
 	lua_newtable(L);
 	set_funcs(L, module_funcs, su);
@@ -1017,6 +1439,12 @@ VL_EXPORT int luaopen_verawebsockets(lua_State *L)
 		lua_setfield(L, -2, events[i].name);
 	}
 	lua_setfield(L, -2, "EVENTS");
+	lua_newtable(L);
+	for (i = 0; server_event_ids[i].name; i++) {
+		lua_pushinteger(L, server_event_ids[i].id);
+		lua_setfield(L, -2, server_event_ids[i].name);
+	}
+	lua_setfield(L, -2, "SERVER_EVENTS");
 	vl_open_client(L, su);
 	lua_setfield(L, -2, "client");
 	return 1;

@@ -23,6 +23,7 @@
 #define VL_STATE_MT  "verawebsockets.State"  /* registry key of the per-VM State userdata */
 #define VL_CONN_MT   "verawebsockets.Conn"
 #define VL_CLIENT_MT "verawebsockets.Client"
+#define VL_SERVER_MT "verawebsockets.Server"
 
 #define VL_ERRLEN 256
 
@@ -72,6 +73,14 @@ typedef struct vl_conn {
 	int      standalone;
 } vl_conn;
 
+/* The server userdata (ws.listen). Its env table holds the handlers; the
+ * wso of each accepted client gets an env sharing them. */
+typedef struct vl_server {
+	vws_server h;        /* 0 once freed */
+	vws_ctx    ctx;
+	int        standalone;
+} vl_server;
+
 /* Exported. Hosts pass the lua_State they required the module in. */
 VL_EXPORT int  luaopen_verawebsockets(lua_State *L);
 VL_EXPORT void vws_lua_lock(lua_State *L);
@@ -97,6 +106,10 @@ int       vl_lock_acquire_or_stop(vl_lock *k, vl_state *st);
  * over the State userdata at index su; __gc and __tostring. Leaves the stack as is. */
 void vl_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, int su,
                       lua_CFunction gc, lua_CFunction tostring);
+
+/* verawebsockets.c: pushes the wso of a connection accepted by a server on its
+ * first event (returns 1), or returns 0 (nothing pushed, connection freed). */
+int vl_accept(lua_State *L, vl_state *st, vws_conn h);
 
 /* sync.c */
 void vl_open_client(lua_State *L, int state_idx); /* leaves the ws.client table on the stack */
