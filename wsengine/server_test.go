@@ -286,3 +286,113 @@ func TestServerConcurrentClients(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// rawClient completes a handshake with s as a raw TCP client.
+func rawClient(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(nc)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			return nc, br
+		}
+	}
+}
+
+// maskedFrame builds a masked client frame.
+func maskedFrame(fin bool, rsv byte, op ws.OpCode, p []byte) []byte {
+	var buf bytes.Buffer
+	mask := ws.NewMask()
+	ws.WriteHeader(&buf, ws.Header{Fin: fin, Rsv: rsv, OpCode: op, Length: int64(len(p)), Masked: true, Mask: mask})
+	q := bytes.Clone(p)
+	ws.Cipher(q, mask, 0)
+	buf.Write(q)
+	return buf.Bytes()
+}
+
+// The server role applies the client role's frame checks to client frames:
+// each violation fails the connection with the code RFC 6455 names, and the
+// server's close frame says so.
+func TestServerProtocolViolations(t *testing.T) {
+	cases := []struct {
+		name   string
+		frames [][]byte
+		code   int
+	}{
+		{"reserved opcode", [][]byte{maskedFrame(true, 0, 3, nil)}, CloseProtocolError},
+		{"RSV1 without an extension", [][]byte{maskedFrame(true, 4, ws.OpText, []byte("x"))}, CloseProtocolError},
+		{"fragmented ping", [][]byte{maskedFrame(false, 0, ws.OpPing, nil)}, CloseProtocolError},
+		{"ping over 125 bytes", [][]byte{maskedFrame(true, 0, ws.OpPing, make([]byte, 126))}, CloseProtocolError},
+		{"stray continuation", [][]byte{maskedFrame(true, 0, ws.OpContinuation, []byte("x"))}, CloseProtocolError},
+		{"new message inside a fragmented one", [][]byte{maskedFrame(false, 0, ws.OpText, []byte("a")),
+			maskedFrame(true, 0, ws.OpText, []byte("b"))}, CloseProtocolError},
+		{"close code 1005", [][]byte{maskedFrame(true, 0, ws.OpClose, []byte{0x03, 0xed})}, CloseProtocolError},
+		{"1-byte close payload", [][]byte{maskedFrame(true, 0, ws.OpClose, []byte{1})}, CloseProtocolError},
+		{"invalid UTF-8 text", [][]byte{maskedFrame(true, 0, ws.OpText, []byte{0xce, 0xba, 0xff})}, CloseInvalidPayload},
+		{"invalid UTF-8 across fragments", [][]byte{maskedFrame(false, 0, ws.OpText, []byte{0xce}),
+			maskedFrame(true, 0, ws.OpContinuation, []byte{0x41})}, CloseInvalidPayload},
+	}
+	s, acc := testServer(t, false)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, br := rawClient(t, s)
+			sc := nextAccepted(t, acc)
+			sc.ev.expect(EventEstablished)
+			for _, f := range tc.frames {
+				nc.Write(f)
+			}
+			f, err := ws.ReadFrame(br)
+			if err != nil || f.Header.OpCode != ws.OpClose {
+				t.Fatalf("want a close frame: %v %+v", err, f.Header)
+			}
+			if code, _ := ws.ParseCloseFrameData(f.Payload); int(code) != tc.code {
+				t.Fatalf("close code %d, want %d", code, tc.code)
+			}
+			if e := sc.ev.expect(EventClosed); e.Clean || e.Code != tc.code {
+				t.Fatalf("server side: %+v %q", e, e.Data)
+			}
+		})
+	}
+}
+
+// A fragmented message with a ping in between arrives whole, and the ping
+// is answered with an unmasked pong carrying its payload.
+func TestServerFragmentsAndPing(t *testing.T) {
+	s, acc := testServer(t, false)
+	nc, br := rawClient(t, s)
+	sc := nextAccepted(t, acc)
+	sc.ev.expect(EventEstablished)
+	var b bytes.Buffer
+	b.Write(maskedFrame(false, 0, ws.OpText, []byte("hel")))
+	b.Write(maskedFrame(true, 0, ws.OpPing, []byte("pp")))
+	b.Write(maskedFrame(false, 0, ws.OpContinuation, []byte("lo ")))
+	b.Write(maskedFrame(true, 0, ws.OpContinuation, []byte("wörld")))
+	nc.Write(b.Bytes())
+	f, err := ws.ReadFrame(br)
+	if err != nil || f.Header.OpCode != ws.OpPong || f.Header.Masked || string(f.Payload) != "pp" {
+		t.Fatalf("pong: %v %+v %q", err, f.Header, f.Payload)
+	}
+	if e := sc.ev.expect(EventReceive); string(e.Data) != "hello wörld" || e.Opcode != OpText {
+		t.Fatalf("message %q", e.Data)
+	}
+	// A client close is echoed and reported clean.
+	nc.Write(maskedFrame(true, 0, ws.OpClose, []byte{0x0f, 0xa1, 'o', 'k'}))
+	f, err = ws.ReadFrame(br)
+	if code, _ := ws.ParseCloseFrameData(f.Payload); err != nil || f.Header.OpCode != ws.OpClose || code != 4001 {
+		t.Fatalf("close echo: %v %+v code %d", err, f.Header, code)
+	}
+	if e := sc.ev.expect(EventClosed); !e.Clean || e.Code != 4001 || string(e.Data) != "ok" {
+		t.Fatalf("closed: %+v %q", e, e.Data)
+	}
+}
