@@ -2,7 +2,9 @@
 # make bench: round trips/s (100 B text, next message sent on receipt) and MiB/s (1 MiB
 # binary echo) through the Lua API (lua5.1 + the real .so, standalone ws.loop) beside a plain
 # Go gobwas client (tests/bench/goclient), all against one Go echo server (tests/demo/echoserver)
-# in the same run; then the RSS of lua5.1 holding one idle connection, per variant.
+# in the same run; then the Go client against a Lua echo server (tests/bench/server.lua,
+# ws.listen) beside the Go echo server; then the RSS of lua5.1 holding one idle connection,
+# per variant.
 # Env: RTT_N (default 30000), MIB_N (default 256), LUA (default lua5.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +61,23 @@ for v in "${variants[@]}"; do
 	done
 done
 
+# The server side: the Go client against a Lua echo server, per variant.
+for v in "${variants[@]}"; do
+	# shellcheck disable=SC2086
+	LUA_CPATH="${dir[$v]}/?.so" timeout 100 $lua tests/bench/server.lua 90 >"$tmp/surl" 2>"$tmp/serr" &
+	bg=$!
+	for _ in $(seq 100); do [ -s "$tmp/surl" ] && break; sleep 0.05; done
+	surl=$(head -1 "$tmp/surl")
+	if [ -n "$surl" ] && out=$(timeout 60 build/out/host/goclient -url "$surl" -rtt "$rtt_n" -mib "$mib_n"); then
+		while read -r w n s; do res[$w,srv_$v]=$(rate "$n" "$s"); done <<<"$out"
+	else
+		echo "bench: Lua $v server failed: $(head -3 "$tmp/serr")" >&2
+	fi
+	kill "$bg" 2>/dev/null || true # gone already when it failed
+	wait "$bg" 2>/dev/null || true
+	bg=
+done
+
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo
 printf '%-28s %12s' "workload (one connection)" "Go gobwas"
@@ -72,6 +91,17 @@ for w in rtt mib; do
 	echo
 done
 echo "(rtt: $rtt_n round trips; MiB/s: $mib_n echoes, payload MiB echoed per second; $(nproc) cores)"
+echo
+printf '%-28s %12s' "Go client against" "Go server"
+for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v srv" "Lua/Go"; done
+echo
+for w in rtt mib; do
+	label="round trips/s (100 B text)"
+	[ $w = mib ] && label="MiB/s (1 MiB binary echo)"
+	printf '%-28s %12s' "$label" "${res[$w,go]:--}"
+	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,srv_$v]:--}" "$(ratio "${res[$w,srv_$v]:-}" "${res[$w,go]:-}")"; done
+	echo
+done
 
 # RSS with one idle connection: VmRSS of the lua5.1 process (and of the oop helper, its child).
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -; }

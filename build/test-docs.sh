@@ -5,6 +5,7 @@
 #   ws.client.NAME   -> "### ws.client.NAME("
 #   wso methods      -> "### wso:NAME("
 #   client methods   -> "### client:NAME("
+#   server methods   -> "### server:NAME("
 # Usage: build/test-docs.sh [MODULE] [README]
 #   MODULE: path to verawebsockets.so, or a LUA_CPATH; default ./verawebsockets.so
 #   README: default README.md
@@ -45,6 +46,7 @@ funcs(ws.client, "ws.client.")
 local reg = debug.getregistry()
 funcs(reg["verawebsockets.Conn"].__index, "wso:")
 funcs(reg["verawebsockets.Client"].__index, "client:")
+funcs(reg["verawebsockets.Server"].__index, "server:")
 table.sort(out)
 io.write(table.concat(out, "\n"), "\n")
 EOF

@@ -8,10 +8,11 @@ import "errors"
 
 // Errors returned by Conn methods. internal/hub maps them to ABI statuses.
 var (
-	ErrNotOpen   = errors.New("wsengine: connection is not open")           // VWS_ESTATE
-	ErrQueueFull = errors.New("wsengine: send queue is full")               // VWS_EFULL
-	ErrTooBig    = errors.New("wsengine: message exceeds max_message_size") // VWS_ETOOBIG
-	ErrBusy      = errors.New("wsengine: already connecting or open")       // VWS_ESTATE
+	ErrNotOpen   = errors.New("wsengine: connection is not open")                                // VWS_ESTATE
+	ErrQueueFull = errors.New("wsengine: send queue is full")                                    // VWS_EFULL
+	ErrTooBig    = errors.New("wsengine: message exceeds max_message_size")                      // VWS_ETOOBIG
+	ErrBusy      = errors.New("wsengine: already connecting or open")                            // VWS_ESTATE
+	ErrAccepted  = errors.New("wsengine: a connection accepted by a server cannot be connected") // VWS_ESTATE
 )
 
 // OptionError reports a bad option name or value (VWS_EARG).

@@ -102,7 +102,7 @@ func (c *Conn) Connect() error {
 		return ErrNotOpen
 	}
 	if c.accepted {
-		return &OptionError{Name: "connect", Msg: "a connection accepted by a server cannot be connected"}
+		return ErrAccepted
 	}
 	if c.running || (c.state != StateCreated && c.state != StateClosed) {
 		return ErrBusy

@@ -65,7 +65,7 @@ func recoverTo(err *error) {
 
 // Status maps an error of this package to a status code: nil -> OK; bad
 // handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
-// wsengine.ErrNotOpen, ErrBusy, ErrServerClosed -> EState; ErrQueueFull -> EFull; ErrTooBig ->
+// wsengine.ErrNotOpen, ErrBusy, ErrServerClosed, ErrAccepted -> EState; ErrQueueFull -> EFull; ErrTooBig ->
 // ETooBig; anything else -> EInternal.
 func Status(err error) int {
 	var (
@@ -76,7 +76,8 @@ func Status(err error) int {
 	switch {
 	case err == nil:
 		return OK
-	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy), errors.Is(err, wsengine.ErrServerClosed):
+	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy), errors.Is(err, wsengine.ErrServerClosed),
+		errors.Is(err, wsengine.ErrAccepted):
 		return EState
 	case errors.Is(err, wsengine.ErrQueueFull):
 		return EFull
