@@ -227,6 +227,11 @@ func vws_conn_new(ctx C.vws_ctx, url *C.vws_cchar, out *C.vws_conn, err *C.char,
 //export vws_conn_set_option
 func vws_conn_set_option(c C.vws_conn, name, value *C.vws_cchar, err *C.char, errlen C.size_t) (rc C.int) {
 	defer recoverStatus(&rc, err, errlen)
+	return setOption(uint64(c), name, value, err, errlen, hub.SetOption)
+}
+
+// setOption copies an option's name and value and sets it on handle h.
+func setOption(h uint64, name, value *C.vws_cchar, err *C.char, errlen C.size_t, set func(uint64, string, string) error) C.int {
 	n, e := goString(name, "option name")
 	if e != nil {
 		return status(err, errlen, e)
@@ -235,7 +240,7 @@ func vws_conn_set_option(c C.vws_conn, name, value *C.vws_cchar, err *C.char, er
 	if e != nil {
 		return status(err, errlen, e)
 	}
-	return status(err, errlen, hub.SetOption(uint64(c), n, v))
+	return status(err, errlen, set(h, n, v))
 }
 
 //export vws_conn_check
@@ -357,15 +362,7 @@ func vws_server_new(ctx C.vws_ctx, out *C.vws_server, err *C.char, errlen C.size
 //export vws_server_set_option
 func vws_server_set_option(s C.vws_server, name, value *C.vws_cchar, err *C.char, errlen C.size_t) (rc C.int) {
 	defer recoverStatus(&rc, err, errlen)
-	n, e := goString(name, "option name")
-	if e != nil {
-		return status(err, errlen, e)
-	}
-	v, e := goString(value, "value of option "+n)
-	if e != nil {
-		return status(err, errlen, e)
-	}
-	return status(err, errlen, hub.ServerSetOption(uint64(s), n, v))
+	return setOption(uint64(s), name, value, err, errlen, hub.ServerSetOption)
 }
 
 //export vws_server_listen

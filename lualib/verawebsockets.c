@@ -327,6 +327,79 @@ static void opt_ssl(opt_ctx *o, int idx)
 	}
 }
 
+/* Starts an option collection for argument narg: pushes the {name, value, ...}
+ * list and the env table { handlers = {}, named = {} } of the new object;
+ * returns the env's stack index. */
+static int opt_begin(opt_ctx *o, lua_State *L, int narg)
+{
+	int env;
+	o->L = L;
+	o->narg = narg;
+	o->n = 0;
+	lua_newtable(L);
+	o->opts = lua_gettop(L);
+	lua_newtable(L);
+	env = lua_gettop(L);
+	lua_newtable(L);
+	lua_setfield(L, env, "handlers");
+	lua_newtable(L);
+	lua_setfield(L, env, "named");
+	return env;
+}
+
+/* Raises for a key of the options table at idx that is not in keys. */
+static void check_keys(opt_ctx *o, int idx, const char *const *keys)
+{
+	lua_State *L = o->L;
+	int i;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		for (i = 0; keys[i]; i++)
+			if (k && strcmp(k, keys[i]) == 0)
+				break;
+		if (!keys[i])
+			opt_error(o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
+		lua_pop(L, 1);
+	}
+}
+
+/* Applies the collected options to handle h with set (vws_conn_set_option or
+ * vws_server_set_option); stops at the first failure. Plain ABI calls and
+ * rawgeti of strings: nothing here raises. */
+static int opt_apply(opt_ctx *o, uint64_t h, int (*set)(uint64_t, const char *, const char *, char *, size_t),
+                     char *err, size_t errlen)
+{
+	lua_State *L = o->L;
+	int i, rc = VWS_OK;
+	for (i = 1; rc == VWS_OK && i < o->n; i += 2) {
+		lua_rawgeti(L, o->opts, i);
+		lua_rawgeti(L, o->opts, i + 1);
+		rc = set(h, lua_tostring(L, -2), lua_tostring(L, -1), err, errlen);
+		lua_pop(L, 2);
+	}
+	return rc;
+}
+
+/* The optional close code and reason at arguments 2 and 3 (ws.close). */
+static void check_close_args(lua_State *L, int *code, const char **reason, size_t *len)
+{
+	*code = 0;
+	*reason = "";
+	*len = 0;
+	if (!lua_isnoneornil(L, 2)) {
+		lua_Number n = luaL_checknumber(L, 2);
+		if (n != floor(n) || n < 1000 || n > 4999)
+			luaL_argerror(L, 2, "close code from 1000 to 4999 expected");
+		*code = (int)n;
+	}
+	if (!lua_isnoneornil(L, 3)) {
+		*reason = luaL_checklstring(L, 3, len);
+		if (*len > 123)
+			luaL_argerror(L, 3, "reason longer than 123 bytes");
+	}
+}
+
 typedef struct event_name {
 	const char *name;
 	int id;
@@ -444,30 +517,10 @@ static int ws_create(lua_State *L)
 	}
 	if (!st)
 		return push_closed(L);
-	o.L = L;
-	o.narg = 1;
-	o.n = 0;
-	lua_newtable(L);
-	o.opts = lua_gettop(L);
-	/* env of the wso: { handlers = {}, named = {}, url = url } */
-	lua_newtable(L);
-	env = lua_gettop(L);
-	lua_newtable(L);
-	lua_setfield(L, env, "handlers");
-	lua_newtable(L);
-	lua_setfield(L, env, "named");
+	env = opt_begin(&o, L, 1); /* env of the wso: { handlers = {}, named = {}, url = url } */
 
 	if (tableform) {
-		lua_pushnil(L);
-		while (lua_next(L, 1)) {
-			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-			for (i = 0; create_keys[i]; i++)
-				if (k && strcmp(k, create_keys[i]) == 0)
-					break;
-			if (!create_keys[i])
-				opt_error(&o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
-			lua_pop(L, 1);
-		}
+		check_keys(&o, 1, create_keys);
 		lua_getfield(L, 1, "url");
 		url = get_string(&o, -1, "url");
 		lua_setfield(L, env, "url");
@@ -546,15 +599,8 @@ static int ws_create(lua_State *L)
 	/* ABI calls: nothing below raises until the lock is released. */
 	vl_lock_acquire(&st->lock);
 	rc = vws_conn_new(c->ctx, url, &h, err, sizeof err);
-	for (i = 1; rc == VWS_OK && i < o.n; i += 2) {
-		const char *name, *value;
-		lua_rawgeti(L, o.opts, i);
-		lua_rawgeti(L, o.opts, i + 1);
-		name = lua_tostring(L, -2);
-		value = lua_tostring(L, -1);
-		rc = vws_conn_set_option(h, name, value, err, sizeof err);
-		lua_pop(L, 2);
-	}
+	if (rc == VWS_OK)
+		rc = opt_apply(&o, h, vws_conn_set_option, err, sizeof err);
 	if (rc == VWS_OK)
 		rc = vws_conn_check(h, err, sizeof err);
 	if (rc != VWS_OK && h != 0) {
@@ -655,25 +701,15 @@ static int ws_close(lua_State *L)
 {
 	vl_server *s = to_server(L, 1);
 	vl_conn *c = s ? NULL : check_conn(L, 1);
-	int code = 0, rc, bad;
-	size_t len = 0;
-	const char *reason = "";
+	int code, rc, bad;
+	size_t len;
+	const char *reason;
 	vl_state *st = vl_upstate(L);
 	char err[VL_ERRLEN] = "";
 
 	if (s)
 		return server_close(L, s);
-	if (!lua_isnoneornil(L, 2)) {
-		lua_Number n = luaL_checknumber(L, 2);
-		if (n != floor(n) || n < 1000 || n > 4999)
-			return luaL_argerror(L, 2, "close code from 1000 to 4999 expected");
-		code = (int)n;
-	}
-	if (!lua_isnoneornil(L, 3)) {
-		reason = luaL_checklstring(L, 3, &len);
-		if (len > 123)
-			return luaL_argerror(L, 3, "reason longer than 123 bytes");
-	}
+	check_close_args(L, &code, &reason, &len);
 	if ((bad = push_unusable(L, st, c)) != 0)
 		return bad;
 	vl_lock_acquire(&st->lock);
@@ -851,29 +887,8 @@ static int ws_listen(lua_State *L)
 	lua_settop(L, 1);
 	if (!st)
 		return push_closed(L);
-	o.L = L;
-	o.narg = 1;
-	o.n = 0;
-	lua_newtable(L);
-	o.opts = lua_gettop(L);
-	/* env of the server (shared by its clients' envs): { handlers = {}, named = {}, url = } */
-	lua_newtable(L);
-	env = lua_gettop(L);
-	lua_newtable(L);
-	lua_setfield(L, env, "handlers");
-	lua_newtable(L);
-	lua_setfield(L, env, "named");
-
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		for (i = 0; listen_keys[i]; i++)
-			if (k && strcmp(k, listen_keys[i]) == 0)
-				break;
-		if (!listen_keys[i])
-			opt_error(&o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
-		lua_pop(L, 1);
-	}
+	env = opt_begin(&o, L, 1); /* env of the server; its clients' envs share the handlers */
+	check_keys(&o, 1, listen_keys);
 	lua_getfield(L, 1, "port");
 	if (lua_isnil(L, -1))
 		opt_error(&o, "%s: %s", "port", "required (0 = any free port)");
@@ -933,15 +948,8 @@ static int ws_listen(lua_State *L)
 	/* ABI calls: nothing below raises until the lock is released. */
 	vl_lock_acquire(&st->lock);
 	rc = vws_server_new(s->ctx, &h, err, sizeof err);
-	for (i = 1; rc == VWS_OK && i < o.n; i += 2) {
-		const char *name, *value;
-		lua_rawgeti(L, o.opts, i);
-		lua_rawgeti(L, o.opts, i + 1);
-		name = lua_tostring(L, -2);
-		value = lua_tostring(L, -1);
-		rc = vws_server_set_option(h, name, value, err, sizeof err);
-		lua_pop(L, 2);
-	}
+	if (rc == VWS_OK)
+		rc = opt_apply(&o, h, vws_server_set_option, err, sizeof err);
 	if (rc == VWS_OK && !standalone && vl_start_dispatcher(st, err, sizeof err) != 0)
 		rc = VWS_EINTERNAL;
 	if (rc == VWS_OK)
@@ -1111,23 +1119,13 @@ static int ws_clients(lua_State *L)
 
 static int server_close(lua_State *L, vl_server *s)
 {
-	int code = 0, rc, bad;
-	size_t len = 0;
-	const char *reason = "";
+	int code, rc, bad;
+	size_t len;
+	const char *reason;
 	vl_state *st = vl_upstate(L);
 	char err[VL_ERRLEN] = "";
 
-	if (!lua_isnoneornil(L, 2)) {
-		lua_Number n = luaL_checknumber(L, 2);
-		if (n != floor(n) || n < 1000 || n > 4999)
-			return luaL_argerror(L, 2, "close code from 1000 to 4999 expected");
-		code = (int)n;
-	}
-	if (!lua_isnoneornil(L, 3)) {
-		reason = luaL_checklstring(L, 3, &len);
-		if (len > 123)
-			return luaL_argerror(L, 3, "reason longer than 123 bytes");
-	}
+	check_close_args(L, &code, &reason, &len);
 	if ((bad = srv_unusable(L, st, s)) != 0)
 		return bad;
 	lua_settop(L, 3);

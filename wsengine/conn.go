@@ -134,6 +134,12 @@ func (c *Conn) Send(op OpCode, p []byte) error {
 	if op != OpText && op != OpBinary {
 		return &OptionError{Name: "opcode", Msg: "must be 1 (text) or 2 (binary)"}
 	}
+	return c.queue(op, p, true)
+}
+
+// queue queues one message; checkText: check that text is valid UTF-8
+// (Server.Broadcast checks once for all its clients).
+func (c *Conn) queue(op OpCode, p []byte, checkText bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != StateOpen || c.sess == nil {
@@ -145,7 +151,7 @@ func (c *Conn) Send(op OpCode, p []byte) error {
 	if c.sess.queued+len(p) > c.opts.maxSendQueue {
 		return ErrQueueFull
 	}
-	if op == OpText && !utf8.Valid(p) {
+	if checkText && op == OpText && !utf8.Valid(p) {
 		return &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
 	}
 	c.sess.pushData(outFrame{op: opFor(op), p: p, data: true})

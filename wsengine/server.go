@@ -221,7 +221,7 @@ func (s *Server) Broadcast(op OpCode, p []byte) (int, error) {
 	s.mu.Unlock()
 	n := 0
 	for _, c := range clients {
-		if c.queue(op, p) == nil {
+		if c.queue(op, p, false) == nil {
 			n++
 		}
 	}
@@ -413,21 +413,4 @@ func (c *Conn) serveAccepted(est *established) {
 	c.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
 	c.emit(ev)
-}
-
-// queue is Send without the opcode and UTF-8 checks (Broadcast did them).
-func (c *Conn) queue(op OpCode, p []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != StateOpen || c.sess == nil {
-		return ErrNotOpen
-	}
-	if int64(len(p)) > c.opts.maxMessageSize {
-		return ErrTooBig
-	}
-	if c.sess.queued+len(p) > c.opts.maxSendQueue {
-		return ErrQueueFull
-	}
-	c.sess.pushData(outFrame{op: opFor(op), p: p, data: true})
-	return nil
 }
