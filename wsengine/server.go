@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -332,7 +331,7 @@ func (s *Server) handshake(nc net.Conn) {
 			full := len(s.clients) >= maxClients
 			s.mu.Unlock()
 			if full {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(503), // Service Unavailable
 					ws.RejectionReason(fmt.Sprintf("too many clients (max_clients %d)", maxClients)))
 			}
 			return ws.HandshakeHeaderString(""), nil
