@@ -240,7 +240,7 @@ static void *state_thread(void *arg)
 	lua_settop(L, 0);
 	lua_getglobal(L, "HANG_STATE_AT_RETURN");
 	check(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "connecting") == 0,
-	      "state %d: (c) plugin with 3x create+connect (echo, refused, silent server) returned while the silent "
+	      "state %d: (c) plugin with a server and 4x create+connect (echo, refused, own server, silent server) returned while the silent "
 	      "one was still connecting (state \"%s\", %.2f ms)",
 	      id, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?", t1 - t0);
 	lua_settop(L, 0);
@@ -276,6 +276,21 @@ static void *state_thread(void *arg)
 	/* (d) the handler of message 1 raised; messages 2..5 still came. */
 	job(L, "return REC.raised == 1 and #REC.messages >= 5, 'raised=' .. REC.raised .. ' messages=' .. #REC.messages", &r);
 	check(r.num != 0, "state %d: (d) later events delivered after a handler raised (%s)", id, r.res);
+
+	/* The plugin's server: its Luup-mode client's hello was answered by the server's
+	 * handler; ws.close(SRV) closes that client with 1001 on both sides. */
+	snprintf(chunk, sizeof chunk,
+	         "return REC.sc_reply == 'srv-%d:hello-%d' and REC.srv_path == '/plugin/%d', "
+	         "tostring(REC.srv_path) .. ' ' .. tostring(REC.sc_reply)",
+	         id, id, id);
+	rc = poll_job(L, chunk, 4000, &r, &waited);
+	check(rc, "state %d: the plugin's server answered its client (%s)", id, r.res);
+	rc = job(L, "return ws.close(SRV)", &r);
+	check(rc == 0 && r.num != 0, "state %d: (c) ws.close(server) returned true in %.2f ms", id, r.call_ms);
+	rc = poll_job(L, "return REC.srv_close == 1001 and ws.state(SC) == 'closed' and SRV:port() == nil, "
+	                 "tostring(REC.srv_close) .. ' ' .. ws.state(SC)",
+	              4000, &r, &waited);
+	check(rc, "state %d: server closed: its client closed with 1001 (%s)", id, r.res);
 
 	/* (c) send returns at once. */
 	snprintf(chunk, sizeof chunk, "return ws.send(CONN, 'state-%d-late')", id);

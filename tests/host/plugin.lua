@@ -1,6 +1,7 @@
 -- A Luup-style plugin for tests/host/host.c: runs in one of the host's lua_States with
 -- globals STATE_ID, ECHO_URL and REFUSED_URL set, creates Luup-mode (standalone=false)
--- connections and returns at once; events then arrive on the module's dispatcher thread.
+-- connections and a server and returns at once; events then arrive on the module's
+-- dispatcher thread.
 -- Everything the handlers see goes into the global REC, which the host's jobs read later.
 ws = require "verawebsockets"
 
@@ -44,6 +45,19 @@ assert(ws.connect(CONN))
 
 REFUSED = ws.create(REFUSED_URL, { [1] = "plugin_refused" }, nil, false)
 assert(ws.connect(REFUSED))
+
+-- A WebSocket server in the plugin (Luup mode, 127.0.0.1, a free port) and a Luup-mode
+-- client of it: the client says hello when open, the server's handler answers.
+function plugin_srv_open(path, protocol, c) REC.srv_path = path end
+function plugin_srv_message(data, kind, c) ws.send(c, "srv-" .. STATE_ID .. ":" .. data) end
+function plugin_srv_close(clean, code) REC.srv_close = code end
+SRV = assert(ws.listen { port = 0,
+	event_handlers = { [0] = "plugin_srv_open", [6] = "plugin_srv_message", [4] = "plugin_srv_close" } })
+function plugin_sc_open(protocol, attempt, wso) ws.send(wso, "hello-" .. STATE_ID) end
+function plugin_sc_message(data) REC.sc_reply = data end
+SC = ws.create { url = "ws://127.0.0.1:" .. SRV:port() .. "/plugin/" .. STATE_ID,
+	event_handlers = { [3] = "plugin_sc_open", [8] = "plugin_sc_message" } }
+assert(ws.connect(SC))
 
 -- A server that accepts TCP but never answers the handshake: a connect that blocked
 -- would hang here until connect_timeout.
