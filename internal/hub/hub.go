@@ -342,14 +342,21 @@ func (c *conn) emit(ev wsengine.Event) {
 			lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic in emit: %v\n%s", r, debug.Stack())
 		}
 	}()
-	settles := ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError
+	var settle func()
+	if ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError {
+		// The run ended for good: no longer active. Done under the queue's lock
+		// with the push, so Active never counts it once the event can be read,
+		// and never stops counting it before the event is queued.
+		settle = func() {
+			if c.ws.State() == wsengine.StateClosed {
+				c.unsettled.Store(false)
+			}
+		}
+	}
 	if c.server != 0 {
 		ev.Type = serverEventType(ev.Type)
 	}
-	c.cx.push(Event{Conn: c.id, Event: ev})
-	if settles && c.ws.State() == wsengine.StateClosed {
-		c.unsettled.Store(false)
-	}
+	c.cx.pushThen(Event{Conn: c.id, Event: ev}, settle)
 }
 
 // SetOption sets one option of c from its text form (see the header).

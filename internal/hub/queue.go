@@ -36,13 +36,20 @@ func newContext(id uint64) *context {
 }
 
 // push appends ev to the queue; it is dropped once the context is freed.
-func (cx *context) push(ev Event) {
+func (cx *context) push(ev Event) { cx.pushThen(ev, nil) }
+
+// pushThen is push, then after() (if not nil) before any reader can see ev:
+// state that must change together with the queue (see conn.emit).
+func (cx *context) pushThen(ev Event, after func()) {
 	cx.mu.Lock()
 	defer cx.mu.Unlock()
 	if cx.freed {
 		return
 	}
 	cx.q = append(cx.q, ev)
+	if after != nil {
+		after()
+	}
 	if len(cx.q)-cx.head == 1 {
 		cx.signalPipe()
 	}
