@@ -319,9 +319,7 @@ func vws_conn_protocol(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
 	if err != nil {
 		return status(nil, 0, err)
 	}
-	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(buflen))
-	k := copy(dst[:len(dst)-1], p) // truncated to fit, like snprintf
-	dst[k] = 0
+	copyOut(buf, buflen, p) // truncated to fit, like snprintf
 	return C.VWS_OK
 }
 
@@ -429,4 +427,39 @@ func vws_server_close(s C.vws_server, code C.int, reason *C.vws_cchar, n C.size_
 func vws_server_free(s C.vws_server) (rc C.int) {
 	defer recoverStatus(&rc, nil, 0)
 	return status(nil, 0, hub.FreeServer(uint64(s)))
+}
+
+//export vws_conn_request_headers
+func vws_conn_request_headers(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if buf == nil || buflen == 0 {
+		return status(nil, 0, errArg("buf is NULL or empty"))
+	}
+	h, err := hub.RequestHeaders(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	copyOut(buf, buflen, h)
+	return C.int(len(h))
+}
+
+//export vws_conn_peer
+func vws_conn_peer(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if buf == nil || buflen == 0 {
+		return status(nil, 0, errArg("buf is NULL or empty"))
+	}
+	p, err := hub.Peer(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	copyOut(buf, buflen, p)
+	return C.VWS_OK
+}
+
+// copyOut copies s into buf[0..buflen-1], truncated to fit, NUL-terminated.
+func copyOut(buf *C.char, buflen C.size_t, s string) {
+	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(buflen))
+	k := copy(dst[:len(dst)-1], s)
+	dst[k] = 0
 }

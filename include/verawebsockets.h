@@ -202,6 +202,18 @@ int vws_conn_free(vws_conn c);
 /* Returns in *out the server that accepted c, or 0 when c is a client connection. */
 int vws_conn_server(vws_conn c, vws_server *out);
 
+/* For a connection accepted by a server: copies the request headers of its opening
+ * handshake into buf as "Name: value\n" lines, as the client sent them (Host first; the
+ * handshake's own Upgrade, Connection and Sec-WebSocket-* headers left out), truncated
+ * to fit and NUL-terminated. Returns the length of the whole text (>= buflen: it was
+ * truncated), or a negative status (VWS_EARG for a client connection). */
+int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen);
+
+/* For a connection accepted by a server: copies the client's address
+ * ("127.0.0.1:54321", "[::1]:54321") into buf (NUL-terminated). VWS_EARG for a client
+ * connection. */
+int vws_conn_peer(vws_conn c, char *buf, size_t buflen);
+
 /* ---- Servers ---------------------------------------------------------------------
  * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
  * server role: it sends unmasked frames and requires masked ones; permessage-deflate is

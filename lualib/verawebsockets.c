@@ -9,6 +9,7 @@
  *   - success returns true.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
@@ -788,6 +789,82 @@ static int ws_protocol(lua_State *L)
 	return 1;
 }
 
+/* ws.headers(wso): the request headers of a client's opening handshake (a wso
+ * a server accepted), as a table: lower-case names, repeated headers joined
+ * with ", ". */
+static int ws_headers(lua_State *L)
+{
+	vl_conn *c = check_conn(L, 1);
+	vl_state *st = vl_upstate(L);
+	char small[4096], *buf = small;
+	size_t cap = sizeof small;
+	const char *p, *end;
+	int n, bad;
+
+	if ((bad = push_unusable(L, st, c)) != 0)
+		return bad;
+	for (;;) {
+		vl_lock_acquire(&st->lock);
+		n = vws_conn_request_headers(c->h, buf, cap);
+		vl_lock_release(&st->lock);
+		if (n < 0)
+			return push_fail(L, n, n == VWS_EARG ? "not a connection accepted by a server" : NULL);
+		if ((size_t)n < cap)
+			break;
+		cap = (size_t)n + 1; /* a Lua-owned buffer: nothing leaks if a later call raises */
+		buf = lua_newuserdata(L, cap);
+	}
+	lua_newtable(L);
+	for (p = buf, end = buf + n; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *colon;
+		size_t i;
+		luaL_Buffer name;
+		if (!nl)
+			nl = end;
+		colon = memchr(p, ':', (size_t)(nl - p));
+		if (colon) {
+			const char *v = colon + 1;
+			while (v < nl && *v == ' ')
+				v++;
+			luaL_buffinit(L, &name);
+			for (i = 0; p + i < colon; i++)
+				luaL_addchar(&name, (char)tolower((unsigned char)p[i]));
+			luaL_pushresult(&name);
+			lua_pushvalue(L, -1);
+			lua_rawget(L, -3);
+			if (lua_isstring(L, -1)) { /* repeated: "old, new" */
+				lua_pushliteral(L, ", ");
+				lua_pushlstring(L, v, (size_t)(nl - v));
+				lua_concat(L, 3);
+			} else {
+				lua_pop(L, 1);
+				lua_pushlstring(L, v, (size_t)(nl - v));
+			}
+			lua_rawset(L, -3);
+		}
+		p = nl + 1;
+	}
+	return 1;
+}
+
+/* ws.peer(wso): the address of a client a server accepted ("127.0.0.1:54321"). */
+static int ws_peer(lua_State *L)
+{
+	vl_conn *c = check_conn(L, 1);
+	vl_state *st = vl_upstate(L);
+	char buf[128] = "";
+	int rc, bad;
+	if ((bad = push_unusable(L, st, c)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	rc = vws_conn_peer(c->h, buf, sizeof buf);
+	vl_lock_release(&st->lock);
+	if (rc != VWS_OK)
+		return push_fail(L, rc, rc == VWS_EARG ? "not a connection accepted by a server" : NULL);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
 static int conn_gc(lua_State *L)
 {
 	vl_conn *c = luaL_checkudata(L, 1, VL_CONN_MT);
@@ -1297,7 +1374,7 @@ static int state_gc(lua_State *L)
 static const luaL_Reg conn_methods[] = {
 	{"connect", ws_connect}, {"send", ws_send},         {"close", ws_close},
 	{"ping", ws_ping},       {"state", ws_state},       {"buffered", ws_buffered},
-	{"protocol", ws_protocol}, {NULL, NULL}};
+	{"protocol", ws_protocol}, {"headers", ws_headers}, {"peer", ws_peer}, {NULL, NULL}};
 
 static const luaL_Reg server_methods[] = {
 	{"port", ws_port}, {"broadcast", ws_broadcast}, {"clients", ws_clients}, {"close", srv_close},
@@ -1309,7 +1386,8 @@ static const luaL_Reg module_funcs[] = {
 	{"buffered", ws_buffered}, {"protocol", ws_protocol}, {"loop", ws_loop},
 	{"dispatch", ws_dispatch}, {"event_fd", ws_event_fd}, {"set_log_level", ws_set_log_level},
 	{"listen", ws_listen},     {"port", ws_port},         {"broadcast", ws_broadcast},
-	{"clients", ws_clients},   {NULL, NULL}};
+	{"clients", ws_clients},   {"headers", ws_headers},   {"peer", ws_peer},
+	{NULL, NULL}};
 
 /* Sets the functions of l into the table at -1 as closures over the value at su. */
 static void set_funcs(lua_State *L, const luaL_Reg *l, int su)

@@ -783,25 +783,48 @@ int vws_conn_buffered(vws_conn c, size_t *out)
 	return rc;
 }
 
-int vws_conn_protocol(vws_conn c, char *buf, size_t buflen)
+/* Runs a call on c whose reply carries one bytes result and copies it into buf
+ * (truncated, NUL-terminated); *full gets its whole length. */
+static int conn_text(vws_conn c, int op, enum dead_mode mode, char *buf, size_t buflen, size_t *full)
 {
 	struct px_reply r;
 	struct px_buf b;
 	int rc;
+	*full = 0;
 	if (!buf || buflen == 0)
 		return VWS_EARG;
-	px_buf_start(&b, WIRE_OP_PROTOCOL);
+	px_buf_start(&b, op);
 	px_buf_int(&b, (int64_t)c);
-	rc = conn_call(c, &b, DEAD_OK, &r, NULL, 0);
+	rc = conn_call(c, &b, mode, &r, NULL, 0);
 	px_buf_free(&b);
 	buf[0] = 0;
 	if (rc == VWS_OK && r.n >= 3 && r.v[2].is_bytes) {
 		size_t n = r.v[2].len < buflen - 1 ? r.v[2].len : buflen - 1;
 		memcpy(buf, r.v[2].b, n);
 		buf[n] = 0;
+		*full = r.v[2].len;
 	}
 	px_reply_free(&r);
 	return rc;
+}
+
+int vws_conn_protocol(vws_conn c, char *buf, size_t buflen)
+{
+	size_t full;
+	return conn_text(c, WIRE_OP_PROTOCOL, DEAD_OK, buf, buflen, &full);
+}
+
+int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen)
+{
+	size_t full;
+	int rc = conn_text(c, WIRE_OP_REQUEST_HEADERS, DEAD_NOTOPEN, buf, buflen, &full);
+	return rc == VWS_OK ? (int)full : rc;
+}
+
+int vws_conn_peer(vws_conn c, char *buf, size_t buflen)
+{
+	size_t full;
+	return conn_text(c, WIRE_OP_PEER, DEAD_NOTOPEN, buf, buflen, &full);
 }
 
 int vws_conn_free(vws_conn c)

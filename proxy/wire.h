@@ -45,6 +45,8 @@
 #define WIRE_OP_SERVER_CLOSE      21  /* server, code, reason -> () */
 #define WIRE_OP_SERVER_FREE       22  /* server -> () */
 #define WIRE_OP_ACCEPT_BASE       23  /* base -> (); first frame: accepted tags are base+1, base+2, ... */
+#define WIRE_OP_REQUEST_HEADERS   24  /* conn -> (headers: "Name: value\n" lines) */
+#define WIRE_OP_PEER              25  /* conn -> (address) */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

@@ -619,6 +619,40 @@ local function peer(name, cmd)
 	end)
 end
 
+stest("ws.headers / ws.peer: the client's request headers (lower-case names) and address", function()
+	local got = {}
+	local srv = listen({ event_handlers = { open = function(c)
+		got.h, got.peer = ws.headers(c), c:peer()
+		got.m = c:headers()
+	end } })
+	local wso = connect(srv, "/h", { origin = "http://vera.local", headers = { Authorization = "Bearer t0k", ["X-Mixed-Case"] = "Yes" } })
+	tap.wait(function() return got.h ~= nil end, 5, "open handler")
+	eq(got.h.host, "127.0.0.1:" .. srv:port(), "host")
+	eq(got.h.authorization, "Bearer t0k", "authorization")
+	eq(got.h.origin, "http://vera.local", "origin")
+	eq(got.h["x-mixed-case"], "Yes", "name lower-cased, value as sent")
+	eq(got.h["sec-websocket-key"], nil, "the handshake's own headers are left out")
+	eq(got.m.authorization, "Bearer t0k", "method form")
+	like(got.peer, "^127%.0%.0%.1:%d+$", "peer")
+	local h, err = ws.headers(wso)
+	eq(h, nil); like(err, "not a connection accepted by a server")
+	local okr, socket = pcall(require, "socket")
+	if not okr then return end -- the raw client below needs LuaSocket (absent under qemu)
+	got.h = nil
+	local tcp = assert(socket.tcp())
+	tcp:settimeout(5 * tap.factor)
+	assert(tcp:connect("127.0.0.1", srv:port()))
+	assert(tcp:send("GET /raw HTTP/1.1\r\nHost: raw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" ..
+		"X-Dup: a\r\nx-dup: b\r\nX-Empty:\r\n\r\n"))
+	eq(tcp:receive("*l"), "HTTP/1.1 101 Switching Protocols", "raw handshake")
+	tap.wait(function() return got.h ~= nil end, 5, "open handler (raw client)")
+	eq(got.h["x-dup"], "a, b", "repeated headers joined with ', '")
+	eq(got.h["x-empty"], "", "empty value")
+	eq(got.h.host, "raw")
+	tcp:close()
+end)
+
 -- Luup mode: no ws.loop/ws.dispatch. The script waits inside a sync-client call (the
 -- VM lock is released there) or in a blocking sleep, as in test-luup.lua; the
 -- handlers are tiny globals.

@@ -36,8 +36,10 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 
-	accepted bool   // accepted by a Server (server role); never dials
-	uri      string // accepted: the request URI of the opening handshake
+	accepted bool        // accepted by a Server (server role); never dials
+	uri      string      // accepted: the request URI of the opening handshake
+	request  [][2]string // accepted: its request headers (set before the Conn is shared, then read-only)
+	peer     string      // accepted: the client's address
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.

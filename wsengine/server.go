@@ -23,6 +23,8 @@ const (
 	DefaultMaxClients       = 100
 	DefaultHandshakeTimeout = 10 * time.Second
 	maxClientsLimit         = 100000
+	maxRequestHeaders       = 100      // request headers kept per handshake (more: HTTP 431)
+	maxRequestHeaderBytes   = 32 << 10 // their names and values together (more: HTTP 431)
 )
 
 // ErrServerClosed is returned by Broadcast when the server is not listening.
@@ -312,12 +314,27 @@ func (s *Server) handshake(nc net.Conn) {
 		s.handshakes--
 		s.mu.Unlock()
 	}
-	var path string
+	var (
+		path    string
+		headers [][2]string
+		hbytes  int
+	)
+	addHeader := func(k, v []byte) error {
+		hbytes += len(k) + len(v)
+		if len(headers) >= maxRequestHeaders || hbytes > maxRequestHeaderBytes {
+			return ws.RejectConnectionError(ws.RejectionStatus(431), // Request Header Fields Too Large
+				ws.RejectionReason("too many request headers"))
+		}
+		headers = append(headers, [2]string{string(k), string(v)})
+		return nil
+	}
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path = string(uri)
 			return nil
 		},
+		OnHost:   func(h []byte) error { return addHeader([]byte("Host"), h) },
+		OnHeader: addHeader,
 		Protocol: func(p []byte) bool {
 			for _, want := range opts.protocols {
 				if string(p) == want {
@@ -350,6 +367,8 @@ func (s *Server) handshake(nc net.Conn) {
 	c := &Conn{
 		target:   &target{u: &url.URL{Scheme: "ws", Host: nc.RemoteAddr().String()}},
 		uri:      path,
+		request:  headers,
+		peer:     nc.RemoteAddr().String(),
 		opts:     opts,
 		kick:     make(chan struct{}, 1),
 		accepted: true,
@@ -412,4 +431,18 @@ func (c *Conn) serveAccepted(est *established) {
 	c.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
 	c.emit(ev)
+}
+
+// RequestHeaders returns the request headers of an accepted connection's
+// opening handshake, as the client sent them (Host first), except the
+// WebSocket handshake's own (Upgrade, Connection, Sec-WebSocket-*). ok is
+// false for a client connection.
+func (c *Conn) RequestHeaders() (h [][2]string, ok bool) {
+	return c.request, c.accepted
+}
+
+// Peer returns the remote address ("127.0.0.1:54321") of an accepted
+// connection; ok is false for a client connection.
+func (c *Conn) Peer() (addr string, ok bool) {
+	return c.peer, c.accepted
 }

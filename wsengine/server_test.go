@@ -70,7 +70,7 @@ func nextAccepted(t *testing.T, ch chan *srvConn) *srvConn {
 
 func TestServerEcho(t *testing.T) {
 	s, acc := testServer(t, true, "protocols=chat,superchat")
-	c, ev := dialTest(t, fmt.Sprintf("ws://127.0.0.1:%d/chat?room=1", s.Port()), "protocols", "nope,superchat")
+	c, ev := dialTest(t, fmt.Sprintf("ws://127.0.0.1:%d/chat?room=1", s.Port()), "protocols", "nope,superchat", "header", "X-Token: abc")
 	if e := ev.expect(EventEstablished); string(e.Data) != "superchat" {
 		t.Fatalf("client: protocol %q", e.Data)
 	}
@@ -80,6 +80,23 @@ func TestServerEcho(t *testing.T) {
 	}
 	if sc.c.Protocol() != "superchat" || sc.c.State() != StateOpen {
 		t.Fatalf("server conn: protocol %q state %d", sc.c.Protocol(), sc.c.State())
+	}
+	h, ok := sc.c.RequestHeaders()
+	if !ok || len(h) < 2 || h[0] != [2]string{"Host", fmt.Sprintf("127.0.0.1:%d", s.Port())} {
+		t.Fatalf("request headers %q", h)
+	}
+	found := false
+	for _, kv := range h {
+		found = found || kv == [2]string{"X-Token", "abc"}
+		if strings.HasPrefix(strings.ToLower(kv[0]), "sec-websocket") {
+			t.Fatalf("handshake header %q listed", kv)
+		}
+	}
+	if peer, ok := sc.c.Peer(); !found || !ok || !strings.HasPrefix(peer, "127.0.0.1:") {
+		t.Fatalf("X-Token in %q: %v; peer %q", h, found, peer)
+	}
+	if _, ok := c.RequestHeaders(); ok {
+		t.Fatal("a client connection reports request headers")
 	}
 	for _, m := range []struct {
 		op OpCode
@@ -394,5 +411,33 @@ func TestServerFragmentsAndPing(t *testing.T) {
 	}
 	if e := sc.ev.expect(EventClosed); !e.Clean || e.Code != 4001 || string(e.Data) != "ok" {
 		t.Fatalf("closed: %+v %q", e, e.Data)
+	}
+}
+
+// More than maxRequestHeaders request headers: HTTP 431, nothing accepted.
+func TestServerTooManyHeaders(t *testing.T) {
+	s, acc := testServer(t, false)
+	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	b.WriteString("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+	for i := 0; i < maxRequestHeaders+1; i++ {
+		fmt.Fprintf(&b, "X-H%d: v\r\n", i)
+	}
+	b.WriteString("\r\n")
+	nc.Write([]byte(b.String()))
+	status, _ := bufio.NewReader(nc).ReadString('\n')
+	if !strings.HasPrefix(status, "HTTP/1.1 431") {
+		t.Fatalf("status %q", status)
+	}
+	select {
+	case sc := <-acc:
+		t.Fatalf("accepted %q", sc.path)
+	default:
 	}
 }

@@ -35,7 +35,8 @@
 	X(vws_conn_ping) X(vws_conn_close) X(vws_conn_state) X(vws_conn_buffered) \
 	X(vws_conn_protocol) X(vws_conn_free) X(vws_conn_server) X(vws_server_new) \
 	X(vws_server_set_option) X(vws_server_listen) X(vws_server_port) X(vws_server_broadcast) \
-	X(vws_server_clients) X(vws_server_close) X(vws_server_free)
+	X(vws_server_clients) X(vws_server_close) X(vws_server_free) X(vws_conn_request_headers) \
+	X(vws_conn_peer)
 #define DECLARE(f) static __typeof__(f) *p_##f;
 VWS_FUNCS(DECLARE)
 
@@ -163,6 +164,17 @@ static void server_checks(void)
 	check(p_vws_conn_protocol(acc, proto, sizeof proto) == VWS_OK && strcmp(proto, "echo") == 0,
 	      "accepted connection's protocol: %s", proto);
 	check(p_vws_conn_state(acc) == VWS_STATE_OPEN, "accepted connection is open");
+	{
+		char hb[512], host[64], tiny[5];
+		int n = p_vws_conn_request_headers(acc, hb, sizeof hb);
+		snprintf(host, sizeof host, "Host: 127.0.0.1:%d\n", port);
+		check(n > 0 && (size_t)n == strlen(hb) && strncmp(hb, host, strlen(host)) == 0 && !strstr(hb, "Sec-WebSocket"),
+		      "request_headers -> %d bytes, Host first, no Sec-WebSocket-*", n);
+		check(p_vws_conn_request_headers(acc, tiny, sizeof tiny) == n && strlen(tiny) == 4,
+		      "request_headers into 5 bytes: truncated, returns the full length");
+		check(p_vws_conn_request_headers(cli, hb, sizeof hb) == VWS_EARG, "request_headers of a client connection -> EARG");
+		check(p_vws_conn_peer(acc, hb, sizeof hb) == VWS_OK && strncmp(hb, "127.0.0.1:", 10) == 0, "peer: %s", hb);
+	}
 	r = p_vws_conn_connect(acc, err, sizeof err);
 	check(r != VWS_OK, "connect on an accepted connection fails: %s", err);
 

@@ -484,6 +484,18 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 			p, err = hub.Protocol(c)
 		}
 		res = []wire.Value{wire.String(p)}
+	case wire.OpRequestHeaders:
+		var h string
+		if err = a.Err(); err == nil {
+			h, err = hub.RequestHeaders(c)
+		}
+		res = []wire.Value{wire.String(h)}
+	case wire.OpPeer:
+		var p string
+		if err = a.Err(); err == nil {
+			p, err = hub.Peer(c)
+		}
+		res = []wire.Value{wire.String(p)}
 	default:
 		err = fmt.Errorf("vws-helper: unknown op %d", op)
 	}

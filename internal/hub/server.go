@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"strings"
+
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
 	"github.com/verawebsockets/verawebsockets/wsengine"
 )
@@ -208,4 +210,41 @@ func ConnServer(c uint64) (id uint64, err error) {
 		return 0, err
 	}
 	return cn.server, nil
+}
+
+// RequestHeaders returns the request headers of the opening handshake of a
+// connection accepted by a server, one "Name: value\n" line each, as the
+// client sent them (Host first; the handshake's own headers left out).
+func RequestHeaders(c uint64) (text string, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return "", err
+	}
+	h, ok := cn.ws.RequestHeaders()
+	if !ok {
+		return "", argf("hub: connection %d was not accepted by a server", c)
+	}
+	var b strings.Builder
+	for _, kv := range h {
+		b.WriteString(kv[0])
+		b.WriteString(": ")
+		b.WriteString(kv[1])
+		b.WriteByte('\n')
+	}
+	return b.String(), nil
+}
+
+// Peer returns the address of the client of a connection accepted by a server.
+func Peer(c uint64) (addr string, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return "", err
+	}
+	addr, ok := cn.ws.Peer()
+	if !ok {
+		return "", argf("hub: connection %d was not accepted by a server", c)
+	}
+	return addr, nil
 }

@@ -3,6 +3,7 @@ package hub
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,10 +57,19 @@ func TestServer(t *testing.T) {
 		if p, _ := Protocol(ev.Conn); p != "echo" {
 			t.Fatalf("protocol %q", p)
 		}
+		if h, err := RequestHeaders(ev.Conn); err != nil || !strings.HasPrefix(h, fmt.Sprintf("Host: 127.0.0.1:%d\n", port)) {
+			t.Fatalf("RequestHeaders = %q, %v", h, err)
+		}
+		if p, err := Peer(ev.Conn); err != nil || !strings.HasPrefix(p, "127.0.0.1:") {
+			t.Fatalf("Peer = %q, %v", p, err)
+		}
 		accepted = append(accepted, ev.Conn)
 	}
 	if s, _ := ConnServer(clients[0]); s != 0 {
 		t.Fatalf("ConnServer of a client connection = %d", s)
+	}
+	if _, err := RequestHeaders(clients[0]); Status(err) != EArg {
+		t.Fatalf("RequestHeaders of a client connection: %v", err)
 	}
 	ids, _ := ServerClients(sid)
 	slices.Sort(ids)

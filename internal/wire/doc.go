@@ -41,6 +41,8 @@
 //	OpServerClose      server, code, reason               -> ()
 //	OpServerFree       server                             -> ()
 //	OpAcceptBase       base                               -> ()
+//	OpRequestHeaders   conn                               -> (headers: "Name: value\n" lines)
+//	OpPeer             conn                               -> (address)
 //
 // Servers and the proxy's connections take their tags from one counter, so
 // they never collide. A connection accepted by a server is made inside the

@@ -51,6 +51,8 @@ const (
 	OpServerClose     Op = 21
 	OpServerFree      Op = 22
 	OpAcceptBase      Op = 23
+	OpRequestHeaders  Op = 24
+	OpPeer            Op = 25
 )
 
 // Tags of connections accepted by servers, which the helper makes: base+1,
