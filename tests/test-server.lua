@@ -653,6 +653,61 @@ stest("ws.headers / ws.peer: the client's request headers (lower-case names) and
 	tcp:close()
 end)
 
+-- raw(srv): a LuaSocket TCP client that completes the opening handshake and then
+-- reads nothing unless asked; nil when LuaSocket is missing (under qemu).
+local function raw(srv)
+	local okr, socket = pcall(require, "socket")
+	if not okr then return nil end
+	local tcp = assert(socket.tcp())
+	tcp:settimeout(5 * tap.factor)
+	assert(tcp:connect("127.0.0.1", srv:port()))
+	assert(tcp:send("GET /raw HTTP/1.1\r\nHost: raw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	repeat local line = assert(tcp:receive("*l")) until line == ""
+	return tcp
+end
+
+stest("keepalive: a client that stops answering pings is dropped (close event clean = false)", function()
+	local rec = srecorder()
+	local srv = listen({ ping_interval = 0.2, pong_timeout = 0.3 * tap.factor }, rec)
+	local tcp = raw(srv)
+	if not tcp then return tap.diag("LuaSocket missing: raw client skipped") end
+	tap.wait(function() return rec.count(4) > 0 end, 10, "server close event")
+	local clean, code, reason = rec.last(4)
+	eq(clean, false, "clean"); eq(code, 1006, "code"); like(reason, "pong timeout")
+	tcp:close()
+end)
+
+stest("broadcast skips a client that stopped reading (its queue is full); the others still get it", function()
+	local rec = srecorder()
+	local srv = listen({ max_send_queue = 256 * 1024 }, rec)
+	local tcp = raw(srv)
+	if not tcp then return tap.diag("LuaSocket missing: raw client skipped") end
+	local good, grec = connect(srv, "/good")
+	tap.wait(function() return rec.count(0) == 2 end, 5, "two open events")
+	local gsrv -- the server's wso of the reading client
+	for _, e in ipairs(rec.list) do if e.ev == 0 and e.args[1] == "/good" then gsrv = e.args[3] end end
+	ok(gsrv, "server-side wso of the reading client")
+	local chunk = string.rep("b", 64 * 1024)
+	local n, skipped = 0, false
+	for _ = 1, 2000 do -- the stalled socket's kernel buffers fill first, then its queue
+		-- The reading client's queue is empty before each broadcast, so a count of 1
+		-- can only mean the stalled one was skipped.
+		tap.wait(function() return ws.buffered(gsrv) == 0 end, 5, "reading client's queue drained")
+		n = srv:broadcast(chunk, "binary")
+		if n == 1 then skipped = true break end
+		eq(n, 2, "broadcast count while both queues have room")
+	end
+	ok(skipped, "a broadcast skipped the stalled client (last count " .. tostring(n) .. ")")
+	ok(ws.buffered(rec.wsos()[1] == gsrv and rec.wsos()[2] or rec.wsos()[1]) > 0, "the stalled client's queue is not empty")
+	tap.wait(function()
+		ws.dispatch(5)
+		return grec.count(8) > 0
+	end, 10, "the reading client got broadcasts")
+	eq(ws.state(good), "open", "reading client still open")
+	tcp:close()
+end)
+
 -- Luup mode: no ws.loop/ws.dispatch. The script waits inside a sync-client call (the
 -- VM lock is released there) or in a blocking sleep, as in test-luup.lua; the
 -- handlers are tiny globals.
