@@ -772,7 +772,9 @@ static int ws_buffered(lua_State *L)
 	return 1;
 }
 
-static int ws_protocol(lua_State *L)
+/* Pushes the string get() copies out for the wso at 1, or nil, err (earg: the
+ * message for VWS_EARG, NULL for the status text). */
+static int push_conn_text(lua_State *L, int (*get)(vws_conn, char *, size_t), const char *earg)
 {
 	vl_conn *c = check_conn(L, 1);
 	vl_state *st = vl_upstate(L);
@@ -781,12 +783,17 @@ static int ws_protocol(lua_State *L)
 	if ((bad = push_unusable(L, st, c)) != 0)
 		return bad;
 	vl_lock_acquire(&st->lock);
-	rc = vws_conn_protocol(c->h, buf, sizeof buf);
+	rc = get(c->h, buf, sizeof buf);
 	vl_lock_release(&st->lock);
 	if (rc != VWS_OK)
-		return push_fail(L, rc, NULL);
+		return push_fail(L, rc, rc == VWS_EARG ? earg : NULL);
 	lua_pushstring(L, buf);
 	return 1;
+}
+
+static int ws_protocol(lua_State *L)
+{
+	return push_conn_text(L, vws_conn_protocol, NULL);
 }
 
 /* ws.headers(wso): the request headers of a client's opening handshake (a wso
@@ -850,19 +857,7 @@ static int ws_headers(lua_State *L)
 /* ws.peer(wso): the address of a client a server accepted ("127.0.0.1:54321"). */
 static int ws_peer(lua_State *L)
 {
-	vl_conn *c = check_conn(L, 1);
-	vl_state *st = vl_upstate(L);
-	char buf[128] = "";
-	int rc, bad;
-	if ((bad = push_unusable(L, st, c)) != 0)
-		return bad;
-	vl_lock_acquire(&st->lock);
-	rc = vws_conn_peer(c->h, buf, sizeof buf);
-	vl_lock_release(&st->lock);
-	if (rc != VWS_OK)
-		return push_fail(L, rc, rc == VWS_EARG ? "not a connection accepted by a server" : NULL);
-	lua_pushstring(L, buf);
-	return 1;
+	return push_conn_text(L, vws_conn_peer, "not a connection accepted by a server");
 }
 
 static int conn_gc(lua_State *L)
