@@ -216,8 +216,8 @@ int vws_conn_peer(vws_conn c, char *buf, size_t buflen);
 
 /* ---- Servers ---------------------------------------------------------------------
  * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
- * server role: it sends unmasked frames and requires masked ones; permessage-deflate is
- * not negotiated). Each accepted connection gets a vws_conn handle of its own in the
+ * server role: it sends unmasked frames and requires masked ones; permessage-deflate only
+ * with the compression option). Each accepted connection gets a vws_conn handle of its own in the
  * server's context, announced by VWS_EV_SERVER_ESTABLISHED; vws_conn_send, _ping,
  * _close, _state, _buffered, _protocol and _free work on it as on a client (connect and
  * set_option do not). Free it with vws_conn_free like any connection. */
@@ -235,7 +235,8 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *   handshake_timeout          milliseconds (default 10000)
  *   ssl_cert_filepath, ssl_private_key_filepath   path (PEM): both set = TLS (wss)
  *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
- *   pong_events, writeable_events   as for connections, applied to every accepted one */
+ *   pong_events, writeable_events   as for connections, applied to every accepted one
+ *   compression                "0" | "1": accept permessage-deflate offers (default 0) */
 int vws_server_set_option(vws_server s, const char *name, const char *value, char *err, size_t errlen);
 
 /* Binds and starts accepting in the background. Fails (with the reason in err) when

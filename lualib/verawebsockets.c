@@ -908,7 +908,7 @@ static vl_server *to_server(lua_State *L, int idx)
 static const char *const listen_keys[] = {
 	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
 	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
-	"close_timeout", NULL};
+	"close_timeout", "compression", NULL};
 
 static void opt_server_ssl(opt_ctx *o, int idx)
 {
@@ -993,6 +993,7 @@ static int ws_listen(lua_State *L)
 		else if (strcmp(k, "ping_interval") == 0) opt_seconds(&o, v, k, k, 1);
 		else if (strcmp(k, "pong_timeout") == 0) opt_seconds(&o, v, k, k, 0);
 		else if (strcmp(k, "close_timeout") == 0) opt_seconds(&o, v, k, k, 1);
+		else if (strcmp(k, "compression") == 0) opt_bool(&o, v, k, k);
 		else opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
 		lua_pop(L, 1);
 	}

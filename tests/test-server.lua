@@ -592,17 +592,22 @@ end)
 -- peer(name, cmd): a server that echoes then broadcasts "broadcast: <msg>"; the
 -- peer client (cmd URL MESSAGE, in the background) must print exactly the two
 -- messages and the server's close code; the server sees its close (true, 1000, "done").
-local function peer(name, cmd)
-	stest(name .. " client: echo, broadcast, close 1000", function()
+-- peer(name, cmd, compression): an independent client's run against a Lua server;
+-- with compression the server accepts the client's permessage-deflate offer (both
+-- peers offer it by default) and the message is long enough to be compressed.
+local function peer(name, cmd, compression)
+	local title = name .. " client: echo, broadcast, close 1000" ..
+		(compression and " (permessage-deflate negotiated)" or " (server declines permessage-deflate)")
+	stest(title, function()
 		local srv, srec
 		srec = srecorder()
 		srec.on(6, function(data, kind, c)
 			ws.send(c, data, kind)
 			srv:broadcast("broadcast: " .. data)
 		end)
-		srv = listen({}, srec)
+		srv = listen({ compression = compression }, srec)
 		local tmp = os.tmpname()
-		local msg = "hello " .. name
+		local msg = compression and string.rep("hello " .. name .. " ", 200) or "hello " .. name
 		os.execute(string.format("%s '%s' '%s' > %s 2>&1 &", cmd, url(srv, "/peer?from=" .. name), msg, tmp))
 		local okw, err = pcall(tap.wait, function()
 			local s = readfile(tmp)
@@ -611,7 +616,16 @@ local function peer(name, cmd)
 		local out = readfile(tmp)
 		os.remove(tmp)
 		if not okw then error({ tap_failure = true, msg = (type(err) == "table" and err.msg or tostring(err)) .. "\noutput: " .. out }, 0) end
-		eq(out, "text " .. msg .. "\ntext broadcast: " .. msg .. "\nclosed 1000\n", name .. " client output")
+		local ext, rest = out:match("^ext ([^\n]*)\n(.*)$")
+		if compression then
+			like(ext, "^permessage%-deflate", name .. " client: negotiated extensions")
+			if name == "python" then -- Node's ws.extensions names the extensions only
+				like(ext, "server_no_context_takeover", name .. " client: server_no_context_takeover")
+			end
+		else
+			eq(ext, "", name .. " client: no extension")
+		end
+		eq(rest, "text " .. msg .. "\ntext broadcast: " .. msg .. "\nclosed 1000\n", name .. " client output")
 		eq(srec.last(0), "/peer?from=" .. name, "server: path")
 		eq(srec.last(6), msg, "server: message")
 		local clean, code, reason = srec.last(4)
@@ -787,11 +801,13 @@ end
 
 if os.execute("/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1") == 0 then
 	peer("python", "/usr/bin/python3 " .. testdir .. "/peers/client.py")
+	peer("python", "/usr/bin/python3 " .. testdir .. "/peers/client.py", true)
 else
 	tap.skip("python client: echo, broadcast, close 1000", "python3-websockets not installed")
 end
 if os.execute("command -v node >/dev/null 2>&1 && test -d " .. testdir .. "/peers/node_modules/ws") == 0 then
 	peer("node", "node " .. testdir .. "/peers/client.js")
+	peer("node", "node " .. testdir .. "/peers/client.js", true)
 else
 	tap.skip("node client: echo, broadcast, close 1000", "node or tests/peers/node_modules/ws missing")
 end

@@ -2,6 +2,7 @@ package wsengine
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
 )
@@ -41,7 +44,7 @@ type AcceptFunc func(c *Conn, path string) (emit func(Event))
 // listener. Every accepted connection is a *Conn in the server role: it
 // sends unmasked frames, requires masked ones, never dials and never
 // reconnects; Send, Ping, Close, State, Buffered, Protocol and Abandon work
-// as for a client. permessage-deflate is not negotiated.
+// as for a client. permessage-deflate is negotiated with compression = 1.
 //
 // All methods are safe for concurrent use and return at once (Listen binds
 // synchronously). The server runs an accept goroutine while listening, and
@@ -78,9 +81,9 @@ func NewServer(accept AcceptFunc) *Server {
 // SetOption sets one server option from its text form. Server options:
 // host, port (required, 0 = any free port), max_clients, handshake_timeout
 // (ms), ssl_cert_filepath and ssl_private_key_filepath (PEM; both set: TLS),
-// protocols (accepted subprotocols), and the per-connection options
-// max_message_size, max_send_queue, ping_interval, pong_timeout,
-// close_timeout, pong_events, writeable_events. It fails with ErrBusy once
+// protocols (accepted subprotocols), compression (accept permessage-deflate),
+// and the per-connection options max_message_size, max_send_queue,
+// ping_interval, pong_timeout, close_timeout, pong_events, writeable_events. It fails with ErrBusy once
 // Listen was called and with *OptionError for a bad name or value.
 func (s *Server) SetOption(name, v string) error {
 	s.mu.Lock()
@@ -117,7 +120,7 @@ func (s *Server) SetOption(name, v string) error {
 	case "ssl_private_key_filepath":
 		s.keyFile = v
 	case "protocols", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
-		"close_timeout", "pong_events", "writeable_events":
+		"close_timeout", "pong_events", "writeable_events", "compression":
 		o := s.opts // a rejected value leaves the option as it was
 		if err = o.set(name, v); err == nil {
 			s.opts = o
@@ -318,6 +321,7 @@ func (s *Server) handshake(nc net.Conn) {
 		path    string
 		headers [][2]string
 		hbytes  int
+		deflate *wsflate.Parameters // the permessage-deflate response, if accepted
 	)
 	addHeader := func(k, v []byte) error {
 		hbytes += len(k) + len(v)
@@ -335,6 +339,17 @@ func (s *Server) handshake(nc net.Conn) {
 		},
 		OnHost:   func(h []byte) error { return addHeader([]byte("Host"), h) },
 		OnHeader: addHeader,
+		Negotiate: func(opt httphead.Option) (httphead.Option, error) {
+			if !opts.compression || deflate != nil {
+				return httphead.Option{}, nil // declined (only one permessage-deflate)
+			}
+			p, ok := acceptDeflate(opt)
+			if ok {
+				deflate = &p
+				return p.Option(), nil
+			}
+			return httphead.Option{}, nil
+		},
 		Protocol: func(p []byte) bool {
 			for _, want := range opts.protocols {
 				if string(p) == want {
@@ -402,8 +417,28 @@ func (s *Server) handshake(nc net.Conn) {
 	c.emitMu.Unlock()
 	go func() {
 		defer s.forget(c)
-		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(nc, readChunk), protocol: hs.Protocol})
+		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(nc, readChunk), protocol: hs.Protocol, deflate: deflate})
 	}()
+}
+
+// acceptDeflate answers one permessage-deflate offer (RFC 7692 section 7.1):
+// it is accepted unless it limits the server's window below 2^15, which
+// compress/flate cannot honour. The server never takes its compression
+// context over (each message gets a fresh window), and says so; it keeps the
+// client's client_no_context_takeover when offered; a client window limit in
+// the offer needs no answer (any window up to 2^15 inflates).
+func acceptDeflate(opt httphead.Option) (wsflate.Parameters, bool) {
+	if !bytes.Equal(opt.Name, wsflate.ExtensionNameBytes) {
+		return wsflate.Parameters{}, false
+	}
+	var offer wsflate.Parameters
+	if offer.Parse(opt) != nil {
+		return wsflate.Parameters{}, false
+	}
+	if offer.ServerMaxWindowBits != 0 && offer.ServerMaxWindowBits != 15 {
+		return wsflate.Parameters{}, false
+	}
+	return wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: offer.ClientNoContextTakeover}, true
 }
 
 func (s *Server) forget(c *Conn) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // srvConn is one connection accepted by a test Server, with its events.
@@ -439,5 +440,116 @@ func TestServerTooManyHeaders(t *testing.T) {
 	case sc := <-acc:
 		t.Fatalf("accepted %q", sc.path)
 	default:
+	}
+}
+
+// compression = 1 on both sides: permessage-deflate is negotiated and
+// messages of every size round-trip through the server's inflate and deflate.
+func TestServerCompression(t *testing.T) {
+	s, acc := testServer(t, true, "compression=1")
+	c, ev := dialTest(t, fmt.Sprintf("ws://127.0.0.1:%d/", s.Port()), "compression", "1")
+	ev.expect(EventEstablished)
+	sc := nextAccepted(t, acc)
+	sc.ev.expect(EventEstablished)
+	for _, conn := range []*Conn{c, sc.c} {
+		conn.mu.Lock()
+		on := conn.sess != nil && conn.sess.inflate != nil && conn.sess.deflate != nil
+		conn.mu.Unlock()
+		if !on {
+			t.Fatal("permessage-deflate not in use on both sides")
+		}
+	}
+	for _, m := range []string{"x", strings.Repeat("compress me ", 20000), "ünï", ""} {
+		if err := c.Send(OpText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		if e := ev.expect(EventReceive); string(e.Data) != m {
+			t.Fatalf("echo of %d bytes: got %d", len(m), len(e.Data))
+		}
+	}
+}
+
+// The server's answers to permessage-deflate offers, on the wire: an offer is
+// accepted with server_no_context_takeover and a compressed masked frame is
+// echoed compressed and unmasked; an offer limiting the server's window is
+// declined and the connection works uncompressed; without compression = 1
+// every offer is declined.
+func TestServerDeflateOffers(t *testing.T) {
+	handshake := func(t *testing.T, s *Server, offer string) (net.Conn, *bufio.Reader, string) {
+		nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+			"Sec-WebSocket-Extensions: %s\r\n\r\n", offer)
+		br := bufio.NewReader(nc)
+		ext := ""
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				return nc, br, ext
+			}
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+				ext = strings.TrimSpace(v)
+			}
+		}
+	}
+	msg := []byte(strings.Repeat("hello deflate ", 100))
+	t.Run("accepted", func(t *testing.T) {
+		s, _ := testServer(t, true, "compression=1")
+		nc, br, ext := handshake(t, s, "permessage-deflate; client_max_window_bits")
+		if !strings.HasPrefix(ext, "permessage-deflate") || !strings.Contains(ext, "server_no_context_takeover") {
+			t.Fatalf("extensions %q", ext)
+		}
+		for i := 0; i < 3; i++ { // three in a row: the server inflates each with the context kept
+			f, err := wsflate.CompressFrame(ws.NewTextFrame(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Header.Masked, f.Header.Mask = true, ws.NewMask()
+			ws.Cipher(f.Payload, f.Header.Mask, 0)
+			if err := ws.WriteFrame(nc, f); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ws.ReadFrame(br)
+			if err != nil || got.Header.Masked || got.Header.Rsv&0x4 == 0 {
+				t.Fatalf("echo %d: %v %+v (want unmasked, RSV1)", i, err, got.Header)
+			}
+			if len(got.Payload) >= len(msg) {
+				t.Fatalf("echo %d: %d bytes compressed for %d", i, len(got.Payload), len(msg))
+			}
+			plain, err := wsflate.DecompressFrame(got)
+			if err != nil || !bytes.Equal(plain.Payload, msg) {
+				t.Fatalf("echo %d: %v %q", i, err, plain.Payload)
+			}
+		}
+	})
+	for name, tc := range map[string]struct{ opt, offer string }{
+		"small server window": {"compression=1", "permessage-deflate; server_max_window_bits=10"},
+		"compression off":     {"compression=0", "permessage-deflate"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := testServer(t, true, tc.opt)
+			nc, br, ext := handshake(t, s, tc.offer)
+			if ext != "" {
+				t.Fatalf("extensions %q, want none", ext)
+			}
+			nc.Write(maskedFrame(true, 0, ws.OpText, msg))
+			got, err := ws.ReadFrame(br)
+			if err != nil || got.Header.Rsv != 0 || !bytes.Equal(got.Payload, msg) {
+				t.Fatalf("echo: %v %+v", err, got.Header)
+			}
+			// RSV1 without a negotiated extension fails the connection.
+			nc.Write(maskedFrame(true, 4, ws.OpText, []byte("x")))
+			if f, err := ws.ReadFrame(br); err != nil || f.Header.OpCode != ws.OpClose {
+				t.Fatalf("want a close frame: %v %+v", err, f.Header)
+			}
+		})
 	}
 }

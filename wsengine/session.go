@@ -80,7 +80,13 @@ func newSession(c *Conn, est *established) *session {
 		wWake: make(chan struct{}, 1), stop: make(chan struct{}),
 		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
 	}
-	if p := est.deflate; p != nil {
+	if p := est.deflate; p != nil && s.server {
+		// Server role: est.deflate is our response (acceptDeflate). The client's
+		// context is kept unless it agreed to client_no_context_takeover; ours
+		// is never kept, which deflater does anyway.
+		s.inflate = &inflater{noContext: p.ClientNoContextTakeover}
+		s.deflate = &deflater{}
+	} else if p != nil {
 		s.inflate = &inflater{noContext: p.ServerNoContextTakeover}
 		// A window smaller than 2^15 cannot be honoured by compress/flate:
 		// then messages go out uncompressed (allowed per message).

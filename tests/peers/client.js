@@ -1,6 +1,7 @@
 // Independent client peer for tests/test-server.lua: Node `ws` (npm install in tests/peers).
 //   node client.js URL MESSAGE
-// Connects to URL, sends MESSAGE (text), prints every message it receives as
+// Connects to URL, prints "ext <the negotiated extensions>" ("ext " for none), sends
+// MESSAGE (text), prints every message it receives as
 // "text <data>" or "binary <hex>" until it got 2 (the echo, then a broadcast),
 // closes with 1000 "done" and prints "closed <the server's close code>".
 // Any failure prints "error <what>" (exit status 1); bounded by 10 s ("timeout", exit status 2).
@@ -15,7 +16,10 @@ if (url === undefined || message === undefined) {
 const timer = setTimeout(() => { console.log('timeout'); process.exit(2); }, 10000);
 const ws = new WebSocket(url, { handshakeTimeout: 5000 });
 let got = 0;
-ws.on('open', () => ws.send(message));
+ws.on('open', () => {
+  console.log('ext ' + ws.extensions);
+  ws.send(message);
+});
 ws.on('message', (data, isBinary) => {
   console.log(isBinary ? 'binary ' + Buffer.from(data).toString('hex') : 'text ' + data.toString());
   if (++got === 2) ws.close(1000, 'done');

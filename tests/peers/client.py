@@ -3,7 +3,8 @@
 
     client.py URL MESSAGE
 
-Connects to URL, sends MESSAGE (text), prints every message it receives as
+Connects to URL, prints "ext <the negotiated Sec-WebSocket-Extensions>" ("ext " for
+none), sends MESSAGE (text), prints every message it receives as
 "text <data>" or "binary <hex>" until it got 2 (the echo, then a broadcast),
 closes with 1000 "done" and prints "closed <the server's close code>".
 Any failure prints "error <what>" (exit status 1); the whole run is bounded by 10 s
@@ -15,6 +16,7 @@ import websockets
 
 async def run(url, message):
     async with websockets.connect(url, open_timeout=5, close_timeout=3, max_size=None) as ws:
+        print("ext " + ws.response_headers.get("Sec-WebSocket-Extensions", ""), flush=True)
         await ws.send(message)
         for _ in range(2):
             msg = await ws.recv()
