@@ -344,30 +344,7 @@ func (c *Conn) run(done, prev chan struct{}) {
 			}
 			continue
 		}
-		s := newSession(c, est)
-		c.sess = s
-		c.state = StateOpen
-		c.protocol = est.protocol
-		c.mu.Unlock()
-		lwslog.Printf(lwslog.Client, "wsengine: %s: established (protocol %q)", c.target.u, est.protocol)
-		c.emit(Event{Type: EventEstablished, Attempt: attempt, Data: []byte(est.protocol)})
-
-		ev := s.serve()
-
-		c.mu.Lock()
-		c.sess = nil
-		retry := !ev.Clean && c.opts.reconnect != nil && !c.userClose && !c.abandon
-		if retry {
-			c.state = StateConnecting
-		} else {
-			c.state = StateClosed
-			c.running = false
-		}
-		c.closedSent = true
-		c.mu.Unlock()
-		lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
-		c.emit(ev)
-		if !retry {
+		if !c.runSession(est, Event{Type: EventEstablished, Attempt: attempt, Data: []byte(est.protocol)}) {
 			return
 		}
 		attempt = 0
@@ -376,6 +353,37 @@ func (c *Conn) run(done, prev chan struct{}) {
 			return
 		}
 	}
+}
+
+// runSession runs one established connection (c.mu held on entry, released):
+// it emits opened, serves until the connection ends, emits its EventClosed
+// and reports whether to reconnect (never for an accepted connection, whose
+// options have no reconnect policy).
+func (c *Conn) runSession(est *established, opened Event) (retry bool) {
+	s := newSession(c, est)
+	c.sess = s
+	c.state = StateOpen
+	c.protocol = est.protocol
+	c.mu.Unlock()
+	lwslog.Printf(lwslog.Client, "wsengine: %s: established (protocol %q)", c.target.u, est.protocol)
+	c.emit(opened)
+
+	ev := s.serve()
+
+	c.mu.Lock()
+	c.sess = nil
+	retry = !ev.Clean && c.opts.reconnect != nil && !c.userClose && !c.abandon
+	if retry {
+		c.state = StateConnecting
+	} else {
+		c.state = StateClosed
+		c.running = false
+	}
+	c.closedSent = true
+	c.mu.Unlock()
+	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
+	c.emit(ev)
+	return retry
 }
 
 // finishRun ends a run stopped by Close or Abandon while connecting.

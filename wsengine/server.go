@@ -452,20 +452,7 @@ func (s *Server) forget(c *Conn) {
 func (c *Conn) serveAccepted(est *established) {
 	defer close(c.runDone)
 	c.mu.Lock()
-	s := newSession(c, est)
-	c.sess = s
-	c.mu.Unlock()
-	lwslog.Printf(lwslog.Client, "wsengine: %s: accepted %q (protocol %q)", c.target.u, c.uri, est.protocol)
-	c.emit(Event{Type: EventEstablished, Attempt: 1, Data: []byte(c.uri)})
-	ev := s.serve()
-	c.mu.Lock()
-	c.sess = nil
-	c.state = StateClosed
-	c.running = false
-	c.closedSent = true
-	c.mu.Unlock()
-	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
-	c.emit(ev)
+	c.runSession(est, Event{Type: EventEstablished, Attempt: 1, Data: []byte(c.uri)})
 }
 
 // RequestHeaders returns the request headers of an accepted connection's
