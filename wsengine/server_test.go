@@ -148,28 +148,7 @@ func TestServerClosesClient(t *testing.T) {
 // connection with 1002, and the server's close frame is unmasked.
 func TestServerRejectsUnmaskedFrames(t *testing.T) {
 	s, acc := testServer(t, true)
-	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(nc, "GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(nc)
-	status, _ := br.ReadString('\n')
-	if !strings.HasPrefix(status, "HTTP/1.1 101") {
-		t.Fatalf("status %q", status)
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
+	nc, br, _ := rawClient(t, s, "")
 	sc := nextAccepted(t, acc)
 	sc.ev.expect(EventEstablished)
 	// A masked frame is echoed (unmasked, as a server must).
@@ -305,8 +284,11 @@ func TestServerConcurrentClients(t *testing.T) {
 	wg.Wait()
 }
 
-// rawClient completes a handshake with s as a raw TCP client.
-func rawClient(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
+// rawClient completes an opening handshake with s as a raw TCP client,
+// sending the extra header lines (each ending in "\r\n"); it fails the test
+// unless the answer is 101. It returns the connection, its reader and the
+// response headers (lower-case names).
+func rawClient(t *testing.T, s *Server, extra string) (net.Conn, *bufio.Reader, map[string]string) {
 	t.Helper()
 	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
 	if err != nil {
@@ -314,16 +296,23 @@ func rawClient(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	fmt.Fprintf(nc, "GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n", extra)
 	br := bufio.NewReader(nc)
+	if status, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(status, "HTTP/1.1 101") {
+		t.Fatalf("status %q: %v", status, err)
+	}
+	resp := make(map[string]string)
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			t.Fatal(err)
 		}
 		if line == "\r\n" {
-			return nc, br
+			return nc, br, resp
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			resp[strings.ToLower(k)] = strings.TrimSpace(v)
 		}
 	}
 }
@@ -364,7 +353,7 @@ func TestServerProtocolViolations(t *testing.T) {
 	s, acc := testServer(t, false)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			nc, br := rawClient(t, s)
+			nc, br, _ := rawClient(t, s, "")
 			sc := nextAccepted(t, acc)
 			sc.ev.expect(EventEstablished)
 			for _, f := range tc.frames {
@@ -388,7 +377,7 @@ func TestServerProtocolViolations(t *testing.T) {
 // is answered with an unmasked pong carrying its payload.
 func TestServerFragmentsAndPing(t *testing.T) {
 	s, acc := testServer(t, false)
-	nc, br := rawClient(t, s)
+	nc, br, _ := rawClient(t, s, "")
 	sc := nextAccepted(t, acc)
 	sc.ev.expect(EventEstablished)
 	var b bytes.Buffer
@@ -476,29 +465,8 @@ func TestServerCompression(t *testing.T) {
 // every offer is declined.
 func TestServerDeflateOffers(t *testing.T) {
 	handshake := func(t *testing.T, s *Server, offer string) (net.Conn, *bufio.Reader, string) {
-		nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
-			"Sec-WebSocket-Extensions: %s\r\n\r\n", offer)
-		br := bufio.NewReader(nc)
-		ext := ""
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			if line == "\r\n" {
-				return nc, br, ext
-			}
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-				ext = strings.TrimSpace(v)
-			}
-		}
+		nc, br, resp := rawClient(t, s, "Sec-WebSocket-Extensions: "+offer+"\r\n")
+		return nc, br, resp["sec-websocket-extensions"]
 	}
 	msg := []byte(strings.Repeat("hello deflate ", 100))
 	t.Run("accepted", func(t *testing.T) {
