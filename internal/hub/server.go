@@ -101,13 +101,7 @@ func ServerListen(id uint64) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := sv.srv.Listen(); err != nil {
-		if Status(err) == EState {
-			return err
-		}
-		return &argError{err}
-	}
-	return nil
+	return asArg(sv.srv.Listen()) // a port in use or a bad certificate: the caller's input
 }
 
 // ServerPort returns the bound port, or 0 when the server is not listening.
@@ -132,10 +126,7 @@ func Broadcast(id uint64, op wsengine.OpCode, p []byte) (n int, err error) {
 		return 0, argf("hub: bad opcode %d (1 text, 2 binary)", op)
 	}
 	n, err = sv.srv.Broadcast(op, p)
-	if Status(err) == EInternal {
-		err = asArg(err)
-	}
-	return n, err
+	return n, asArg(err)
 }
 
 // ServerClients returns the handles of the server's open connections.
