@@ -338,7 +338,7 @@ func (s *server) call(m *wire.Msg) {
 		}
 		h, err := hub.NewServer(p.hub)
 		if err == nil {
-			p.setServerTag(h, tag)
+			p.setTag(h, tag)
 			s.servers[tag] = srvRef{hub: h, p: p}
 		}
 		s.reply(m, err)
@@ -359,7 +359,7 @@ func (s *server) call(m *wire.Msg) {
 			// Connections it accepted before it stopped still get their
 			// tags (with this server's) before the tag is forgotten.
 			ref.p.drain()
-			ref.p.setServerTag(ref.hub, 0)
+			ref.p.setTag(ref.hub, 0)
 			s.reply(m, err)
 		})
 	case wire.OpServerSetOption, wire.OpServerListen, wire.OpServerPort, wire.OpBroadcast,

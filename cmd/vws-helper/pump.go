@@ -25,9 +25,8 @@ type pump struct {
 
 	reqs chan func()
 
-	mu      sync.Mutex
-	tags    map[uint64]uint64 // hub connection -> connection tag
-	srvTags map[uint64]uint64 // hub server -> proxy server tag
+	mu   sync.Mutex
+	tags map[uint64]uint64 // hub connection or server -> its tag (hub handles never collide)
 
 	// Under s.mu: the context's connection tags, and whether OpCtxFree
 	// dropped them (then accepted connections are not registered).
@@ -37,19 +36,9 @@ type pump struct {
 
 func newPump(s *server, tag, id uint64) *pump {
 	p := &pump{s: s, tag: tag, hub: id, reqs: make(chan func(), 64),
-		tags: make(map[uint64]uint64), srvTags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}
+		tags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}
 	go p.run()
 	return p
-}
-
-func (p *pump) setServerTag(h, tag uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if tag == 0 {
-		delete(p.srvTags, h)
-	} else {
-		p.srvTags[h] = tag
-	}
 }
 
 // packTags returns the tags of hub connections ids as u64 big-endian values
@@ -76,7 +65,7 @@ func (p *pump) packTags(ids []uint64) []byte {
 func (p *pump) accept(h uint64) (tag, srv uint64) {
 	sid, err := hub.ConnServer(h)
 	p.mu.Lock()
-	srv = p.srvTags[sid]
+	srv = p.tags[sid]
 	p.mu.Unlock()
 	if err != nil || sid == 0 || srv == 0 {
 		hub.FreeConn(h)
@@ -97,6 +86,7 @@ func (p *pump) accept(h uint64) (tag, srv uint64) {
 	return tag, srv
 }
 
+// setTag maps hub connection or server h to the tag the proxy knows it by (0: forget it).
 func (p *pump) setTag(h, tag uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
