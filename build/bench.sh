@@ -79,29 +79,26 @@ for v in "${variants[@]}"; do
 done
 
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-echo
-printf '%-28s %12s' "workload (one connection)" "Go gobwas"
-for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v" "Lua/Go"; done
-echo
-for w in rtt mib; do
-	label="round trips/s (100 B text)"
-	[ $w = mib ] && label="MiB/s (1 MiB binary echo)"
-	printf '%-28s %12s' "$label" "${res[$w,go]:--}"
-	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,$v]:--}" "$(ratio "${res[$w,$v]:-}" "${res[$w,go]:-}")"; done
+# table TITLE GO_COLUMN LUA_SUFFIX KEY_PREFIX: one row per workload, the Go rate, then per
+# variant the Lua rate res[w,KEY_PREFIX$v] and its ratio to Go.
+table() {
 	echo
-done
+	printf '%-28s %12s' "$1" "$2"
+	for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v$3" "Lua/Go"; done
+	echo
+	for w in rtt mib; do
+		label="round trips/s (100 B text)"
+		[ $w = mib ] && label="MiB/s (1 MiB binary echo)"
+		printf '%-28s %12s' "$label" "${res[$w,go]:--}"
+		for v in "${variants[@]}"; do
+			printf ' %12s %9s' "${res[$w,$4$v]:--}" "$(ratio "${res[$w,$4$v]:-}" "${res[$w,go]:-}")"
+		done
+		echo
+	done
+}
+table "workload (one connection)" "Go gobwas" "" ""
 echo "(rtt: $rtt_n round trips; MiB/s: $mib_n echoes, payload MiB echoed per second; $(nproc) cores)"
-echo
-printf '%-28s %12s' "Go client against" "Go server"
-for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v srv" "Lua/Go"; done
-echo
-for w in rtt mib; do
-	label="round trips/s (100 B text)"
-	[ $w = mib ] && label="MiB/s (1 MiB binary echo)"
-	printf '%-28s %12s' "$label" "${res[$w,go]:--}"
-	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,srv_$v]:--}" "$(ratio "${res[$w,srv_$v]:-}" "${res[$w,go]:-}")"; done
-	echo
-done
+table "Go client against" "Go server" " srv" "srv_"
 
 # RSS with one idle connection: VmRSS of the lua5.1 process (and of the oop helper, its child).
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -; }
