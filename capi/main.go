@@ -28,8 +28,6 @@ func main() {}
 // a changed link flag it would reuse a .so linked with an older binding.
 var lualibSum string
 
-var _ = lualibSum
-
 // The numbers shared by the header, internal/hub and wsengine must agree:
 // each line fails to compile (constant index out of range) when they do not.
 var (
