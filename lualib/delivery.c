@@ -100,6 +100,11 @@ int vl_luup_ctx(vl_state *st, lua_State *L, int env, vws_ctx *ctx, char *err, si
 
 static void hook_fn(lua_State *L, lua_Debug *ar);
 
+int vl_hook_is_ours(lua_Hook h)
+{
+	return h == hook_fn;
+}
+
 /* Waker thread: sets the count hook on the script's thread (once). */
 static void hook_arm(vl_state *st)
 {
