@@ -20,7 +20,8 @@ part "lua suite, in-process variant" build/test-lua.sh inproc amd64
 part "lua suite, out-of-process variant" build/test-lua.sh oop amd64
 part "lua suite, in-process variant under LuaJIT" env LUA=luajit VWS_TEST_TIME_FACTOR=1 build/test-lua.sh inproc amd64
 part "conformance (RFC 6455, Autobahn-style cases)" build/test-conformance.sh
-part "LuaUPnP-like host" build/test-host.sh
+part "race-detecting Lua (self-test)" build/test-race.sh
+part "LuaUPnP-like host (luup and lock modes, race-detecting Lua)" build/test-host.sh
 part "docs coverage" build/test-docs.sh
 if [ -z "${VWS_SKIP_CROSS:-}" ]; then
 	part "lua suite under qemu (mipsel, armel)" build/test-cross.sh mipsel armel
