@@ -22,6 +22,7 @@ part "lua suite, in-process variant under LuaJIT" env LUA=luajit VWS_TEST_TIME_F
 part "conformance (RFC 6455, Autobahn-style cases)" build/test-conformance.sh
 part "race-detecting Lua (self-test)" build/test-race.sh
 part "LuaUPnP-like host (luup and lock modes, race-detecting Lua)" build/test-host.sh
+part "Luup suite on the race-detecting Lua, both variants" build/test-lua-race.sh
 part "docs coverage" build/test-docs.sh
 if [ -z "${VWS_SKIP_CROSS:-}" ]; then
 	part "lua suite under qemu (mipsel, armel)" build/test-cross.sh mipsel armel
