@@ -43,6 +43,9 @@
 //	/big?n=N                  one binary message of N bytes, then echo
 //	/serverping?payload=S     pings the client, then sends "pong:<payload of its pong>"
 //	/delay?ms=N               waits N ms before the 101, then echo
+//	/endlessheader?mb=N       101, then one header line that never ends: N MiB (default 1)
+//	                          of it, or until the client hangs up
+//	/manyheaders?n=N          a valid 101 with N extra header lines (default 200), then echo
 //	/kill?ms=N                see KILL_PORT
 //	/revive                   listens again on KILL_PORT at once (ends a /kill early)
 //	/stats                    proxy counters as JSON
