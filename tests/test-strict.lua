@@ -1,5 +1,6 @@
 -- Strictness at the edges of a connection (issue 11): a bounded handshake
--- response (32 KiB, 100 header lines).
+-- response (32 KiB, 100 header lines) and a clear reason for a server that
+-- speaks only TLS 1.0/1.1.
 package.path = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib/?.lua;" .. package.path
 local tap = require "tap"
 local ws = tap.ws
@@ -59,6 +60,18 @@ test("101 with 97 extra header lines (100 in all) still opens and echoes", funct
 	rec.wait(8)
 	eq(rec.last(8), "a hundred headers")
 	tap.close_and_wait(wso)
+end)
+
+test("wss to a TLS 1.0/1.1-only server (protocol_version alert): the reason says so", function()
+	fails(tap.url("/echo", "TLS11_PORT", "wss"),
+		"TLS: handshake failed: server supports only TLS versions before 1.2 (protocol_version alert); 1.2 or later required",
+		{ ssl_settings = { client_ssl_ca_filepath = tap.cert("ca.pem") } })
+end)
+
+test("wss to a server answering with a TLS 1.1 ServerHello: \"server offered only TLS 1.1\"", function()
+	fails(tap.url("/echo", "TLS11_HELLO_PORT", "wss"),
+		"TLS: handshake failed: server offered only TLS 1.1; 1.2 or later required",
+		{ ssl_settings = { client_ssl_ca_filepath = tap.cert("ca.pem") } })
 end)
 
 tap.done()

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -364,7 +365,33 @@ func tlsError(err error) error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return err
 	}
+	if old := tlsVersionProblem(err); old != "" {
+		return failf(err, "TLS: handshake failed: %s; 1.2 or later required", old)
+	}
 	return failf(err, "TLS: handshake failed: %v", err)
+}
+
+// selectedVersion is how crypto/tls reports a ServerHello with a version it
+// does not speak (a server that knows nothing newer than TLS 1.1 answers
+// with its own best version).
+var selectedVersion = regexp.MustCompile(`tls: server selected unsupported protocol version ([0-9a-f]+)`)
+
+// tlsVersionProblem says which old TLS version err shows the server is
+// limited to, or "" when err is about something else. crypto/tls tells it
+// only in its error texts: a ServerHello with an old version, or the
+// server's protocol_version alert (RFC 8446 section 6.2: sent by a server
+// that supports none of the versions offered, here 1.2 and 1.3).
+func tlsVersionProblem(err error) string {
+	if m := selectedVersion.FindStringSubmatch(err.Error()); m != nil {
+		v, _ := strconv.ParseUint(m[1], 16, 16)
+		return "server offered only " + tls.VersionName(uint16(v))
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil &&
+		oe.Err.Error() == "tls: protocol version not supported" {
+		return "server supports only TLS versions before 1.2 (protocol_version alert)"
+	}
+	return ""
 }
 
 // Limits of a handshake response, as the server role limits requests
