@@ -18,6 +18,9 @@ test: build ## Go tests, Lua suite on both variants, conformance, LuaUPnP-like h
 test-race: ## the race-detecting Lua (build/out/lua-race) and its self-test
 	build/test-race.sh
 
+lint: ## gofmt, go vet, staticcheck, C with -Wall -Wextra -Werror (run by make test)
+	build/lint.sh
+
 bench: build ## round trips/s and MiB/s through Lua vs a plain Go gobwas client
 	build/bench.sh
 
