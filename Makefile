@@ -1,7 +1,7 @@
 # A thin Makefile: every target calls a script in build/.
 ARCHS ?= amd64 armel armhf arm64 mipsel
 
-.PHONY: all build demo test test-race bench fuzz cross test-cross vera clean
+.PHONY: all build demo test lint test-race bench fuzz cross test-cross vera clean
 all: build
 
 build: ## ./verawebsockets.so, in-process Go variant for this machine
