@@ -23,9 +23,9 @@
 --   --report FILE       what plugins reported with host_report, "dev<TAB>key<TAB>value"
 --   --device N          device number of the first plugin (default 11; then 12, ...)
 --   --env MODE          how a plugin environment is made: copy (a shallow copy of a
---                       pristine _G, as openLuup does), index (an empty table whose
---                       __index is _G), mixed (odd plugins copy, even ones index;
---                       default)
+--                       pristine _G, as openLuup's loader does), index (an empty table
+--                       whose __index chain holds luup and then _G), mixed (odd
+--                       plugins copy, even ones index; default)
 --   --startup NAME      global called as NAME(lul_device) after loading (default startup)
 --   --close             close the connection after each response (default keep-alive)
 --   --chunked           answer with Transfer-Encoding: chunked (as openLuup's server)
@@ -271,28 +271,34 @@ local function env_mode(i)
 	return opt.env
 end
 
+-- new_environment(dev, name, mode): "copy" is openLuup's (a shallow copy of the pristine
+-- globals with luup and the host_* functions in it); "index" is an empty table whose
+-- __index is a per-plugin table holding luup and the host_* functions, whose __index is
+-- _G: there `luup` is reachable only through __index.
 local function new_environment(dev, name, mode)
-	local env
+	local env, api
 	if mode == "copy" then
 		env = shallow_copy(PRISTINE)
+		api = env
 	else
-		env = setmetatable({}, { __index = _G })
+		api = setmetatable({}, { __index = _G })
+		env = setmetatable({}, { __index = api })
 	end
 	env._NAME = name
 	env._G = env -- this IS the plugin's global environment
 	env.module = function() end
 	local l = shallow_copy(luup) -- a COPY of luup, so that luup.device is the plugin's own
 	l.device = dev
-	env.luup = l
-	env.host_report = function(key, value)
+	api.luup = l
+	api.host_report = function(key, value)
 		report[dev] = report[dev] or {}
 		report[dev][tostring(key)] = value
 		if current_device ~= dev then
 			report[dev].host_report_wrong_device = (report[dev].host_report_wrong_device or 0) + 1
 		end
 	end
-	env.host_current_device = function() return current_device end
-	env.host_time_left = function() return deadline - now() end
+	api.host_current_device = function() return current_device end
+	api.host_time_left = function() return deadline - now() end
 	return env
 end
 
