@@ -26,13 +26,6 @@ typedef struct vl_client {
 
 #define SLICE_MS 200
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static vl_client *check_client(lua_State *L)
 {
 	return luaL_checkudata(L, 1, VL_CLIENT_MT);
@@ -60,26 +53,30 @@ static void set_close(vl_client *cl, int clean, int code, const char *reason, si
 	cl->reason_len = len;
 }
 
-/* Waits (lock released while blocked) for the next event of the current
- * connection, up to timeout_ms (-1: no limit). Returns 1 with *ev filled,
- * 0 on timeout, or a negative status. Events of older connections are dropped. */
-static int next_event(vl_state *st, vl_client *cl, int timeout_ms, vws_event *ev)
+/* Waits (lock released while blocked; Luup-mode events delivered meanwhile where
+ * this thread is theirs) for the next event of the current connection, up to
+ * timeout_ms (-1: no limit). Returns 1 with *ev filled, 0 on timeout, or a
+ * negative status. Events of older connections are dropped. */
+static int next_event(vl_state *st, lua_State *L, vl_client *cl, int timeout_ms, vws_event *ev)
 {
-	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms >= 0 ? vl_now_ms() + timeout_ms : 0;
 	for (;;) {
 		int64_t left = SLICE_MS;
-		int rc, depth;
+		int rc;
 		if (timeout_ms >= 0) {
-			left = deadline - now_ms();
+			left = deadline - vl_now_ms();
 			if (left < 0)
 				left = 0;
 			if (left > SLICE_MS)
 				left = SLICE_MS;
 		}
-		depth = st ? vl_lock_release_all(&st->lock) : 0;
-		rc = vws_ctx_next_event(cl->ctx, (int)left, ev);
-		if (st)
-			vl_lock_reacquire(&st->lock, depth);
+		rc = vws_ctx_next_event(cl->ctx, 0, ev);
+		if (rc == 0 && left > 0 && st) {
+			vl_wait(st, L, &cl->ctx, 1, (int)left, NULL);
+			rc = vws_ctx_next_event(cl->ctx, 0, ev);
+		} else if (rc == 0 && left > 0) {
+			rc = vws_ctx_next_event(cl->ctx, (int)left, ev);
+		}
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
@@ -90,7 +87,7 @@ static int next_event(vl_state *st, vl_client *cl, int timeout_ms, vws_event *ev
 		}
 		if (st && VL_STOPPED(st))
 			return 0;
-		if (timeout_ms >= 0 && now_ms() >= deadline)
+		if (timeout_ms >= 0 && vl_now_ms() >= deadline)
 			return 0;
 	}
 }
@@ -145,7 +142,7 @@ static int client_connect(lua_State *L)
 		rc = vws_conn_connect(cl->h, err, sizeof err);
 	if (rc == VWS_OK) {
 		for (;;) {
-			rc = next_event(st, cl, cl->timeout_ms, &ev);
+			rc = next_event(st, L, cl, cl->timeout_ms, &ev);
 			if (rc <= 0)
 				break;
 			if (ev.type == VWS_EV_ESTABLISHED) {
@@ -194,7 +191,7 @@ static int client_receive(lua_State *L)
 	memset(&ev, 0, sizeof ev);
 	vl_lock_acquire(&st->lock);
 	for (;;) {
-		rc = next_event(st, cl, cl->timeout_ms, &ev);
+		rc = next_event(st, L, cl, cl->timeout_ms, &ev);
 		if (rc <= 0)
 			break;
 		if (ev.type == VWS_EV_RECEIVE)
@@ -301,7 +298,7 @@ static int client_close(lua_State *L)
 	vl_lock_acquire(&st->lock);
 	rc = vws_conn_close(cl->h, code, reason, len, err, sizeof err);
 	while (rc == VWS_OK) {
-		rc = next_event(st, cl, bound, &ev);
+		rc = next_event(st, L, cl, bound, &ev);
 		if (rc <= 0)
 			break;
 		if (ev.type == VWS_EV_CLOSED || ev.type == VWS_EV_CONNECTION_ERROR) {

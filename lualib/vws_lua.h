@@ -1,15 +1,33 @@
 /*
- * vws_lua.h - internal declarations shared by the files of the Lua binding.
+ * vws_lua.h - what the files of the Lua binding offer each other.
  *
  * The binding talks to the engine only through include/verawebsockets.h.
  * Nothing here is visible outside the .so (-fvisibility=hidden); the only
- * exported symbols are luaopen_verawebsockets, vws_lua_lock and vws_lua_unlock.
+ * exported symbols are luaopen_verawebsockets, vws_lua_lock, vws_lua_unlock
+ * and vws_lua_use_dispatcher.
+ *
+ * Files, one role each:
+ *   module.c   luaopen_verawebsockets, the per-VM record's userdata, the module table
+ *   state.c    the per-VM record (vl_state), its lock, vws_lua_lock/_unlock
+ *   options.c  option tables of ws.create / ws.listen -> engine option text
+ *   result.c   how ws.* functions return (true | nil, msg) and shared argument checks
+ *   conn.c     ws.create and the wso functions
+ *   server.c   ws.listen and the server functions
+ *   deliver.c  the one protected path every handler is called through
+ *   wait.c     ws.loop, ws.dispatch, ws.event_fd and every wait of the script's thread
+ *   delivery.c how Luup-mode events reach a thread that may run Lua (mode choice,
+ *              the count hook, the dispatcher thread of lock-holding hosts)
+ *   luup.c     delivery in Luup hosts: per-plugin groups, the request handler,
+ *              the loopback HTTP wake
+ *   sync.c     ws.client.sync (lua-websockets' blocking client)
  */
 #ifndef VWS_LUA_H
 #define VWS_LUA_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -18,7 +36,7 @@
 #define VL_EXPORT __attribute__((visibility("default")))
 
 #define VL_NAME    "verawebsockets"
-#define VL_VERSION "2.0.0"
+#define VL_VERSION "2.1.0"
 
 #define VL_STATE_MT  "verawebsockets.State"  /* registry key of the per-VM State userdata */
 #define VL_CONN_MT   "verawebsockets.Conn"
@@ -27,9 +45,18 @@
 
 #define VL_ERRLEN 256
 
+/* How Luup-mode (standalone = false) events reach Lua; see delivery.c. */
+enum {
+	VL_DELIVERY_AUTO = 0, /* not chosen yet: chosen by the first Luup-mode object */
+	VL_DELIVERY_LUUP,     /* a Luup host: the host calls our request handler */
+	VL_DELIVERY_HOOK,     /* a plain interpreter: the script's own thread, in waits and by a count hook */
+	VL_DELIVERY_THREAD    /* a host holding vws_lua_lock: the dispatcher thread */
+};
+
 /* A recursive lock that can be released completely while a thread waits in C
  * (so the dispatcher may run handlers while the VM's own thread is blocked in
- * ws.loop) and that the dispatcher can give up waiting for when asked to stop. */
+ * ws.loop) and that the dispatcher can give up waiting for when asked to stop.
+ * Only lock-holding hosts (VL_DELIVERY_THREAD) ever see it contended. */
 typedef struct vl_lock {
 	pthread_mutex_t m;
 	pthread_cond_t  cv;
@@ -37,11 +64,38 @@ typedef struct vl_lock {
 	int             count;
 } vl_lock;
 
-/* Per lua_State record. Lives in C memory (the dispatcher thread may use it
+/* One plugin (one environment) of a Luup host: its own context, so each
+ * plugin's events are delivered by the host in that plugin's context. Made by
+ * the script's thread, never freed before the record; the fields below `fd`
+ * belong to the waker thread. */
+typedef struct vl_group {
+	struct vl_group *next;
+	vws_ctx   ctx;
+	int       fd;             /* event fd of ctx, -1 if none */
+	int       env_ref;        /* registry ref: the plugin's environment */
+	char      name[32];       /* request name: GET /data_request?id=lr_<name> */
+	unsigned  runs;           /* times the host ran the handler (atomic) */
+	unsigned  fails;          /* wakes failed since the last delivery (atomic) */
+	char      last_error[128];/* the last wake failure, for the next luup.log (under waker_mu) */
+	/* waker thread only */
+	int       sock;           /* kept-alive connection to the host, -1 */
+	int       in_flight;
+	unsigned  runs_at_send;
+	int64_t   sent_at, next_at;
+	int       backoff_ms;
+	unsigned  seq;
+	char      rbuf[2048];     /* the answer's head */
+	size_t    rlen, hlen, body;
+	char      tail[8];
+	int       status, chunked, keep;
+	long      clen;
+} vl_group;
+
+/* Per lua_State record. Lives in C memory (the waker thread may use it
  * while the State userdata is being finalized); freed when its last reference
- * (the State userdata, the dispatcher thread) is dropped. */
+ * (the State userdata, the waker thread) is dropped. */
 typedef struct vl_state {
-	struct vl_state *next;     /* static list, see dispatch.c */
+	struct vl_state *next;     /* static list, see state.c */
 	int              refs;     /* protected by the list mutex */
 	lua_State       *main_L;   /* the L luaopen_verawebsockets was given */
 	lua_State       *T;        /* thread the dispatcher runs handlers on */
@@ -50,16 +104,28 @@ typedef struct vl_state {
 	int              live_ref; /* registry ref: handle -> wso, strong, while active */
 	int              dying_ref;/* registry ref: handle -> true, drop from live when drained */
 	vws_ctx          ctxA;     /* standalone connections (ws.loop / ws.dispatch) */
-	vws_ctx          ctxB;     /* Luup-mode connections (dispatcher thread) */
+	vws_ctx          ctxB;     /* Luup-mode connections, hook and thread delivery */
 	int              fdA, fdB; /* cached vws_ctx_event_fd results, -1 until known */
 	vl_lock          lock;
 	int              stop;     /* set (under lock.m) when the state closes; read with VL_STOPPED */
-	int              started;  /* dispatcher thread started */
+
+	/* delivery (delivery.c, luup.c) */
+	int              mode;      /* VL_DELIVERY_*, atomic */
+	int              delivering;/* depth of deliveries on the script's thread */
+	int              started;   /* waker thread started */
 	pthread_t        thread;
-	int              wake[2];  /* self-pipe to wake the dispatcher's poll */
+	int              wake[2];   /* self-pipe to wake the waker's poll */
+	pthread_mutex_t  waker_mu;  /* groups list, hook arming */
+	vl_group        *groups;
+	int              luup_port;
+	int              hook_armed;
+	int              hook_deferred;
+	lua_Hook         saved_hook;
+	int              saved_mask, saved_count;
 } vl_state;
 
 #define VL_STOPPED(st) __atomic_load_n(&(st)->stop, __ATOMIC_ACQUIRE)
+#define VL_MODE(st)    __atomic_load_n(&(st)->mode, __ATOMIC_ACQUIRE)
 
 /* The State userdata: every module function has it as upvalue 1. */
 typedef struct vl_state_ud {
@@ -85,31 +151,146 @@ typedef struct vl_server {
 VL_EXPORT int  luaopen_verawebsockets(lua_State *L);
 VL_EXPORT void vws_lua_lock(lua_State *L);
 VL_EXPORT void vws_lua_unlock(lua_State *L);
+VL_EXPORT int  vws_lua_use_dispatcher(lua_State *L);
 
-/* dispatch.c */
+/* state.c */
 void      vl_lock_init(vl_lock *k);
 void      vl_lock_destroy(vl_lock *k);
 void      vl_lock_acquire(vl_lock *k);
 void      vl_lock_release(vl_lock *k);
 int       vl_lock_release_all(vl_lock *k);          /* returns the saved depth (0 if not owner) */
 void      vl_lock_reacquire(vl_lock *k, int depth); /* no-op when depth == 0 */
+int       vl_lock_acquire_or_stop(vl_lock *k, vl_state *st);
 vl_state *vl_state_new(lua_State *L, char *err, size_t errlen);
 void      vl_state_close(vl_state *st);             /* from the State __gc */
+void      vl_state_ref(vl_state *st);
+void      vl_state_unref(vl_state *st);
+vl_state *vl_find_state(lua_State *L);              /* by main_L or T; NULL if unknown */
+vl_state *vl_find_hooked(void);                      /* the one record with an armed hook, or NULL */
 vl_state *vl_upstate(lua_State *L);                  /* upvalue 1; NULL once closed */
-int       vl_start_dispatcher(vl_state *st, char *err, size_t errlen); /* under lock */
-int       vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max); /* under lock */
-int       vl_wait_fds(vl_state *st, const vws_ctx *ctxs, int n, int timeout_ms); /* lock released inside */
-int       vl_live_set_cf(lua_State *L); /* (st lightuserdata, wso, handle): live[h] = wso; pcall it */
-int       vl_lock_acquire_or_stop(vl_lock *k, vl_state *st);
 
-/* Registers metatable `name` (once per VM): __index = methods, each a closure
- * over the State userdata at index su; __gc and __tostring. Leaves the stack as is. */
+/* result.c */
+int         vl_push_fail(lua_State *L, int rc, const char *err); /* nil, err or the status text */
+int         vl_push_closed(lua_State *L);
+int         vl_push_result(lua_State *L, int rc, const char *err);
+const char *vl_status_text(int rc);
+int64_t     vl_now_ms(void);
+int         vl_opt_ms(lua_State *L, int idx);      /* optional milliseconds argument, -1 if absent */
+int         vl_check_opcode(lua_State *L, int idx);
+void        vl_check_close_args(lua_State *L, int *code, const char **reason, size_t *len);
+
+/* options.c: collects {engine name, value} pairs of an options table, then
+ * applies them with the ABI once nothing can raise any more. */
+typedef struct vl_opts {
+	lua_State *L;
+	int        narg;  /* argument number for errors */
+	int        opts;  /* stack index of the {name, value, ...} list */
+	int        n;
+} vl_opts;
+
+typedef struct vl_event_name {
+	const char *name;
+	int id;
+} vl_event_name;
+
+extern const vl_event_name vl_client_events[];
+extern const vl_event_name vl_server_events[];
+
+int         vl_opts_begin(vl_opts *o, lua_State *L, int narg); /* pushes the list and the env; returns env index */
+void        vl_opts_check_keys(vl_opts *o, int idx, const char *const *keys);
+void        vl_opts_add(vl_opts *o, const char *name, const char *value);
+int         vl_opts_error(vl_opts *o, const char *fmt, const char *name, const char *detail);
+int         vl_opts_type_error(vl_opts *o, const char *name, const char *want, int idx);
+const char *vl_opts_string_value(vl_opts *o, int idx, const char *name);
+void        vl_opt_seconds(vl_opts *o, int idx, const char *name, int allow_zero);
+void        vl_opt_integer(vl_opts *o, int idx, const char *name, lua_Number min, lua_Number max);
+void        vl_opt_bool(vl_opts *o, int idx, const char *name, const char *engine_name);
+int         vl_opt_flag(vl_opts *o, int idx, const char *name); /* boolean, or a number as lua_toboolean reads it */
+void        vl_opt_string(vl_opts *o, int idx, const char *name);
+void        vl_opt_protocols(vl_opts *o, int idx);
+void        vl_opt_headers(vl_opts *o, int idx);
+void        vl_opt_reconnect(vl_opts *o, int idx);
+void        vl_opt_client_ssl(vl_opts *o, int idx);
+void        vl_opt_server_ssl(vl_opts *o, int idx);
+void        vl_opt_handlers(vl_opts *o, int idx, int env, const vl_event_name *names, int *pong, int *writeable);
+int         vl_opts_apply(vl_opts *o, uint64_t h, int (*set)(uint64_t, const char *, const char *, char *, size_t),
+                          char *err, size_t errlen);
+
+/* conn.c */
+vl_conn *vl_check_conn(lua_State *L, int idx);
+int      vl_ws_create(lua_State *L);
+int      vl_ws_connect(lua_State *L);
+int      vl_ws_send(lua_State *L);
+int      vl_ws_close(lua_State *L);
+int      vl_ws_ping(lua_State *L);
+int      vl_ws_state(lua_State *L);
+int      vl_ws_buffered(lua_State *L);
+int      vl_ws_protocol(lua_State *L);
+int      vl_ws_headers(lua_State *L);
+int      vl_ws_peer(lua_State *L);
+int      vl_conn_gc(lua_State *L);
+int      vl_conn_tostring(lua_State *L);
+
+/* server.c */
+vl_server *vl_to_server(lua_State *L, int idx);       /* NULL when idx holds something else */
+int        vl_server_close(lua_State *L, vl_server *s);
+int        vl_ws_listen(lua_State *L);
+int        vl_ws_port(lua_State *L);
+int        vl_ws_broadcast(lua_State *L);
+int        vl_ws_clients(lua_State *L);
+int        vl_srv_close(lua_State *L);
+int        vl_server_gc(lua_State *L);
+int        vl_server_tostring(lua_State *L);
+int        vl_live_clear_cf(lua_State *L); /* (st lightuserdata, handle): live[h] = nil; pcall it */
+/* Pushes the wso of a connection accepted by a server on its first event
+ * (returns 1), or returns 0 (nothing pushed, connection freed). */
+int        vl_accept(lua_State *L, vl_state *st, vws_conn h);
+
+/* deliver.c */
+int  vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max); /* under lock */
+int  vl_live_set_cf(lua_State *L); /* (st lightuserdata, wso, handle): live[h] = wso; pcall it */
+void vl_push_traceback_fn(lua_State *L); /* the message handler of every handler call */
+
+/* wait.c */
+int  vl_event_fd(vl_state *st, vws_ctx ctx);
+/* Waits up to timeout_ms (>= 0) for one of ctxs to have pending events, with the
+ * lock released completely; Luup-mode events due on this thread (hook delivery)
+ * are delivered meanwhile. Returns 1 if ctxs have pending events, else 0. */
+int  vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered);
+int  vl_ws_loop(lua_State *L);
+int  vl_ws_dispatch(lua_State *L);
+int  vl_ws_event_fd(lua_State *L);
+
+/* delivery.c */
+/* The context a new Luup-mode object of the code at `env` (stack index) goes to,
+ * choosing the delivery on first use and starting what it needs. Returns 0 with
+ * *ctx set, or -1 with a message (under lock; nothing raises). */
+int  vl_luup_ctx(vl_state *st, lua_State *L, int env, vws_ctx *ctx, char *err, size_t errlen);
+void vl_push_caller_env(lua_State *L);   /* the environment of the Lua code calling us */
+/* Hook delivery: delivers what is pending for the script's thread when called at a
+ * delivery point on that thread (not nested in another delivery). */
+int  vl_hook_service(vl_state *st, lua_State *L); /* returns the number delivered */
+int  vl_start_waker(vl_state *st, char *err, size_t errlen);  /* under lock */
+void vl_stop_waker(vl_state *st);
+void vl_waker_kick(vl_state *st);
+int  vl_ws_set_delivery(lua_State *L);
+int  vl_ws_delivery(lua_State *L);
+int  vl_ws_set_luup_port(lua_State *L);
+const char *vl_mode_name(int mode);
+
+/* luup.c */
+int       vl_luup_default_port(void);  /* VWS_LUUP_PORT, else 3480 */
+vl_group *vl_group_for_env(vl_state *st, lua_State *L, int env, char *err, size_t errlen);
+vl_group *vl_group_of_caller(vl_state *st, lua_State *L); /* NULL if the caller's env has none */
+void      vl_luup_poll_prepare(vl_state *st, vl_group *g, struct pollfd *p, int64_t now, int64_t *timeout);
+void      vl_luup_poll_done(vl_state *st, vl_group *g, const struct pollfd *p, int64_t now);
+void      vl_luup_close_groups(vl_state *st);
+void      vl_luup_log(lua_State *L, int env, const char *msg, int level); /* luup.log of env, protected */
+
+/* module.c: registers metatable `name` (once per VM): __index = methods, each a
+ * closure over the State userdata at index su; __gc and __tostring. */
 void vl_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, int su,
                       lua_CFunction gc, lua_CFunction tostring);
-
-/* verawebsockets.c: pushes the wso of a connection accepted by a server on its
- * first event (returns 1), or returns 0 (nothing pushed, connection freed). */
-int vl_accept(lua_State *L, vl_state *st, vws_conn h);
 
 /* sync.c */
 void vl_open_client(lua_State *L, int state_idx); /* leaves the ws.client table on the stack */

@@ -1,6 +1,8 @@
--- Luup mode (standalone = false, the default): events arrive from the dispatcher
--- thread without ws.loop/ws.dispatch. A plain lua5.1 script holds no VM lock, so
--- these tests wait with a blocking sleep (os.execute) and keep the handlers tiny.
+-- Luup mode (standalone = false, the default) in a plain interpreter: events are
+-- delivered on the script's own thread, inside waiting ws.* calls and at the next
+-- Lua instruction through a count hook (delivery "hook"); no thread of the module
+-- ever runs Lua. These tests wait without ws.loop/ws.dispatch (a sleep in a child
+-- process, or pure Lua work) so the events must come by themselves.
 package.path = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib/?.lua;" .. package.path
 local tap = require "tap"
 local ws = tap.ws
@@ -13,6 +15,20 @@ function t_luup_open() t_luup.open = t_luup.open + 1 end
 function t_luup_msg(data) t_luup.last = data; t_luup.msg = t_luup.msg + 1 end
 function t_luup_close(clean, code) t_luup.code = code; t_luup.close = t_luup.close + 1 end
 function t_luup_err(reason) t_luup.reason = reason; t_luup.err = t_luup.err + 1 end
+
+-- spin(cond, cpu_seconds): runs Lua (no call that waits) until cond() or the CPU
+-- time bound. Hook delivery needs Lua to run; LuaJIT runs no hooks in compiled
+-- code (a documented limit), so the loop is kept out of its JIT.
+local function spin(cond, seconds)
+	local n, deadline = 0, os.clock() + seconds * tap.factor
+	while not cond() and os.clock() < deadline do
+		local t = {}
+		for i = 1, 100 do t[i] = i * 2 end
+		n = n + 1
+	end
+	return n
+end
+if jit then jit.off(spin, true) end
 
 local function reset() t_luup = { open = 0, msg = 0, close = 0, err = 0 } end
 
@@ -177,6 +193,128 @@ test("500 pushed messages arrive in order through the dispatcher", function()
 	ws.close(wso)
 	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
 	t_luup_count = nil
+end)
+
+test("the delivery is chosen by the first Luup-mode object: hook in a plain interpreter", function()
+	local out, okr = tap.run_lua(([[
+		local ws = require "verawebsockets"
+		print("before", ws.delivery())
+		local w = ws.create{url = %q}
+		print("after", ws.delivery())
+		print("change", ws.set_delivery("thread"))
+		print("same", ws.set_delivery("hook"))
+		print("bad", pcall(ws.set_delivery, "threads"))
+	]]):format(tap.url("/echo")))
+	ok(okr, "child: " .. out)
+	like(out, "before\tauto")
+	like(out, "after\thook")
+	like(out, "change\tnil\tdelivery is already \"hook\"")
+	like(out, "same\ttrue")
+	like(out, "bad\tfalse\t[^\n]*invalid option 'threads'")
+end)
+
+test("handler names are found in the setfenv environment of the code that called ws.create", function()
+	local env = setmetatable({ got = {} }, { __index = _G })
+	local plugin = loadstring([[
+		function on_open(proto, attempt, wso) ws.send(wso, "env hello") end
+		function on_msg(data, kind, wso) got[#got + 1] = data; ws.close(wso) end
+		function on_close(clean, code) got.code = code end
+		W = ws.create { url = URL, event_handlers = { [3] = "on_open", [8] = "on_msg", [4] = "on_close" } }
+		ws.connect(W)
+	]])
+	env.ws, env.URL = ws, tap.url("/echo")
+	setfenv(plugin, env)
+	plugin()
+	eq(rawget(_G, "on_open"), nil, "the plugin's functions stay in its environment")
+	tap.track(env.W)
+	tap.wait_nodispatch(function() return env.got.code ~= nil end, 10, "close handler found in the environment")
+	eq(env.got[1], "env hello")
+	eq(env.got.code, 1000)
+end)
+
+test("a name missing from the environment falls back to the globals", function()
+	reset()
+	local env = setmetatable({}, { __index = function() return nil end }) -- no fallback of its own
+	local plugin = loadstring([[W = ws.create { url = URL, event_handlers = { [3] = "t_luup_open", [4] = "t_luup_close" } }; ws.connect(W)]])
+	env.ws, env.URL = ws, tap.url("/echo")
+	setfenv(plugin, env)
+	plugin()
+	tap.track(env.W)
+	tap.wait_nodispatch(function() return t_luup.open == 1 end, 10, "open via the global name")
+	ws.close(env.W)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close via the global name")
+end)
+
+test("events arrive through the hook while the script runs Lua in a tight loop (no C calls)", function()
+	reset()
+	t_luup.bad = 0
+	function t_luup_count(data)
+		t_luup.msg = t_luup.msg + 1
+		if data ~= tostring(t_luup.msg) then t_luup.bad = t_luup.bad + 1 end
+	end
+	local wso = tap.track(ws.create { url = tap.url("/push?n=300"), event_handlers = { [8] = "t_luup_count", [4] = "t_luup_close" } })
+	ws.connect(wso)
+	local spins = spin(function() return t_luup.msg >= 300 end, 20)
+	eq(t_luup.msg, 300, "messages delivered while Lua ran")
+	eq(t_luup.bad, 0, "out of order")
+	ok(spins > 0, "the loop ran")
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+	t_luup_count = nil
+end)
+
+local has_socket, socket = pcall(require, "socket")
+;(has_socket and test or tap.skip)("a script blocked in a C call (socket.sleep) gets the events when it returns", has_socket and function()
+	reset()
+	local wso = tap.track(ws.create { url = tap.url("/push?n=5"), event_handlers = { [3] = "t_luup_open", [8] = "t_luup_msg", [4] = "t_luup_close" } })
+	ws.connect(wso)
+	socket.sleep(1 * tap.factor) -- the push arrives meanwhile; no Lua runs until this returns
+	spin(function() return t_luup.msg >= 5 end, 5)
+	eq(t_luup.open, 1)
+	eq(t_luup.msg, 5, "delivered at the first Lua instructions after the C call")
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+end or "LuaSocket missing")
+
+test("a hook the script set is put back after each delivery", function()
+	reset()
+	local calls = 0
+	local function myhook() calls = calls + 1 end
+	debug.sethook(myhook, "", 1000)
+	local wso = tap.track(ws.create { url = tap.url("/push?n=20"), event_handlers = { [8] = "t_luup_msg", [4] = "t_luup_close" } })
+	ws.connect(wso)
+	spin(function() return t_luup.msg >= 20 end, 10)
+	eq(t_luup.msg, 20)
+	local h, mask, count = debug.gethook()
+	eq(h, myhook, "the script's hook is back")
+	eq(count, 1000)
+	ok(calls > 0, "the script's hook ran")
+	debug.sethook()
+	ws.close(wso)
+	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
+end)
+
+test("Luup events come inside a standalone handler's wait only after that handler", function()
+	reset()
+	local order = {}
+	function t_luup_order(data) order[#order + 1] = "luup:" .. data end
+	local lp = tap.track(ws.create { url = tap.url("/push?n=3"), event_handlers = { [8] = "t_luup_order" } })
+	local sa = tap.track(ws.create { url = tap.url("/echo"), standalone = true, event_handlers = {
+		[3] = function(_, _, w)
+			ws.connect(lp)
+			-- a long standalone handler: Lua runs while the Luup events arrive
+			spin(function() return false end, 1)
+			order[#order + 1] = "standalone done"
+		end } })
+	ws.connect(sa)
+	tap.wait(function() return #order >= 4 end, 10, "all events")
+	eq(order[1], "standalone done", "nothing nested inside the running handler")
+	eq(order[2], "luup:1")
+	eq(order[4], "luup:3")
+	ws.close(sa)
+	ws.close(lp)
+	tap.wait(function() return ws.state(sa) == "closed" and ws.state(lp) == "closed" end, 10, "closed")
+	t_luup_order = nil
 end)
 
 tap.done()

@@ -1,0 +1,340 @@
+/*
+ * server.c - ws.listen and the functions of a server: port, broadcast,
+ * clients, close; __gc and __tostring; the wso of each accepted client.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "vws_lua.h"
+
+static vl_server *check_server(lua_State *L, int idx)
+{
+	return luaL_checkudata(L, idx, VL_SERVER_MT);
+}
+
+/* The server userdata at idx, or NULL when idx holds something else. */
+vl_server *vl_to_server(lua_State *L, int idx)
+{
+	vl_server *s = lua_touserdata(L, idx);
+	int is;
+	if (!s || !lua_getmetatable(L, idx))
+		return NULL;
+	luaL_getmetatable(L, VL_SERVER_MT);
+	is = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return is ? s : NULL;
+}
+
+static const char *const listen_keys[] = {
+	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
+	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
+	"close_timeout", "compression", NULL};
+
+/* live[h] = nil (the module stops keeping the value of handle h alive).
+ * Args: st (light userdata), handle. */
+int vl_live_clear_cf(lua_State *L)
+{
+	vl_state *st = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->live_ref);
+	lua_pushvalue(L, 2);
+	lua_pushnil(L);
+	lua_rawset(L, -3);
+	return 0;
+}
+
+/* ws.listen{port=, host=, event_handlers=, standalone=, ...} -> server | nil, err */
+int vl_ws_listen(lua_State *L)
+{
+	vl_state *st = vl_upstate(L);
+	vl_opts o;
+	int env, v, i, rc = VWS_OK, pong = 0, writeable = 0, standalone = 0;
+	vl_server *s;
+	vws_server h = 0;
+	char err[VL_ERRLEN] = "";
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	if (!st)
+		return vl_push_closed(L);
+	env = vl_opts_begin(&o, L, 1); /* env of the server; its clients' envs share the handlers */
+	vl_opts_check_keys(&o, 1, listen_keys);
+	lua_getfield(L, 1, "port");
+	if (lua_isnil(L, -1))
+		vl_opts_error(&o, "%s: %s", "port", "required (0 = any free port)");
+	vl_opt_integer(&o, lua_gettop(L), "port", 0, 65535);
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "event_handlers");
+	vl_opt_handlers(&o, lua_gettop(L), env, vl_server_events, &pong, &writeable);
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "ssl_settings");
+	vl_opt_server_ssl(&o, lua_gettop(L));
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "standalone");
+	if (!lua_isnil(L, -1))
+		standalone = vl_opt_flag(&o, lua_gettop(L), "standalone");
+	lua_pop(L, 1);
+	for (i = 5; listen_keys[i]; i++) {
+		const char *k = listen_keys[i];
+		lua_getfield(L, 1, k);
+		v = lua_gettop(L);
+		if (lua_isnil(L, v)) {
+			lua_pop(L, 1);
+			continue;
+		}
+		if (strcmp(k, "protocols") == 0) vl_opt_protocols(&o, v);
+		else if (strcmp(k, "max_clients") == 0) vl_opt_integer(&o, v, k, 1, 100000);
+		else if (strcmp(k, "handshake_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
+		else if (strcmp(k, "ping_interval") == 0) vl_opt_seconds(&o, v, k, 1);
+		else if (strcmp(k, "pong_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
+		else if (strcmp(k, "close_timeout") == 0) vl_opt_seconds(&o, v, k, 1);
+		else if (strcmp(k, "compression") == 0) vl_opt_bool(&o, v, k, k);
+		else vl_opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, 1, "host");
+	if (!lua_isnil(L, -1))
+		vl_opt_string(&o, lua_gettop(L), "host");
+	lua_pop(L, 1);
+	if (pong)
+		vl_opts_add(&o, "pong_events", "1");
+	if (writeable)
+		vl_opts_add(&o, "writeable_events", "1");
+
+	vl_push_caller_env(L); /* handler names are looked up there first */
+	lua_setfield(L, env, "fenv");
+	s = lua_newuserdata(L, sizeof *s);
+	s->h = 0;
+	s->ctx = st->ctxA;
+	s->standalone = standalone;
+	luaL_getmetatable(L, VL_SERVER_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, env);
+	lua_setfenv(L, -2);
+	lua_pushcfunction(L, vl_live_set_cf);
+	lua_pushlightuserdata(L, st);
+	lua_pushvalue(L, -3);
+
+	/* ABI calls: nothing below raises until the lock is released. */
+	vl_lock_acquire(&st->lock);
+	if (!standalone && vl_luup_ctx(st, L, env, &s->ctx, err, sizeof err) != 0)
+		rc = VWS_EINTERNAL;
+	if (rc == VWS_OK)
+		rc = vws_server_new(s->ctx, &h, err, sizeof err);
+	if (rc == VWS_OK)
+		rc = vl_opts_apply(&o, h, vws_server_set_option, err, sizeof err);
+	if (rc == VWS_OK)
+		rc = vws_server_listen(h, err, sizeof err);
+	if (rc == VWS_OK) {
+		s->h = h;
+		/* The module keeps a listening server alive (and every accepted client
+		 * while it is active): a script may drop them and still get events. */
+		lua_pushnumber(L, (lua_Number)h);
+		if (lua_pcall(L, 3, 0, 0) != 0)
+			lua_pop(L, 1);
+	} else {
+		lua_pop(L, 3);
+		if (h != 0)
+			vws_server_free(h);
+	}
+	vl_lock_release(&st->lock);
+	if (rc != VWS_OK) {
+		if (rc == VWS_EARG && strncmp(err, "option ", 7) == 0)
+			return luaL_argerror(L, 1, err); /* a bad option value the checks above let through */
+		return vl_push_fail(L, rc, err);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref); /* conns[h] = server (weak) */
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	return 1;
+}
+
+/* Called by the dispatch path (under lua_cpcall) for the first event of a
+ * connection accepted by server sh: pushes a new wso for it, or nothing
+ * (returns 0) when the server's userdata is gone, in which case the
+ * connection is freed. */
+int vl_accept(lua_State *L, vl_state *st, vws_conn h)
+{
+	vws_server sh = 0;
+	vl_conn *c;
+	int srv;
+
+	if (vws_conn_server(h, &sh) != VWS_OK || sh == 0)
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)sh);
+	lua_rawget(L, -2);
+	lua_remove(L, -2);
+	if (!vl_to_server(L, -1)) {
+		lua_pop(L, 1);
+		vws_conn_free(h);
+		return 0;
+	}
+	srv = lua_gettop(L);
+	c = lua_newuserdata(L, sizeof *c);
+	c->h = h;
+	c->ctx = ((vl_server *)lua_touserdata(L, srv))->ctx;
+	c->standalone = ((vl_server *)lua_touserdata(L, srv))->standalone;
+	luaL_getmetatable(L, VL_CONN_MT);
+	lua_setmetatable(L, -2);
+	/* env = { handlers, named, fenv = the server's, url = "accepted", server = srv } */
+	lua_newtable(L);
+	lua_getfenv(L, srv);
+	lua_getfield(L, -1, "handlers");
+	lua_setfield(L, -3, "handlers");
+	lua_getfield(L, -1, "named");
+	lua_setfield(L, -3, "named");
+	lua_getfield(L, -1, "fenv");
+	lua_setfield(L, -3, "fenv");
+	lua_pop(L, 1);
+	lua_pushliteral(L, "accepted");
+	lua_setfield(L, -2, "url");
+	lua_pushvalue(L, srv);
+	lua_setfield(L, -2, "server");
+	lua_setfenv(L, -2);
+	lua_remove(L, srv);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->live_ref);
+	lua_pushnumber(L, (lua_Number)h);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	return 1;
+}
+
+static int srv_unusable(lua_State *L, const vl_state *st, const vl_server *s)
+{
+	if (!st)
+		return vl_push_closed(L);
+	if (s->h == 0)
+		return vl_push_fail(L, VWS_EARG, "server was freed");
+	return 0;
+}
+
+int vl_ws_port(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	vl_state *st = vl_upstate(L);
+	int port, bad;
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	port = vws_server_port(s->h);
+	vl_lock_release(&st->lock);
+	if (port < 0)
+		return vl_push_fail(L, port, NULL);
+	if (port == 0)
+		return vl_push_fail(L, VWS_ESTATE, "server is not listening");
+	lua_pushinteger(L, port);
+	return 1;
+}
+
+int vl_ws_broadcast(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	int op = vl_check_opcode(L, 3), n, bad;
+	vl_state *st = vl_upstate(L);
+	char err[VL_ERRLEN] = "";
+
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	n = vws_server_broadcast(s->h, op, data, len, err, sizeof err);
+	vl_lock_release(&st->lock);
+	if (n < 0)
+		return vl_push_fail(L, n, err);
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* Array of the open clients' wsos (those whose open event was delivered). */
+int vl_ws_clients(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	vl_state *st = vl_upstate(L);
+	vws_conn small[64], *hs = small;
+	int n, cap = 64, i, k = 0, bad;
+
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	for (;;) {
+		vl_lock_acquire(&st->lock);
+		n = vws_server_clients(s->h, hs, (size_t)cap);
+		vl_lock_release(&st->lock);
+		if (n <= cap)
+			break;
+		cap = n + 16; /* a Lua-owned buffer: nothing leaks if a later call raises */
+		hs = lua_newuserdata(L, (size_t)cap * sizeof *hs);
+	}
+	if (n < 0)
+		return vl_push_fail(L, n, NULL);
+	lua_newtable(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	for (i = 0; i < n; i++) {
+		lua_pushnumber(L, (lua_Number)hs[i]);
+		lua_rawget(L, -2);
+		if (lua_isuserdata(L, -1))
+			lua_rawseti(L, -3, ++k);
+		else
+			lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return 1;
+}
+
+int vl_server_close(lua_State *L, vl_server *s)
+{
+	int code, rc, bad;
+	size_t len;
+	const char *reason;
+	vl_state *st = vl_upstate(L);
+	char err[VL_ERRLEN] = "";
+
+	vl_check_close_args(L, &code, &reason, &len);
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	lua_settop(L, 3);
+	lua_pushcfunction(L, vl_live_clear_cf);
+	lua_pushlightuserdata(L, st);
+	lua_pushnumber(L, (lua_Number)s->h);
+	vl_lock_acquire(&st->lock);
+	rc = vws_server_close(s->h, code, reason, len, err, sizeof err);
+	if (rc == VWS_OK) {
+		if (lua_pcall(L, 2, 0, 0) != 0)
+			lua_pop(L, 1);
+	} else {
+		lua_pop(L, 3);
+	}
+	vl_lock_release(&st->lock);
+	return vl_push_result(L, rc, err);
+}
+
+int vl_srv_close(lua_State *L)
+{
+	return vl_server_close(L, check_server(L, 1));
+}
+
+int vl_server_gc(lua_State *L)
+{
+	vl_server *s = luaL_checkudata(L, 1, VL_SERVER_MT);
+	if (s->h != 0) {
+		vws_server h = s->h;
+		s->h = 0;
+		vws_server_free(h);
+	}
+	return 0;
+}
+
+int vl_server_tostring(lua_State *L)
+{
+	vl_server *s = luaL_checkudata(L, 1, VL_SERVER_MT);
+	lua_pushfstring(L, VL_SERVER_MT ": %p", (void *)s);
+	return 1;
+}

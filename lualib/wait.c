@@ -1,0 +1,178 @@
+/*
+ * wait.c - every wait of the script's thread (ws.loop, ws.dispatch, the sync
+ * client) and ws.event_fd. While it waits, the thread holds no lock and runs
+ * no Lua; with hook delivery it also delivers Luup-mode events that arrive.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "vws_lua.h"
+
+/* The event fd of ctx, cached for the state's own contexts (called under the lock). */
+int vl_event_fd(vl_state *st, vws_ctx ctx)
+{
+	if (ctx == st->ctxA) {
+		if (st->fdA < 0)
+			st->fdA = vws_ctx_event_fd(ctx);
+		return st->fdA;
+	}
+	if (ctx == st->ctxB) {
+		if (st->fdB < 0)
+			st->fdB = vws_ctx_event_fd(ctx);
+		return st->fdB;
+	}
+	return vws_ctx_event_fd(ctx);
+}
+
+#define VL_MAX_WAIT 4
+
+int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered)
+{
+	int64_t deadline = vl_now_ms() + timeout_ms;
+	int hook = VL_MODE(st) == VL_DELIVERY_HOOK;
+
+	for (;;) {
+		struct pollfd p[VL_MAX_WAIT + 1];
+		int i, nfd = 0, fallback = 0, depth, own_b = 0;
+		int64_t left;
+
+		if (hook) {
+			int k = vl_hook_service(st, L);
+			if (delivered)
+				*delivered += k;
+		}
+		for (i = 0; i < n && i < VL_MAX_WAIT; i++) {
+			if (vws_ctx_pending(ctxs[i]) > 0)
+				return 1;
+			if (ctxs[i] == st->ctxB)
+				own_b = 1;
+			p[nfd].fd = vl_event_fd(st, ctxs[i]);
+			p[nfd].events = POLLIN;
+			p[nfd].revents = 0;
+			if (p[nfd].fd < 0)
+				fallback = 1;
+			else
+				nfd++;
+		}
+		left = deadline - vl_now_ms();
+		if (left <= 0)
+			return 0;
+		/* Luup-mode events wake this wait only where it can deliver them. */
+		if (hook && !own_b && st->delivering == 0 && !VL_STOPPED(st)) {
+			p[nfd].fd = vl_event_fd(st, st->ctxB);
+			p[nfd].events = POLLIN;
+			p[nfd].revents = 0;
+			if (p[nfd].fd >= 0)
+				nfd++;
+		}
+		depth = vl_lock_release_all(&st->lock);
+		if (fallback) /* no event fd: look again in small steps */
+			poll(p, (nfds_t)nfd, left < 10 ? (int)left : 10);
+		else
+			poll(p, (nfds_t)nfd, (int)left);
+		vl_lock_reacquire(&st->lock, depth);
+		if (VL_STOPPED(st))
+			return 0;
+	}
+}
+
+int vl_ws_loop(lua_State *L)
+{
+	int timeout = vl_opt_ms(L, 1), done = 0, active = 0;
+	vl_state *st = vl_upstate(L);
+	int64_t deadline;
+
+	if (!st)
+		return vl_push_closed(L);
+	deadline = timeout >= 0 ? vl_now_ms() + timeout : 0;
+	vl_lock_acquire(&st->lock);
+	for (;;) {
+		int64_t left = 100;
+		vl_deliver_pending(st, L, st->ctxA, -1);
+		active = vws_ctx_active(st->ctxA);
+		if (active < 0)
+			break; /* the engine failed: nil, err below */
+		if (VL_STOPPED(st) || (active == 0 && vws_ctx_pending(st->ctxA) <= 0)) {
+			done = 1;
+			break;
+		}
+		if (timeout >= 0) {
+			left = deadline - vl_now_ms();
+			if (left <= 0)
+				break;
+			if (left > 100)
+				left = 100;
+		}
+		vl_wait(st, L, &st->ctxA, 1, (int)left, NULL);
+	}
+	vl_lock_release(&st->lock);
+	if (done) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (active < 0)
+		return vl_push_fail(L, active, NULL);
+	lua_pushboolean(L, 0);
+	lua_pushliteral(L, "timeout");
+	return 2;
+}
+
+/* ws.dispatch([ms]): delivers what is pending for this thread: standalone events,
+ * and Luup-mode events where they are this thread's to run (hook and thread
+ * delivery: all; in a Luup host: the calling plugin's). Waits up to ms for the
+ * first. Returns the number delivered. */
+int vl_ws_dispatch(lua_State *L)
+{
+	int max = vl_opt_ms(L, 1), n = 0, mode;
+	vl_state *st = vl_upstate(L);
+	vl_group *g = NULL;
+	vws_ctx both[2];
+	int nctx = 1;
+	int64_t deadline;
+
+	if (!st)
+		return vl_push_closed(L);
+	if (max < 0)
+		max = 0;
+	deadline = vl_now_ms() + max;
+	mode = VL_MODE(st);
+	if (mode == VL_DELIVERY_LUUP)
+		g = vl_group_of_caller(st, L);
+	vl_lock_acquire(&st->lock);
+	both[0] = st->ctxA;
+	if (mode == VL_DELIVERY_HOOK || mode == VL_DELIVERY_THREAD)
+		both[nctx++] = st->ctxB;
+	else if (g)
+		both[nctx++] = g->ctx;
+	for (;;) {
+		int64_t left;
+		int i;
+		for (i = 0; i < nctx; i++)
+			n += vl_deliver_pending(st, L, both[i], -1);
+		if (n > 0 || VL_STOPPED(st))
+			break;
+		left = deadline - vl_now_ms();
+		if (left <= 0)
+			break;
+		vl_wait(st, L, both, nctx, left > 100 ? 100 : (int)left, &n);
+	}
+	vl_lock_release(&st->lock);
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+int vl_ws_event_fd(lua_State *L)
+{
+	vl_state *st = vl_upstate(L);
+	int fd;
+	if (!st)
+		return vl_push_closed(L);
+	vl_lock_acquire(&st->lock);
+	fd = vws_ctx_event_fd(st->ctxA);
+	vl_lock_release(&st->lock);
+	if (fd < 0)
+		return vl_push_fail(L, fd, NULL);
+	lua_pushinteger(L, fd);
+	return 1;
+}
