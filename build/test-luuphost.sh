@@ -16,6 +16,11 @@
 # keep-alive, close, chunked); then per variant a probe (does the module register its
 # wake handler in the plugin's device?), and runs of plugin_names.lua + plugin_funcs.lua
 # against tests/demo/echoserver: idle, busy (--busy), close (--close), chunked (--chunked).
+# Checks per run: the host ran its time and exited 0; the module registered lr_vws_* in
+# each plugin's device; every message came back in order and byte-exact, open and close
+# events came; every handler ran in its plugin's device context (and its luup.log lines
+# carry that device number); no level-1 log line, no handler error, only 200 answers; no
+# wake the module judged failed. Every wait is bounded (timeout), every child killed.
 # Prints TAP lines, the figures as "# " lines and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -230,11 +235,21 @@ check_run() {
 	else
 		notok "$label: no handler error, every answer 200, wakes reached the host" "${problems[@]}"
 	fi
+	# The module's own account of its wakes: a wake it judged failed (stderr, and a
+	# luup.log line at the next delivery) costs a reconnect and a back-off.
+	local wf
+	wf=$(grep -c 'Luup wake .* failed' "$tmp/$name.err")
+	if [ "$wf" -eq 0 ] && ! grep -q 'wake request(s) to the Luup port failed' "$l"; then
+		ok "$label: no wake failed (the module's stderr and luup.log)"
+	else
+		notok "$label: no wake failed (the module's stderr and luup.log)" "$wf failed wake(s):" \
+			"$(grep 'Luup wake .* failed' "$tmp/$name.err" | sort | uniq -c | head -5)"
+	fi
 	# Figures
 	local loops total
 	loops=$(rep "$r" 0 host.loops)
 	total=$(awk -v s="$ran" -v d=2 'BEGIN { printf "%.1f", s + d }')
-	echo "# $label: host: $(rep "$r" 0 host.requests) requests ($(rep "$r" 0 host.vws_requests) lr_vws_*, $(rep "$r" 0 host.conns) connections), loop wakes $(awk -v a="${loops:-0}" -v t="$total" 'BEGIN { printf "%.0f", a / t }')/s, slowest handler $(rep "$r" 0 host.max_handler_ms) ms$([ "$mode" = busy ] && echo ", busy ticks $(rep "$r" 0 host.busy_ticks), internal client $(rep "$r" 0 host.poll_ok) answers")"
+	echo "# $label: host: $(rep "$r" 0 host.requests) requests ($(rep "$r" 0 host.vws_requests) lr_vws_* = $(awk -v a="${vws:-0}" -v t="$total" 'BEGIN { printf "%.1f", a / t }') module wakes/s, $(rep "$r" 0 host.conns) connections, $wf failed wakes), host loop wakes $(awk -v a="${loops:-0}" -v t="$total" 'BEGIN { printf "%.0f", a / t }')/s, slowest handler $(rep "$r" 0 host.max_handler_ms) ms$([ "$mode" = busy ] && echo ", busy ticks $(rep "$r" 0 host.busy_ticks), internal client $(rep "$r" 0 host.poll_ok) answers")"
 	for dev in 11 12; do
 		echo "# $label: device $dev $(rep "$r" $dev file) ($(rep "$r" $dev env) env): sent/received $(rep "$r" $dev sent)/$(rep "$r" $dev received), latency median $(rep "$r" $dev lat_median_ms) ms, p99 $(rep "$r" $dev lat_p99_ms) ms, max $(rep "$r" $dev lat_max_ms) ms"
 	done
