@@ -52,7 +52,7 @@ finish() {
 	exit
 }
 
-build/deps.sh lua luasocket >/dev/null || { notok "build/deps.sh lua luasocket"; finish; }
+build/deps.sh lua lua-socket >/dev/null || { notok "build/deps.sh lua lua-socket"; finish; }
 if ! $lua_cmd -e 'require "socket"' 2>/dev/null; then
 	notok "LuaSocket loads in $lua_cmd" "$($lua_cmd -e 'require "socket"' 2>&1 | head -5)"
 	finish

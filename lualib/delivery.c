@@ -100,6 +100,11 @@ int vl_luup_ctx(vl_state *st, lua_State *L, int env, vws_ctx *ctx, char *err, si
 
 static void hook_fn(lua_State *L, lua_Debug *ar);
 
+int vl_hook_is_ours(lua_Hook h)
+{
+	return h == hook_fn;
+}
+
 /* Waker thread: sets the count hook on the script's thread (once). */
 static void hook_arm(vl_state *st)
 {
@@ -369,7 +374,8 @@ int vl_ws_set_delivery(lua_State *L)
 		lua_pushnil(L);
 		lua_pushfstring(L, "delivery is already \"%s\": choose it before the first Luup-mode connection or server",
 		                vl_mode_name(VL_MODE(st)));
-		return 2;
+		lua_pushliteral(L, "ESTATE");
+		return 3;
 	}
 	lua_pushboolean(L, 1);
 	return 1;

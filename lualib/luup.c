@@ -302,6 +302,8 @@ static void send_wake(vl_state *st, vl_group *g, int64_t now)
 	             "GET /data_request?id=lr_%s&seq=%u HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: verawebsockets\r\n\r\n",
 	             g->name, ++g->seq, port);
 	/* A kept-alive connection the host has closed fails the first write: try once more on a new one. */
+	/* before the request leaves: the host may run the handler before send returns */
+	g->runs_at_send = __atomic_load_n(&g->runs, __ATOMIC_ACQUIRE);
 	for (tries = 0; tries < 2; tries++) {
 		if (g->sock < 0 && (g->sock = connect_host(port)) < 0) {
 			char why[96];
@@ -321,7 +323,6 @@ static void send_wake(vl_state *st, vl_group *g, int64_t now)
 	g->in_flight = 1;
 	reset_response(g);
 	g->sent_at = now;
-	g->runs_at_send = __atomic_load_n(&g->runs, __ATOMIC_ACQUIRE);
 }
 
 /* Takes in n bytes of the answer. Returns 1 when it is complete, 0 when more is

@@ -126,8 +126,9 @@ void vl_opt_protocols(vl_opts *o, int idx)
 	n = (int)lua_objlen(L, idx);
 	for (i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
-		if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || strchr(lua_tostring(L, -1), ','))
-			vl_opts_error(o, "%s: %s", "protocols", "non-empty names without commas expected");
+		if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || strchr(lua_tostring(L, -1), ',') ||
+		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
+			vl_opts_error(o, "%s: %s", "protocols", "non-empty names without commas or NUL bytes expected");
 		lua_pop(L, 1);
 	}
 	luaL_buffinit(L, &b);

@@ -170,10 +170,11 @@ vl_state *vl_find_hooked(void);                      /* the one record with an a
 vl_state *vl_upstate(lua_State *L);                  /* upvalue 1; NULL once closed */
 
 /* result.c */
-int         vl_push_fail(lua_State *L, int rc, const char *err); /* nil, err or the status text */
+int         vl_push_fail(lua_State *L, int rc, const char *err); /* nil, err or the status text, name */
 int         vl_push_closed(lua_State *L);
 int         vl_push_result(lua_State *L, int rc, const char *err);
 const char *vl_status_text(int rc);
+const char *vl_status_name(int rc);   /* "EARG", "ESTATE", "EFULL", ... */
 int64_t     vl_now_ms(void);
 int         vl_opt_ms(lua_State *L, int idx);      /* optional milliseconds argument, -1 if absent */
 int         vl_check_opcode(lua_State *L, int idx);
@@ -255,7 +256,8 @@ void vl_push_traceback_fn(lua_State *L); /* the message handler of every handler
 int  vl_event_fd(vl_state *st, vws_ctx ctx);
 /* Waits up to timeout_ms (>= 0) for one of ctxs to have pending events, with the
  * lock released completely; Luup-mode events due on this thread (hook delivery)
- * are delivered meanwhile. Returns 1 if ctxs have pending events, else 0. */
+ * are delivered meanwhile. Returns 1 if ctxs have pending events, 0 on timeout,
+ * -1 when the interpreter's SIGINT handler set its hook meanwhile (Ctrl-C). */
 int  vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered);
 int  vl_ws_loop(lua_State *L);
 int  vl_ws_dispatch(lua_State *L);
@@ -270,6 +272,7 @@ void vl_push_caller_env(lua_State *L);   /* the environment of the Lua code call
 /* Hook delivery: delivers what is pending for the script's thread when called at a
  * delivery point on that thread (not nested in another delivery). */
 int  vl_hook_service(vl_state *st, lua_State *L); /* returns the number delivered */
+int  vl_hook_is_ours(lua_Hook h);
 int  vl_start_waker(vl_state *st, char *err, size_t errlen);  /* under lock */
 void vl_stop_waker(vl_state *st);
 void vl_waker_kick(vl_state *st);

@@ -27,10 +27,19 @@ int vl_event_fd(vl_state *st, vws_ctx ctx)
 
 #define VL_MAX_WAIT 4
 
+/* The script's thread got a hook it did not have when the wait began, and it is
+ * not ours: lua.c's (and LuaJIT's) SIGINT handler sets one to stop the script. */
+static int vl_interrupted(vl_state *st, lua_Hook h0)
+{
+	lua_Hook h = lua_gethook(st->main_L);
+	return h && h != h0 && !vl_hook_is_ours(h);
+}
+
 int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered)
 {
 	int64_t deadline = vl_now_ms() + timeout_ms;
 	int hook = VL_MODE(st) == VL_DELIVERY_HOOK;
+	lua_Hook h0 = lua_gethook(st->main_L);
 
 	for (;;) {
 		struct pollfd p[VL_MAX_WAIT + 1];
@@ -74,12 +83,16 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		vl_lock_reacquire(&st->lock, depth);
 		if (VL_STOPPED(st))
 			return 0;
+		/* lua.c's SIGINT handler (laction) set its hook while we waited: return to
+		 * Lua at once, where it raises "interrupted!" with a traceback. */
+		if (vl_interrupted(st, h0))
+			return -1;
 	}
 }
 
 int vl_ws_loop(lua_State *L)
 {
-	int timeout = vl_opt_ms(L, 1), done = 0, active = 0;
+	int timeout = vl_opt_ms(L, 1), done = 0, active = 0, interrupted = 0;
 	vl_state *st = vl_upstate(L);
 	int64_t deadline;
 
@@ -104,7 +117,10 @@ int vl_ws_loop(lua_State *L)
 			if (left > 100)
 				left = 100;
 		}
-		vl_wait(st, L, &st->ctxA, 1, (int)left, NULL);
+		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL) < 0) {
+			interrupted = 1;
+			break;
+		}
 	}
 	vl_lock_release(&st->lock);
 	if (done) {
@@ -114,7 +130,10 @@ int vl_ws_loop(lua_State *L)
 	if (active < 0)
 		return vl_push_fail(L, active, NULL);
 	lua_pushboolean(L, 0);
-	lua_pushliteral(L, "timeout");
+	if (interrupted)
+		lua_pushliteral(L, "interrupted");
+	else
+		lua_pushliteral(L, "timeout");
 	return 2;
 }
 
@@ -155,7 +174,8 @@ int vl_ws_dispatch(lua_State *L)
 		left = deadline - vl_now_ms();
 		if (left <= 0)
 			break;
-		vl_wait(st, L, both, nctx, left > 100 ? 100 : (int)left, &n);
+		if (vl_wait(st, L, both, nctx, left > 100 ? 100 : (int)left, &n) < 0)
+			break;
 	}
 	vl_lock_release(&st->lock);
 	lua_pushinteger(L, n);

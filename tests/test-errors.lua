@@ -45,6 +45,31 @@ test("create: bad option values raise", function()
 	tap.raises(function() ws.create { url = tap.url(), proxy = "socks5://127.0.0.1:1" } end, CREATE, "proxy scheme")
 end)
 
+test("create: NUL bytes in a header value, the URL or other strings are refused like CR/LF", function()
+	local e = tap.raises(function() ws.create { url = tap.url(), headers = { X = "a\0b" } } end, CREATE)
+	like(e, "option header: value of X contains CR, LF, NUL or control bytes")
+	e = tap.raises(function() ws.create { url = tap.url() .. "\0/evil" } end, CREATE)
+	like(e, "option url: contains CR, LF, NUL or control bytes")
+	e = tap.raises(function() ws.create(tap.url() .. "\0", {}, nil, true) end, CREATE)
+	like(e, "option url: contains CR, LF, NUL or control bytes")
+	e = tap.raises(function() ws.create { url = tap.url(), origin = "http://a\0b" } end, CREATE)
+	like(e, "option origin: contains")
+	e = tap.raises(function() ws.create { url = tap.url(), protocols = { "chat\0x" } } end, CREATE)
+	e = tap.raises(function() ws.create { url = tap.url(), headers = { X = "a\rb" } } end, CREATE)
+	like(e, "CR, LF, NUL or control bytes", "CR as before")
+end)
+
+test("create and listen: standalone = 1 and allow_self_signed = 1 read as the original library read them", function()
+	local w = ws.create { url = tap.url(), standalone = 1, ssl_settings = { allow_self_signed = 1 } }
+	eq(ws.state(w), "created")
+	w = ws.create(tap.url(), {}, nil, 1) -- positional, as old plugins pass it
+	eq(ws.state(w), "created")
+	local srv = assert(ws.listen { port = 0, standalone = 1 })
+	ok(srv:port() > 0)
+	srv:close()
+	tap.raises(function() ws.create { url = tap.url(), standalone = "yes" } end, CREATE, "a string is not a flag")
+end)
+
 test("create: unreadable or invalid cert/key/CA files raise", function()
 	local missing = "/nonexistent/vws/none.pem"
 	tap.raises(function()

@@ -202,4 +202,43 @@ test("many connections at once (20), each echoes", function()
 	eq(r, true, "loop: " .. tostring(why))
 end)
 
+-- Ctrl-C: lua.c's SIGINT handler sets a hook that raises "interrupted!" at the next Lua
+-- instruction; every wait of the module must return to Lua for it, at the first SIGINT.
+local function interrupt_child(body)
+	local name = os.tmpname()
+	local f = assert(io.open(name, "w"))
+	f:write(body)
+	f:close()
+	local lua = os.getenv("VWS_TEST_LUA") or "lua5.1"
+	local cmd = string.format("%s %s & p=$!; sleep %s; kill -INT $p; wait $p; echo \"__exit=$?\"",
+		lua, name, tostring(1 * tap.factor))
+	local p = io.popen("sh -c '" .. cmd:gsub("'", "'\\''") .. "' 2>&1")
+	local out = p:read("*a")
+	p:close()
+	os.remove(name)
+	return out, tonumber(out:match("__exit=(%d+)"))
+end
+
+for _, case in ipairs {
+	{ "ws.loop", "ws.loop()" },
+	{ "ws.dispatch", "while true do ws.dispatch(100000) end" },
+	{ "the sync client's receive", "local c = ws.client.sync(); assert(c:connect(URL)); c:receive()" },
+} do
+	test("the first Ctrl-C stops a script waiting in " .. case[1] .. " with lua.c's error and traceback", function()
+		local out, status = interrupt_child(([[
+			local ws = require "verawebsockets"
+			URL = %q
+			local w = ws.create { url = URL, standalone = true }
+			ws.connect(w)
+			local function waiting() %s end
+			waiting()
+			print("not reached")
+		]]):format(tap.url("/echo"), case[2]))
+		like(out, "interrupted!", "lua.c's error")
+		like(out, "stack traceback:", "with a traceback")
+		like(out, "in function 'waiting'", "raised in the script's own frame")
+		eq(status, 1, "lua.c's exit status for an error (not killed by the signal): " .. out)
+	end)
+end
+
 tap.done()

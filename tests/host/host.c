@@ -1,13 +1,28 @@
 /*
  * host.c - a LuaUPnP-like C host for the Luup mode of verawebsockets.
  *
- * Like LuaUPnP it links Debian's liblua5.1, runs several lua_States, each on its
- * own pthread, loads a plugin (tests/host/plugin.lua) that creates Luup-mode
- * connections and returns at once, then leaves the state IDLE (the thread
- * sleeps, no Lua runs) and later runs short jobs (Lua chunks) in it while
- * holding vws_lua_lock(L)/vws_lua_unlock(L), exported by the module.
+ * Like LuaUPnP it runs several lua_States (Luup devices), each with a global
+ * `luup` table (luup.c) and its own pthread, loads a plugin (tests/host/plugin.lua)
+ * that creates Luup-mode connections and a server and returns at once, then
+ * leaves the state IDLE (the thread sleeps, no Lua runs) and later runs short
+ * jobs (Lua chunks) in it. Two ways to serialise Lua in a state (--mode):
  *
- *   vws-host MODDIR ECHO_URL REFUSED_URL [NSTATES]
+ *   luup (default)  the host's own mutex per state, as LuaUPnP does. The module
+ *                   asks for its events with lr_ requests to the host's port
+ *                   (luup.c, VWS_LUUP_PORT); a worker thread of the host runs
+ *                   verawebsockets_wake under that mutex, never the module's lock.
+ *   lock            vws_lua_lock/vws_lua_unlock (exported by the module) around
+ *                   everything the host runs, after vws_lua_use_dispatcher(L)
+ *                   (when the module has it): events come on the module's
+ *                   dispatcher thread, which takes that lock.
+ *
+ * A call hook (the probe, luup.c) sees every call of a plugin function and
+ * checks which thread runs it: in luup mode a host thread inside the state by
+ * the host's mutex, in lock mode the module's dispatcher while no host job is in.
+ *
+ *   vws-host [--mode=luup|lock] MODDIR ECHO_URL REFUSED_URL [NSTATES]
+ *   vws-host --http-test SECONDS   (the request port with a fake plugin; prints
+ *                                   "port N", serves until lr_stop or SECONDS)
  *
  * MODDIR holds verawebsockets.so (a built variant). Env: HOST_STDERR_LOG (a file
  * stderr is sent to; its handler error lines are checked at the end). Calls are
@@ -32,8 +47,12 @@
 #include <lua.h>
 #include <lualib.h>
 
-#define MAX_STATES 16
+#include "host.h"
 
+enum host_mode host_mode = MODE_LUUP;
+__thread int host_thread;
+
+static hstate states[MAX_STATES];
 static const char *moddir, *echo_url, *refused_url;
 static char hang_url[64];
 static char modpath[4096];
@@ -43,16 +62,17 @@ static int n_test, n_pass, n_fail;
 
 static void (*lock_fn)(lua_State *);
 static void (*unlock_fn)(lua_State *);
+static int (*use_dispatcher_fn)(lua_State *);
 static pthread_mutex_t sym_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static double now_ms(void)
+double now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0)
@@ -60,7 +80,7 @@ static void sleep_ms(int ms)
 }
 
 /* check prints one TAP line; thread-safe. */
-static int check(int ok, const char *fmt, ...)
+int check(int ok, const char *fmt, ...)
 {
 	va_list ap;
 	pthread_mutex_lock(&out_mu);
@@ -79,7 +99,7 @@ static int check(int ok, const char *fmt, ...)
 	return ok;
 }
 
-static void diag(const char *fmt, ...)
+void diag(const char *fmt, ...)
 {
 	va_list ap;
 	pthread_mutex_lock(&out_mu);
@@ -92,47 +112,102 @@ static void diag(const char *fmt, ...)
 	pthread_mutex_unlock(&out_mu);
 }
 
-/* resolve_lock finds vws_lua_lock/unlock after the first require. Lua 5.1's
- * loader dlopens modules RTLD_NOW without RTLD_GLOBAL, so RTLD_DEFAULT may not
- * see them; then the already loaded module is opened with RTLD_NOLOAD. */
+/* modsym finds a symbol of the module after the first require. Lua 5.1's loader
+ * dlopens modules RTLD_NOW without RTLD_GLOBAL, so RTLD_DEFAULT may not see it;
+ * then the already loaded module is opened with RTLD_NOLOAD. */
+static void *modsym(const char *name, int *local)
+{
+	void *h, *p = dlsym(RTLD_DEFAULT, name);
+	*local = 0;
+	if (!p && (h = dlopen(modpath, RTLD_NOW | RTLD_NOLOAD))) {
+		p = dlsym(h, name);
+		*local = p != NULL;
+		dlclose(h); /* drops the reference RTLD_NOLOAD took; the module stays loaded */
+	}
+	return p;
+}
+
+/* resolve_lock finds vws_lua_lock/unlock and (optional: modules from before the
+ * Luup delivery start their dispatcher on their own) vws_lua_use_dispatcher. */
 static int resolve_lock(void)
 {
-	void *h;
-	int ok = 1;
+	int ok, local = 0, l2 = 0;
 	pthread_mutex_lock(&sym_mu);
 	if (!lock_fn) {
-		lock_fn = (void (*)(lua_State *))dlsym(RTLD_DEFAULT, "vws_lua_lock");
-		unlock_fn = (void (*)(lua_State *))dlsym(RTLD_DEFAULT, "vws_lua_unlock");
-		if (lock_fn && unlock_fn) {
-			diag("vws_lua_lock resolved with dlsym(RTLD_DEFAULT)");
-		} else if ((h = dlopen(modpath, RTLD_NOW | RTLD_NOLOAD))) {
-			lock_fn = (void (*)(lua_State *))dlsym(h, "vws_lua_lock");
-			unlock_fn = (void (*)(lua_State *))dlsym(h, "vws_lua_unlock");
-			diag("vws_lua_lock not in RTLD_DEFAULT (Lua 5.1 loads modules RTLD_LOCAL); "
-			     "resolved with dlopen(\"%s\", RTLD_NOLOAD) + dlsym", modpath);
-		}
-		ok = lock_fn && unlock_fn;
+		lock_fn = (void (*)(lua_State *))modsym("vws_lua_lock", &local);
+		unlock_fn = (void (*)(lua_State *))modsym("vws_lua_unlock", &l2);
+		use_dispatcher_fn = (int (*)(lua_State *))modsym("vws_lua_use_dispatcher", &l2);
+		if (lock_fn && unlock_fn)
+			diag("vws_lua_lock resolved with %s", local ? "dlopen(RTLD_NOLOAD) + dlsym (Lua 5.1 loads modules RTLD_LOCAL)"
+			                                            : "dlsym(RTLD_DEFAULT)");
+		diag("vws_lua_use_dispatcher %s", use_dispatcher_fn ? "exported" : "absent (the module starts its dispatcher on its own)");
 	}
+	ok = lock_fn && unlock_fn;
 	pthread_mutex_unlock(&sym_mu);
 	return ok;
 }
 
-/* A job: run a Lua chunk in L under the module's lock. The chunk returns up to two
- * values, converted into *num and res (a string). Returns the lua_pcall status;
- * *call_ms is the wall time of the pcall alone, *wait_ms the wait for the lock. */
+/* ---- Entering a state ------------------------------------------------------ */
+
+static __thread int took_vws_lock;
+
+int host_enter(hstate *hs, int activity)
+{
+	pthread_mutex_lock(&hs->mu);
+	if (hs->closed) {
+		pthread_mutex_unlock(&hs->mu);
+		return 0;
+	}
+	/* lock mode: the module's lock too (mutex first, always in that order; the
+	 * module never takes the host's mutex). Before the module is loaded nothing
+	 * else can run Lua in the state. */
+	took_vws_lock = host_mode == MODE_LOCK && lock_fn;
+	if (took_vws_lock)
+		lock_fn(hs->L);
+	if (__atomic_load_n(&hs->inside, __ATOMIC_ACQUIRE) != 0)
+		__atomic_add_fetch(&hs->overlaps, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&hs->inside, pthread_self(), __ATOMIC_RELEASE);
+	hs->activity = activity;
+	return 1;
+}
+
+void host_leave(hstate *hs)
+{
+	hs->activity = ACT_NONE;
+	__atomic_store_n(&hs->inside, 0, __ATOMIC_RELEASE);
+	if (took_vws_lock && !hs->closed) /* after lua_close the module forgot L */
+		unlock_fn(hs->L);
+	took_vws_lock = 0;
+	pthread_mutex_unlock(&hs->mu);
+}
+
+void host_mark_closed(hstate *hs)
+{
+	hs->closed = 1;
+}
+
+/* A job: run a Lua chunk in the state, entered by host_enter. The chunk returns up
+ * to two values, converted into *num and res (a string). Returns the lua_pcall
+ * status (-1: the state is closed); *call_ms is the wall time of the pcall alone,
+ * *wait_ms the wait to enter. A due luup.call_delay runs after it. */
 typedef struct job_result {
 	double num;
 	char   res[512];
 	double call_ms, wait_ms;
 } job_result;
 
-static int job(lua_State *L, const char *chunk, job_result *r)
+static int job(hstate *hs, const char *chunk, job_result *r)
 {
+	lua_State *L = hs->L;
 	double t0, t1, t2;
 	int rc;
 	memset(r, 0, sizeof *r);
 	t0 = now_ms();
-	lock_fn(L);
+	if (!host_enter(hs, ACT_JOB)) {
+		snprintf(r->res, sizeof r->res, "state closed");
+		return -1;
+	}
+	__atomic_add_fetch(&hs->jobs, 1, __ATOMIC_RELAXED);
 	t1 = now_ms();
 	rc = luaL_loadstring(L, chunk);
 	if (rc == 0)
@@ -149,19 +224,21 @@ static int job(lua_State *L, const char *chunk, job_result *r)
 		snprintf(r->res, sizeof r->res, "%s", lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}
-	unlock_fn(L);
+	luup_run_delay(hs);
+	host_leave(hs);
 	r->wait_ms = t1 - t0;
 	r->call_ms = t2 - t1;
 	return rc;
 }
 
 /* poll_job repeats a job (every 50 ms, up to max_ms) until it returns a true first
- * value. The jobs only read REC: events are delivered by the module's dispatcher. */
-static int poll_job(lua_State *L, const char *chunk, int max_ms, job_result *r, double *waited)
+ * value. The jobs only read REC: events are delivered by the module (luup mode: by
+ * the host's worker threads on the module's request; lock mode: its dispatcher). */
+static int poll_job(hstate *hs, const char *chunk, int max_ms, job_result *r, double *waited)
 {
 	double t0 = now_ms();
 	for (;;) {
-		if (job(L, chunk, r) == 0 && r->num != 0) {
+		if (job(hs, chunk, r) == 0 && r->num != 0) {
 			*waited = now_ms() - t0;
 			return 1;
 		}
@@ -202,35 +279,61 @@ static int hang_listen(void)
 	return fd;
 }
 
+/* host_close: lua_close under host_enter (luup mode: the host's mutex, so no lr_
+ * request runs meanwhile and later ones find the state closed; lock mode: also
+ * vws_lua_lock, so the dispatcher runs no handler while lua_close does; the
+ * module's __gc stops it). Returns the time lua_close took. */
+double host_close(hstate *hs)
+{
+	double t0, t1;
+	host_enter(hs, ACT_JOB);
+	luup_forget(hs);
+	t0 = now_ms();
+	lua_close(hs->L);
+	t1 = now_ms();
+	host_mark_closed(hs);
+	host_leave(hs);
+	return t1 - t0;
+}
+
 static void *state_thread(void *arg)
 {
-	int id = (int)(long)arg;
-	lua_State *L = luaL_newstate();
+	hstate *hs = arg;
+	int id = hs->id;
+	lua_State *L;
 	job_result r;
 	double t0, t1, waited;
 	int rc;
 	char chunk[1024];
 
+	host_thread = 1;
+	hs->L = L = luup_newstate(hs);
 	luaL_openlibs(L);
+	luup_open(L, hs);
 	set_globals(L, id);
 
 	/* require: the first one starts the engine; not a Luup-mode call, timed for info. */
+	host_enter(hs, ACT_LOAD);
 	t0 = now_ms();
 	rc = luaL_dostring(L, "ws = require 'verawebsockets' return ws._VERSION");
 	t1 = now_ms();
-	if (!check(rc == 0, "state %d: require 'verawebsockets' (%.1f ms)%s%s", id, t1 - t0,
-	           rc ? ": " : "", rc ? lua_tostring(L, -1) : "")) {
-		lua_close(L);
-		return NULL;
-	}
+	check(rc == 0, "state %d: require 'verawebsockets' (%.1f ms)%s%s", id, t1 - t0, rc ? ": " : "",
+	      rc ? lua_tostring(L, -1) : "");
 	lua_settop(L, 0);
-	if (!check(resolve_lock(), "state %d: vws_lua_lock/vws_lua_unlock resolved", id)) {
-		lua_close(L);
-		return NULL;
+	host_leave(hs);
+	if (rc != 0)
+		goto close;
+	if (host_mode == MODE_LOCK) {
+		if (!check(resolve_lock(), "state %d: vws_lua_lock/vws_lua_unlock resolved", id))
+			goto close;
+		if (use_dispatcher_fn) {
+			rc = use_dispatcher_fn(L);
+			check(rc == 0, "state %d: vws_lua_use_dispatcher(L) returned %d before the plugin", id, rc);
+		}
 	}
 
-	/* The plugin: creates and connects two Luup-mode connections, returns at once. */
-	lock_fn(L);
+	/* The plugin: creates and connects Luup-mode connections, returns at once. */
+	host_enter(hs, ACT_LOAD);
 	t0 = now_ms();
 	rc = luaL_loadfile(L, "tests/host/plugin.lua");
 	if (rc == 0)
@@ -244,21 +347,28 @@ static void *state_thread(void *arg)
 	      "one was still connecting (state \"%s\", %.2f ms)",
 	      id, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?", t1 - t0);
 	lua_settop(L, 0);
-	unlock_fn(L);
+	host_leave(hs);
+	if (host_mode == MODE_LUUP)
+		check(hs->registrations == 1 && strcmp(hs->reg_fname, "verawebsockets_wake") == 0 &&
+		          strncmp(hs->reg_name, "vws_", 4) == 0,
+		      "state %d: the plugin's first Luup-mode object registered luup.register_handler(\"%s\", \"%s\") (%d call(s))",
+		      id, hs->reg_fname, hs->reg_name, hs->registrations);
+	else
+		diag("state %d: luup.register_handler called %d time(s)", id, hs->registrations);
 
 	/* IDLE: the host thread sleeps; no Lua runs in this state on this thread. */
 	sleep_ms(1000);
 
 	/* (a) delivery without the host calling anything. */
-	rc = poll_job(L, "return REC.opened == 1 and #REC.messages >= 5 and #REC.errors == 1, "
+	rc = poll_job(hs, "return REC.opened == 1 and #REC.messages >= 5 and #REC.errors == 1, "
 	                 "string.format('opened=%d messages=%d errors=%d', REC.opened, #REC.messages, #REC.errors)",
 	              4000, &r, &waited);
 	check(rc, "state %d: (a) events delivered while the host was idle (%s; ready %.0f ms after the 1 s idle)",
 	      id, r.res, waited);
-	job(L, "return #REC.errors == 1 and REC.errors[1] ~= nil, tostring(REC.errors[1])", &r);
+	job(hs, "return #REC.errors == 1 and REC.errors[1] ~= nil, tostring(REC.errors[1])", &r);
 	check(r.num != 0, "state %d: (a) refused connection reported by event 1: \"%s\"", id, r.res);
 
-	rc = poll_job(L, "return REC.hang_error ~= nil, tostring(REC.hang_error)", 4000, &r, &waited);
+	rc = poll_job(hs, "return REC.hang_error ~= nil, tostring(REC.hang_error)", 4000, &r, &waited);
 	check(rc, "state %d: (c) the silent server's connect ended later by event 1: \"%s\"", id, r.res);
 
 	/* (b) isolation: exactly this state's payloads, in order, on this state's wso. */
@@ -269,12 +379,12 @@ static void *state_thread(void *arg)
 	         "for _, w in ipairs(REC.wrong) do bad[#bad+1] = w end "
 	         "return #bad == 0, table.concat(bad, ', ')",
 	         id);
-	job(L, chunk, &r);
+	job(hs, chunk, &r);
 	check(r.num != 0, "state %d: (b) saw only its own messages state-%d-msg-1..5%s%s", id, id,
 	      r.res[0] ? ": " : "", r.res);
 
 	/* (d) the handler of message 1 raised; messages 2..5 still came. */
-	job(L, "return REC.raised == 1 and #REC.messages >= 5, 'raised=' .. REC.raised .. ' messages=' .. #REC.messages", &r);
+	job(hs, "return REC.raised == 1 and #REC.messages >= 5, 'raised=' .. REC.raised .. ' messages=' .. #REC.messages", &r);
 	check(r.num != 0, "state %d: (d) later events delivered after a handler raised (%s)", id, r.res);
 
 	/* The plugin's server: its Luup-mode client's hello was answered by the server's
@@ -283,48 +393,52 @@ static void *state_thread(void *arg)
 	         "return REC.sc_reply == 'srv-%d:hello-%d' and REC.srv_path == '/plugin/%d', "
 	         "tostring(REC.srv_path) .. ' ' .. tostring(REC.sc_reply)",
 	         id, id, id);
-	rc = poll_job(L, chunk, 4000, &r, &waited);
+	rc = poll_job(hs, chunk, 4000, &r, &waited);
 	check(rc, "state %d: the plugin's server answered its client (%s)", id, r.res);
-	rc = job(L, "return ws.close(SRV)", &r);
+	rc = job(hs, "return ws.close(SRV)", &r);
 	check(rc == 0 && r.num != 0, "state %d: (c) ws.close(server) returned true in %.2f ms", id, r.call_ms);
-	rc = poll_job(L, "return REC.srv_close == 1001 and ws.state(SC) == 'closed' and SRV:port() == nil, "
+	rc = poll_job(hs, "return REC.srv_close == 1001 and ws.state(SC) == 'closed' and SRV:port() == nil, "
 	                 "tostring(REC.srv_close) .. ' ' .. ws.state(SC)",
 	              4000, &r, &waited);
 	check(rc, "state %d: server closed: its client closed with 1001 (%s)", id, r.res);
 
 	/* (c) send returns at once. */
 	snprintf(chunk, sizeof chunk, "return ws.send(CONN, 'state-%d-late')", id);
-	rc = job(L, chunk, &r);
+	rc = job(hs, chunk, &r);
 	check(rc == 0 && r.num != 0,
 	      "state %d: (c) ws.send returned %s in %.2f ms (lock wait %.2f ms)", id,
 	      rc ? r.res : (r.num != 0 ? "true" : "false"), r.call_ms, r.wait_ms);
 	snprintf(chunk, sizeof chunk, "return REC.messages[6] == 'state-%d-late', tostring(REC.messages[6])", id);
-	rc = poll_job(L, chunk, 3000, &r, &waited);
+	rc = poll_job(hs, chunk, 3000, &r, &waited);
 	check(rc, "state %d: its late message echoed (%s, %.0f ms)", id, r.res, waited);
 
 	/* close: event 4 with a clean 1000 close. */
-	rc = job(L, "return ws.close(CONN)", &r);
+	rc = job(hs, "return ws.close(CONN)", &r);
 	check(rc == 0 && r.num != 0, "state %d: (c) ws.close returned true in %.2f ms", id, r.call_ms);
-	rc = poll_job(L, "local c = REC.closed[1] return c ~= nil and c.wso == CONN, "
+	rc = poll_job(hs, "local c = REC.closed[1] return c ~= nil and c.wso == CONN, "
 	                 "c and string.format('clean=%s code=%s', tostring(c.clean), tostring(c.code)) or 'none'",
 	              4000, &r, &waited);
 	check(rc && strstr(r.res, "clean=true code=1000") != NULL, "state %d: close event (%s)", id, r.res);
 
 	/* (e) open a new connection and lua_close the state while it is open. */
-	rc = job(L, "OPEN2 = false "
+	rc = job(hs, "OPEN2 = false "
 	            "C2 = ws.create{url = ECHO_URL, standalone = false, event_handlers = "
 	            "  {open = function() OPEN2 = true end}} "
 	            "return ws.connect(C2)",
 	         &r);
 	check(rc == 0 && r.num != 0, "state %d: (c) create+connect returned true in %.2f ms%s%s",
 	      id, r.call_ms, rc ? ": " : "", rc ? r.res : "");
-	rc = poll_job(L, "return OPEN2 and ws.state(C2) == 'open', ws.state(C2)", 4000, &r, &waited);
+	rc = poll_job(hs, "return OPEN2 and ws.state(C2) == 'open', ws.state(C2)", 4000, &r, &waited);
 	check(rc, "state %d: second connection open (%s)", id, r.res);
-	job(L, "for i = 1, 20 do ws.send(C2, string.rep('z', 1000)) end return true", &r);
+	job(hs, "for i = 1, 20 do ws.send(C2, string.rep('z', 1000)) end return true", &r);
 	t0 = now_ms();
-	lua_close(L); /* no lock: the module's __gc stops the dispatcher and frees the connections */
+	check(1, "state %d: (e) lua_close with an open connection and queued sends returned (%.1f ms)", id,
+	      host_close(hs));
 	t1 = now_ms();
-	check(1, "state %d: (e) lua_close with an open connection and queued sends returned (%.1f ms)", id, t1 - t0);
+	luup_checks(hs);
+	return NULL;
+close:
+	host_close(hs);
 	return NULL;
 }
 
@@ -352,12 +466,24 @@ static void fresh_state(void)
 int main(int argc, char **argv)
 {
 	pthread_t th[MAX_STATES];
-	int n = 4, i;
-	const char *log = getenv("HOST_STDERR_LOG"), *s;
-	char cpath[4200];
+	int n = 4, i, port, served, bad;
+	const char *log = getenv("HOST_STDERR_LOG");
+	char cpath[4200], portstr[16];
 
+	host_thread = 1;
+	if (argc == 3 && strcmp(argv[1], "--http-test") == 0)
+		return luup_http_test(atoi(argv[2]));
+	if (argc > 1 && strncmp(argv[1], "--mode=", 7) == 0) {
+		if (strcmp(argv[1] + 7, "lock") == 0)
+			host_mode = MODE_LOCK;
+		else if (strcmp(argv[1] + 7, "luup") != 0)
+			argc = 0;
+		argv++;
+		argc--;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s MODDIR ECHO_URL REFUSED_URL [NSTATES]\n", argv[0]);
+		fprintf(stderr, "usage: vws-host [--mode=luup|lock] MODDIR ECHO_URL REFUSED_URL [NSTATES]\n"
+		                "       vws-host --http-test SECONDS\n");
 		return 2;
 	}
 	moddir = argv[1];
@@ -371,6 +497,13 @@ int main(int argc, char **argv)
 		perror("hang listener");
 		return 2;
 	}
+	/* The request port, before any state requires the module (it reads VWS_LUUP_PORT). */
+	if ((port = luup_serve()) < 0) {
+		perror("request port");
+		return 2;
+	}
+	snprintf(portstr, sizeof portstr, "%d", port);
+	setenv("VWS_LUUP_PORT", portstr, 1);
 	snprintf(modpath, sizeof modpath, "%s/verawebsockets.so", moddir);
 	snprintf(cpath, sizeof cpath, "%s/?.so", moddir);
 	setenv("LUA_CPATH", cpath, 1);
@@ -379,18 +512,28 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	diag("host: %d lua_States on %d pthreads, module %s, echo %s", n, n, modpath, echo_url);
+	diag("host: %s mode, %d lua_States on %d pthreads, module %s, echo %s, requests on 127.0.0.1:%d", 
+	     host_mode == MODE_LUUP ? "luup" : "lock", n, n, modpath, echo_url, port);
 
-	for (i = 0; i < n; i++)
-		if (pthread_create(&th[i], NULL, state_thread, (void *)(long)(i + 1)) != 0) {
+	for (i = 0; i < n; i++) {
+		states[i].id = i + 1;
+		pthread_mutex_init(&states[i].mu, NULL);
+		if (pthread_create(&th[i], NULL, state_thread, &states[i]) != 0) {
 			check(0, "pthread_create %d", i + 1);
 			n = i;
 			break;
 		}
+	}
 	for (i = 0; i < n; i++)
 		pthread_join(th[i], NULL);
 	sleep_ms(300); /* give anything the closed states left behind a chance to misbehave */
 	fresh_state();
+	luup_stop();
+	served = luup_served(&bad);
+	if (host_mode == MODE_LUUP)
+		check(served > 0, "the host answered %d requests on its port (%d not 200)", served, bad);
+	else
+		diag("the host answered %d requests on its port (%d not 200)", served, bad);
 
 	if (log) {
 		/* Every state's raising handler must have been reported on stderr. */
@@ -400,7 +543,7 @@ int main(int argc, char **argv)
 		fflush(stderr);
 		if ((f = fopen(log, "r"))) {
 			while (fgets(line, sizeof line, f)) {
-				if (strstr(line, "verawebsockets: error in handler for event 8") &&
+				if (strncmp(line, "verawebsockets: error in handler for event 8", 44) == 0 &&
 				    strstr(line, "deliberate error"))
 					errs++;
 			}
