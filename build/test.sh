@@ -14,6 +14,7 @@ part() { # part NAME CMD...
 }
 # Both native variants, fresh: every part below tests these builds.
 build/build.sh inproc amd64 >/dev/null && build/build.sh oop amd64 >/dev/null || { echo "=== build FAILED"; exit 1; }
+part "lint (gofmt, go vet, staticcheck, C -Werror)" build/lint.sh
 part "wiki demo (make demo)" build/demo.sh
 part "go test -race" build/test-go.sh
 part "lua suite, in-process variant" build/test-lua.sh inproc amd64
