@@ -214,6 +214,13 @@ int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen);
  * connection. */
 int vws_conn_peer(vws_conn c, char *buf, size_t buflen);
 
+/* For a connection accepted by a wss server with ssl_ca_filepath: copies the subject of
+ * the client certificate the server verified, as an RFC 2253 string ("CN=phone,O=Home"),
+ * into buf (truncated to fit, NUL-terminated; "" when the client gave none). Returns the
+ * length of the whole subject (0: no certificate; >= buflen: it was truncated), or a
+ * negative status (VWS_EARG for a client connection). */
+int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen);
+
 /* ---- Servers ---------------------------------------------------------------------
  * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
  * server role: it sends unmasked frames and requires masked ones; permessage-deflate only
