@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a target needs on a fresh Debian machine, only when missing.
-# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket peers proxy chromium qemu cross-arm cross-mips)
+# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas peers proxy chromium qemu cross-arm cross-mips)
 set -euo pipefail
 need=()
 want() { # want CMD-or-FILE PACKAGE...
@@ -14,6 +14,7 @@ for g in "$@"; do
 	luajit) want luajit luajit ;;
 	lua-dev) want /usr/include/lua5.1/lua.h liblua5.1-0-dev ;;
 	lua-socket) want /usr/share/lua/5.1/socket.lua lua-socket ;;
+	lua-copas) want /usr/share/lua/5.1/copas.lua lua-copas lua-socket ;;
 	peers)
 		want /usr/lib/python3/dist-packages/websockets python3-websockets
 		want libwebsockets-test-server libwebsockets-test-server

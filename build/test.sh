@@ -25,6 +25,9 @@ part "conformance (RFC 6455, Autobahn-style cases, client and server role), out-
 part "race-detecting Lua (self-test)" build/test-race.sh
 part "LuaUPnP-like host (luup and lock modes, race-detecting Lua)" build/test-host.sh
 part "Luup suite on the race-detecting Lua, both variants" build/test-lua-race.sh
+part "pure-Lua Luup host (openLuup-like): two plugins, idle and busy, both variants" build/test-luuphost.sh
+part "pure-Lua Luup host on the race-detecting Lua, both variants" \
+	env LUA="$PWD/build/out/lua-race/bin/lua5.1" LUUPHOST_SECONDS=10 LUUPHOST_SHORT_SECONDS=0 build/test-luuphost.sh
 part "docs coverage" build/test-docs.sh
 if [ -z "${VWS_SKIP_CROSS:-}" ]; then
 	part "lua suite under qemu (mipsel, armel)" build/test-cross.sh mipsel armel
