@@ -457,6 +457,20 @@ func vws_conn_peer(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
 	return C.VWS_OK
 }
 
+//export vws_conn_peer_cert
+func vws_conn_peer_cert(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if buf == nil || buflen == 0 {
+		return status(nil, 0, errArg("buf is NULL or empty"))
+	}
+	p, err := hub.PeerCert(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	copyOut(buf, buflen, p)
+	return C.int(len(p))
+}
+
 // copyOut copies s into buf[0..buflen-1], truncated to fit, NUL-terminated.
 func copyOut(buf *C.char, buflen C.size_t, s string) {
 	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(buflen))

@@ -214,6 +214,13 @@ int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen);
  * connection. */
 int vws_conn_peer(vws_conn c, char *buf, size_t buflen);
 
+/* For a connection accepted by a wss server with ssl_ca_filepath: copies the subject of
+ * the client certificate the server verified, as an RFC 2253 string ("CN=phone,O=Home"),
+ * into buf (truncated to fit, NUL-terminated; "" when the client gave none). Returns the
+ * length of the whole subject (0: no certificate; >= buflen: it was truncated), or a
+ * negative status (VWS_EARG for a client connection). */
+int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen);
+
 /* ---- Servers ---------------------------------------------------------------------
  * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
  * server role: it sends unmasked frames and requires masked ones; permessage-deflate only
@@ -234,6 +241,19 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *   max_clients                1..100000 (default 100): further handshakes get HTTP 503
  *   handshake_timeout          milliseconds (default 10000)
  *   ssl_cert_filepath, ssl_private_key_filepath   path (PEM): both set = TLS (wss)
+ *   ssl_ca_filepath            path (PEM): CAs of client certificates (TLS servers only);
+ *                              a certificate a client gives is verified against them
+ *   require_client_cert        "0" | "1": refuse clients without such a certificate at the
+ *                              TLS handshake (needs ssl_ca_filepath; default 0)
+ *   origins                    comma separated origins "scheme://host[:port]" allowed besides
+ *                              the server's own host, or "*" (any). A handshake whose Origin
+ *                              names another host than its Host header and is not listed gets
+ *                              HTTP 403 (no Origin: accepted). Default "" (same host only)
+ *   max_clients_per_ip         0..100000 (default 0 = no limit): open connections per client
+ *                              address; further handshakes get HTTP 503
+ *   handshake_rate             "rate[,burst]": handshakes per second per client address (a
+ *                              token bucket of burst, default rate rounded up); over it HTTP
+ *                              429. "" = no limit (default)
  *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
  *   pong_events, writeable_events   as for connections, applied to every accepted one
  *   compression                "0" | "1": accept permessage-deflate offers (default 0) */

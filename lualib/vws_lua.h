@@ -229,6 +229,7 @@ int      vl_ws_buffered(lua_State *L);
 int      vl_ws_protocol(lua_State *L);
 int      vl_ws_headers(lua_State *L);
 int      vl_ws_peer(lua_State *L);
+int      vl_ws_peer_cert(lua_State *L);
 int      vl_conn_gc(lua_State *L);
 int      vl_conn_tostring(lua_State *L);
 

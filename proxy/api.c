@@ -827,6 +827,13 @@ int vws_conn_peer(vws_conn c, char *buf, size_t buflen)
 	return conn_text(c, WIRE_OP_PEER, DEAD_NOTOPEN, buf, buflen, &full);
 }
 
+int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen)
+{
+	size_t full;
+	int rc = conn_text(c, WIRE_OP_PEER_CERT, DEAD_NOTOPEN, buf, buflen, &full);
+	return rc == VWS_OK ? (int)full : rc;
+}
+
 int vws_conn_free(vws_conn c)
 {
 	struct px_conn *cn;

@@ -41,6 +41,7 @@ type Conn struct {
 	uri      string      // accepted: the request URI of the opening handshake
 	request  [][2]string // accepted: its request headers (set before the Conn is shared, then read-only)
 	peer     string      // accepted: the client's address
+	peerCert string      // accepted: the subject of its verified client certificate, or ""
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.

@@ -239,3 +239,18 @@ func Peer(c uint64) (addr string, err error) {
 	}
 	return addr, nil
 }
+
+// PeerCert returns the subject (RFC 2253) of the verified client certificate
+// of a connection accepted by a server, or "" when the client gave none.
+func PeerCert(c uint64) (subject string, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return "", err
+	}
+	subject, ok := cn.ws.PeerCert()
+	if !ok {
+		return "", argf("hub: connection %d was not accepted by a server", c)
+	}
+	return subject, nil
+}
