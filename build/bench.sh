@@ -35,7 +35,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-build/out/host/echoserver -quiet -max-time 120s >"$tmp/url" 2>"$tmp/server.log" &
+build/out/host/echoserver -quiet -max-time 30m >"$tmp/url" 2>"$tmp/server.log" &
 srv=$!
 for _ in $(seq 100); do [ -s "$tmp/url" ] && break; sleep 0.05; done
 url=$(head -1 "$tmp/url")
