@@ -141,22 +141,35 @@ func (c *Conn) Send(op OpCode, p []byte) error {
 
 // queue queues one message; checkText: check that text is valid UTF-8
 // (Server.Broadcast checks once for all its clients).
+// A message of at most writeThroughMax bytes that finds nothing queued is
+// written on the caller's goroutine (see session.writeThrough).
 func (c *Conn) queue(op OpCode, p []byte, checkText bool) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.state != StateOpen || c.sess == nil {
+		c.mu.Unlock()
 		return ErrNotOpen
 	}
 	if int64(len(p)) > c.opts.maxMessageSize {
+		c.mu.Unlock()
 		return ErrTooBig
 	}
 	if c.sess.queued+len(p) > c.opts.maxSendQueue {
+		c.mu.Unlock()
 		return ErrQueueFull
 	}
 	if checkText && op == OpText && !utf8.Valid(p) {
+		c.mu.Unlock()
 		return &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
 	}
-	c.sess.pushData(outFrame{op: opFor(op), p: p, data: true})
+	f := outFrame{op: opFor(op), p: p, data: true}
+	done, drained := c.sess.writeThrough(f)
+	if !done {
+		c.sess.pushData(f)
+	}
+	c.mu.Unlock()
+	if drained {
+		c.emit(Event{Type: EventWriteable})
+	}
 	return nil
 }
 

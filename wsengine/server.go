@@ -159,6 +159,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
+	ln = spillListener{ln}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}

@@ -36,9 +36,18 @@ func opFor(op OpCode) ws.OpCode {
 
 // outFrame is one frame waiting for the writer.
 type outFrame struct {
-	op   ws.OpCode
-	p    []byte
-	data bool // a message counted in queued
+	op    ws.OpCode
+	p     []byte
+	data  bool // a message counted in queued
+	spill int  // not a frame: the rest of a write-through (bytes counted in queued) to flush
+}
+
+// size is what f counts in queued.
+func (f outFrame) size() int {
+	if f.spill > 0 {
+		return f.spill
+	}
+	return len(f.p)
 }
 
 // readResult is why the reader stopped.
@@ -53,6 +62,7 @@ type readResult struct {
 type session struct {
 	c        *Conn
 	nc       net.Conn
+	sc       *spillConn // under nc; nil: no write-through
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	server   bool // server role: frames out unmasked, frames in must be masked
@@ -65,6 +75,8 @@ type session struct {
 	data        []outFrame
 	queued      int
 	closeQueued bool
+	writing     bool  // a frame is being written (by the writer or a write-through)
+	throughErr  error // a write-through failed: the writer ends with it
 
 	wWake        chan struct{} // wakes the writer (cap 1)
 	stop         chan struct{} // closed at teardown
@@ -80,6 +92,7 @@ func newSession(c *Conn, est *established) *session {
 		wWake: make(chan struct{}, 1), stop: make(chan struct{}),
 		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
 	}
+	s.sc = spillConnOf(est.nc)
 	if p := est.deflate; p != nil && s.server {
 		// Server role: est.deflate is our response (acceptDeflate). The client's
 		// context is kept unless it agreed to client_no_context_takeover; ours
@@ -133,21 +146,66 @@ func (s *session) wakeWriter() {
 	}
 }
 
-func (s *session) pop() (outFrame, bool) {
+// pop takes the next frame for the writer and marks it writing; none while a
+// write-through is in progress (it wakes the writer when it is done). err is
+// the failure of a write-through.
+func (s *session) pop() (f outFrame, ok bool, err error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	if len(s.ctrl) > 0 {
-		f := s.ctrl[0]
-		s.ctrl = s.ctrl[1:]
-		return f, true
+	if s.throughErr != nil {
+		return outFrame{}, false, s.throughErr
 	}
-	if len(s.data) > 0 {
-		f := s.data[0]
+	if s.writing {
+		return outFrame{}, false, nil
+	}
+	if len(s.ctrl) > 0 {
+		f = s.ctrl[0]
+		s.ctrl = s.ctrl[1:]
+	} else if len(s.data) > 0 {
+		f = s.data[0]
 		s.data[0] = outFrame{}
 		s.data = s.data[1:]
-		return f, true
+	} else {
+		return outFrame{}, false, nil
 	}
-	return outFrame{}, false
+	s.writing = true
+	return f, true, nil
+}
+
+// writeThrough writes the message f on the caller's goroutine when nothing
+// is queued or being written and it is at most writeThroughMax bytes; what
+// the socket does not take at once is left to the writer. c.mu is held on
+// entry and on return (released during the write). done is false when f
+// must be queued instead; drained reports a writeable event to emit.
+func (s *session) writeThrough(f outFrame) (done, drained bool) {
+	if s.sc == nil || len(f.p) > writeThroughMax || s.writing || s.throughErr != nil ||
+		len(s.ctrl) > 0 || len(s.data) > 0 || s.closeQueued {
+		return false, false
+	}
+	s.writing = true
+	s.queued += len(f.p)
+	s.c.mu.Unlock()
+	s.sc.nonblock.Store(true)
+	err := s.writeFrame(f)
+	s.sc.nonblock.Store(false)
+	spill := s.sc.spilled()
+	s.c.mu.Lock()
+	s.writing = false
+	s.queued = max(s.queued-len(f.p), 0) // teardown may have reset it meanwhile
+	switch {
+	case err != nil:
+		s.throughErr = err
+		s.wakeWriter()
+		return true, false
+	case spill > 0:
+		s.queued += spill
+		s.data = append([]outFrame{{data: true, spill: spill}}, s.data...)
+		s.wakeWriter()
+		return true, false
+	case len(s.ctrl) > 0 || len(s.data) > 0:
+		s.wakeWriter()
+	}
+	return true, s.queued == 0 && s.c.opts.writeableEvents
 }
 
 // writeLoop writes queued frames in order until a close frame is written,
@@ -155,7 +213,11 @@ func (s *session) pop() (outFrame, bool) {
 func (s *session) writeLoop() {
 	defer close(s.wExit)
 	for {
-		f, ok := s.pop()
+		f, ok, err := s.pop()
+		if err != nil {
+			s.wErr = err
+			return
+		}
 		if !ok {
 			select {
 			case <-s.wWake:
@@ -164,18 +226,24 @@ func (s *session) writeLoop() {
 				return
 			}
 		}
-		err := s.writeFrame(f)
+		if f.spill > 0 {
+			err = s.sc.flush()
+		} else {
+			err = s.writeFrame(f)
+		}
+		s.c.mu.Lock()
+		s.writing = false
+		drained := false
 		if f.data {
-			s.c.mu.Lock()
-			s.queued -= len(f.p)
+			s.queued -= f.size()
 			if s.queued < 0 {
 				s.queued = 0
 			}
-			drained := s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
-			s.c.mu.Unlock()
-			if drained {
-				s.c.emit(Event{Type: EventWriteable})
-			}
+			drained = s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
+		}
+		s.c.mu.Unlock()
+		if drained {
+			s.c.emit(Event{Type: EventWriteable})
 		}
 		if err != nil {
 			s.wErr = err
