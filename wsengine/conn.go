@@ -35,6 +35,7 @@ type Conn struct {
 	runDone     chan struct{}      // closed when the run goroutine returns
 	closeCode   int
 	closeReason string
+	flow        func(stop <-chan struct{}) bool // see SetFlowControl
 
 	accepted bool        // accepted by a Server (server role); never dials
 	uri      string      // accepted: the request URI of the opening handshake
@@ -55,6 +56,18 @@ func NewConn(rawURL string, emit func(Event)) (*Conn, error) {
 		emit = func(Event) {}
 	}
 	return &Conn{target: t, emitFn: emit, opts: defaultOptions(), kick: make(chan struct{}, 1)}, nil
+}
+
+// SetFlowControl sets wait, which the connection's reader calls after each
+// message or pong event it emits: wait may block until the consumer of the
+// events has room (the reader reads nothing meanwhile, so the peer is slowed
+// down by TCP flow control), must return when stop is closed, and reports
+// whether it blocked. Set it before Connect (for an accepted connection, in
+// the server's AcceptFunc).
+func (c *Conn) SetFlowControl(wait func(stop <-chan struct{}) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flow = wait
 }
 
 // SetOption sets one option from its text form (names and syntax as in

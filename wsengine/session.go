@@ -60,15 +60,20 @@ type readResult struct {
 
 // session is one established TCP connection.
 type session struct {
-	c        *Conn
-	nc       net.Conn
-	sc       *spillConn // under nc; nil: no write-through
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	server   bool // server role: frames out unmasked, frames in must be masked
-	inflate  *inflater
-	deflate  *deflater // nil: send uncompressed
-	lastRecv atomic.Int64
+	c       *Conn
+	nc      net.Conn
+	sc      *spillConn // under nc; nil: no write-through
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	server  bool // server role: frames out unmasked, frames in must be masked
+	inflate *inflater
+	deflate *deflater                       // nil: send uncompressed
+	flow    func(stop <-chan struct{}) bool // Conn.flow, nil: none
+	// recvd is set by the reader on every frame and cleared when a keepalive
+	// ping is sent (cheaper than a clock read per frame); waiting is set while
+	// the reader waits for the event consumer (flow), when the peer cannot be
+	// heard and so is not judged.
+	recvd, waiting atomic.Bool
 
 	// guarded by c.mu
 	ctrl        []outFrame
@@ -107,8 +112,25 @@ func newSession(c *Conn, est *established) *session {
 			s.deflate = &deflater{}
 		}
 	}
-	s.lastRecv.Store(time.Now().UnixNano())
+	s.flow = c.flow
 	return s
+}
+
+// heard marks that something arrived from the peer.
+func (s *session) heard() {
+	if !s.recvd.Load() {
+		s.recvd.Store(true)
+	}
+}
+
+// yield lets the event consumer catch up (Conn.SetFlowControl).
+func (s *session) yield() {
+	if s.flow == nil {
+		return
+	}
+	s.waiting.Store(true)
+	s.flow(s.stop)
+	s.waiting.Store(false)
 }
 
 // pushData appends a message (or the user's close frame) to the data queue;
@@ -343,7 +365,7 @@ func (s *session) read() readResult {
 		if ce := checkHeader(h, &st); ce != nil {
 			return failResult(ce)
 		}
-		s.lastRecv.Store(time.Now().UnixNano())
+		s.heard()
 		if h.OpCode.IsControl() {
 			p := make([]byte, h.Length)
 			if _, err := io.ReadFull(s.br, p); err != nil {
@@ -352,7 +374,7 @@ func (s *session) read() readResult {
 			if h.Masked {
 				ws.Cipher(p, h.Mask, 0)
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			switch h.OpCode {
 			case ws.OpPing:
 				s.c.mu.Lock()
@@ -361,6 +383,7 @@ func (s *session) read() readResult {
 			case ws.OpPong:
 				if o.pongEvents {
 					s.c.emit(Event{Type: EventReceivePong, Data: p})
+					s.yield()
 				}
 			case ws.OpClose:
 				code, reason, ce := parseClosePayload(p)
@@ -395,7 +418,7 @@ func (s *session) read() readResult {
 				}
 				return ioResult(err)
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			if h.Masked {
 				ws.Cipher(zbuf[:m], h.Mask, int(h.Length-n))
 			}
@@ -427,7 +450,7 @@ func (s *session) read() readResult {
 			if h.Masked {
 				ws.Cipher(msg[l:], h.Mask, int(h.Length-n))
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			if msgOp == ws.OpText && !compressed && !text.Write(msg[l:]) {
 				return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
 			}
@@ -459,6 +482,7 @@ func (s *session) read() readResult {
 		}
 		s.c.emit(Event{Type: EventReceive, Opcode: op, Data: msg})
 		msg = nil
+		s.yield()
 	}
 }
 
@@ -502,7 +526,6 @@ func (s *session) serve() Event {
 			closeT.Stop()
 		}
 	}()
-	var pingSent int64
 	rExit, wExit := s.rExit, s.wExit
 	kick := s.c.kick
 	checkStop := func() (abandon bool) {
@@ -570,19 +593,19 @@ func (s *session) serve() Event {
 				return s.finish(false, CloseGoingAway, "abandoned")
 			}
 		case <-pingC:
+			if pongC == nil {
+				s.recvd.Store(false) // before the ping: its pong may come at once
+				pongT = time.NewTimer(o.effectivePongTimeout())
+				pongC = pongT.C
+			}
 			s.c.mu.Lock()
 			if s.c.state == StateOpen {
 				s.pushCtrl(outFrame{op: opPing}, false)
 			}
 			s.c.mu.Unlock()
-			if pongC == nil {
-				pingSent = time.Now().UnixNano()
-				pongT = time.NewTimer(o.effectivePongTimeout())
-				pongC = pongT.C
-			}
 		case <-pongC:
 			pongC = nil
-			if s.lastRecv.Load() < pingSent {
+			if !s.recvd.Load() && !s.waiting.Load() {
 				return s.finish(false, CloseAbnormal, "pong timeout")
 			}
 		case <-closeC:
