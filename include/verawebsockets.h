@@ -15,10 +15,11 @@
  *     where noted. On failure, if `err` is not NULL, a NUL-terminated, human
  *     readable message is written into err[0..errlen-1] (truncated to fit).
  *   - No function blocks longer than it says: all calls return within
- *     milliseconds, except vws_ctx_next_event, which waits at most timeout_ms.
+ *     milliseconds, except vws_ctx_next_event and vws_ctx_next_events, which
+ *     wait at most timeout_ms.
  *   - All functions are safe to call from any thread, concurrently.
  *   - No function ever calls back into the caller: events are pulled with
- *     vws_ctx_next_event.
+ *     vws_ctx_next_event, or many at a time with vws_ctx_next_events.
  */
 #ifndef VERAWEBSOCKETS_H
 #define VERAWEBSOCKETS_H
@@ -120,6 +121,33 @@ int vws_ctx_free(vws_ctx ctx);
  * context. Returns 1 and fills *ev (release with vws_event_clear) when there is one,
  * 0 on timeout, or a negative status. */
 int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev);
+
+/* A batch of events taken with one call of vws_ctx_next_events. The caller sets evs, max,
+ * buf and buflen; the call sets n, left and held. Event data are copied into buf while they
+ * fit; a first event whose data do not fit is held by the implementation instead (held != 0)
+ * until vws_batch_release, and a later one waits for the next batch. The data of a batch's
+ * events (NOT NUL-terminated here; data is NULL when len == 0) stay valid until the caller
+ * reuses buf or, for a held one, calls vws_batch_release. Never pass a batch's events to
+ * vws_event_clear. Batches are independent: several may be taken from one context, nested or
+ * on several threads, each released by its taker. */
+typedef struct vws_batch {
+	vws_event *evs;    /* caller's array of max events */
+	int        max;    /* > 0 */
+	char      *buf;    /* caller's buffer for the events' data (NULL when buflen is 0) */
+	size_t     buflen;
+	int        n;      /* set: events taken (also the return value) */
+	int        left;   /* set: events still pending after these */
+	uint64_t   held;   /* set: non-zero when data outside buf is held: call vws_batch_release */
+} vws_batch;
+
+/* Waits up to timeout_ms (0: do not wait; < 0: treated as 0) for events of the context and
+ * takes up to b->max of them in order, with one call. Returns b->n (>= 1), 0 on timeout or
+ * after vws_ctx_wake, or a negative status (then nothing is held). */
+int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b);
+
+/* Releases what a batch holds (b->held) and sets b->held to 0. Safe to call with nothing
+ * held, and more than once. */
+void vws_batch_release(vws_batch *b);
 
 /* Returns the number of pending events (>= 0), or a negative status. */
 int vws_ctx_pending(vws_ctx ctx);

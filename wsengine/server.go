@@ -202,6 +202,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
+	ln = spillListener{ln}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}

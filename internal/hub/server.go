@@ -66,6 +66,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 			return nil // freed meanwhile: the engine closes the connection
 		}
 		c := &conn{id: lastConn.Add(1), cx: cx, ws: ws, server: sid}
+		ws.SetFlowControl(cx.room)
 		c.unsettled.Store(true)
 		reg.conns[c.id] = c
 		cx.conns[c.id] = c
