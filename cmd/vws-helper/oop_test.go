@@ -141,17 +141,11 @@ func run(t *testing.T, dir, name string, args ...string) {
 	}
 }
 
-// TestOOP builds the proxy (proxy/*.c) as a shared library and the helper,
-// then runs proxy/testdata/oop_test.c through them against a local echo
-// server: calls, events, 16 MiB messages, threads, wake, kill -9 of the
-// helper (close events, restart, revived handles), a stopped helper, calls
-// while the helper streams a flood of events (pusher), fork.
-// VWS_TEST_HELPER uses a prebuilt helper (with VWS_HELPER_WRAPPER, e.g. a
-// mipsle build under "qemu-mipsel -cpu 24KEc").
-func TestOOP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs a C program")
-	}
+// buildProxy builds the proxy (proxy/*.c) as a shared library and the C
+// program proxy/testdata/NAME.c linked with it, in a temporary directory;
+// it returns that directory and the program.
+func buildProxy(t *testing.T, name string) (dir, prog string) {
+	t.Helper()
 	cc := os.Getenv("CC")
 	if cc == "" {
 		cc = "gcc"
@@ -163,14 +157,29 @@ func TestOOP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	srcs, _ := filepath.Glob(filepath.Join(root, "proxy", "*.c"))
 	lib := filepath.Join(dir, "libvws.so")
 	run(t, root, cc, append([]string{"-O2", "-g", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror",
 		"-Wno-unused-parameter", "-Iinclude", "-shared", "-o", lib}, append(srcs, "-lpthread", "-ldl")...)...)
-	prog := filepath.Join(dir, "oop_test")
-	run(t, root, cc, "-O2", "-Wall", "-Iinclude", "-o", prog, "proxy/testdata/oop_test.c", lib,
+	prog = filepath.Join(dir, name)
+	run(t, root, cc, "-O2", "-Wall", "-Iinclude", "-o", prog, "proxy/testdata/"+name+".c", lib,
 		"-Wl,-rpath,"+dir, "-lpthread")
+	return dir, prog
+}
+
+// TestOOP builds the proxy (proxy/*.c) as a shared library and the helper,
+// then runs proxy/testdata/oop_test.c through them against a local echo
+// server: calls, events, 16 MiB messages, threads, wake, kill -9 of the
+// helper (close events, restart, revived handles), a stopped helper, calls
+// while the helper streams a flood of events (pusher), fork.
+// VWS_TEST_HELPER uses a prebuilt helper (with VWS_HELPER_WRAPPER, e.g. a
+// mipsle build under "qemu-mipsel -cpu 24KEc").
+func TestOOP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a C program")
+	}
+	dir, prog := buildProxy(t, "oop_test")
 	helper := os.Getenv("VWS_TEST_HELPER")
 	if helper == "" {
 		helper = filepath.Join(dir, "vws-helper")
@@ -193,7 +202,7 @@ func TestOOP(t *testing.T) {
 		"VWS_TEST_BLACKHOLE_URL="+blackhole(t), "VWS_TEST_PUSH_URL="+pusher(t))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if err != nil {
 		t.Fatalf("oop_test: %v", err)
