@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a target needs on a fresh Debian machine, only when missing.
-# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas peers proxy qemu cross-arm cross-mips)
+# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas peers proxy chromium qemu cross-arm cross-mips)
 set -euo pipefail
 need=()
 want() { # want CMD-or-FILE PACKAGE...
@@ -20,6 +20,7 @@ for g in "$@"; do
 		want libwebsockets-test-server libwebsockets-test-server
 		want node nodejs npm ;;
 	proxy) want tinyproxy tinyproxy ;;
+	chromium) want chromium chromium ;; # the browser test of the Origin policy (tests/test-secure.lua)
 	qemu) want qemu-mipsel qemu-user ;;
 	cross-arm)
 		want arm-linux-gnueabi-gcc gcc-arm-linux-gnueabi
