@@ -1,7 +1,7 @@
 # A thin Makefile: every target calls a script in build/.
 ARCHS ?= amd64 armel armhf arm64 mipsel
 
-.PHONY: all build demo test test-race bench fuzz cross test-cross vera clean
+.PHONY: all build demo test lint test-race bench fuzz cross test-cross vera clean
 all: build
 
 build: ## ./verawebsockets.so, in-process Go variant for this machine
@@ -17,6 +17,9 @@ test: build ## Go tests, Lua suite on both variants, conformance, LuaUPnP-like h
 
 test-race: ## the race-detecting Lua (build/out/lua-race) and its self-test
 	build/test-race.sh
+
+lint: ## gofmt, go vet, staticcheck, C with -Wall -Wextra -Werror (run by make test)
+	build/lint.sh
 
 bench: build ## round trips/s and MiB/s through Lua vs a plain Go gobwas client
 	build/bench.sh

@@ -59,6 +59,7 @@ func buildLib(t *testing.T, dir string) (path string, own bool) {
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
+		//lint:ignore SA1019 a fallback for a machine without go on PATH
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	mapFile, err := filepath.Abs("../build/exports.map")

@@ -411,7 +411,8 @@ int vl_ws_set_delivery(lua_State *L)
 		lua_pushnil(L);
 		lua_pushfstring(L, "delivery is already \"%s\": choose it before the first Luup-mode connection or server",
 		                vl_mode_name(VL_MODE(st)));
-		return 2;
+		lua_pushliteral(L, "ESTATE");
+		return 3;
 	}
 	lua_pushboolean(L, 1);
 	return 1;

@@ -21,19 +21,35 @@ const char *vl_status_text(int rc)
 	}
 }
 
-/* Returns nil, msg (msg = err if set, else the status text). */
+/* The stable name of a status, the third value of a failure (as luv's). */
+const char *vl_status_name(int rc)
+{
+	switch (rc) {
+	case VWS_EARG: return "EARG";
+	case VWS_ESTATE: return "ESTATE";
+	case VWS_EFULL: return "EFULL";
+	case VWS_ETOOBIG: return "ETOOBIG";
+	case VWS_EENGINE: return "EENGINE";
+	case VWS_EINTERNAL: return "EINTERNAL";
+	default: return "EINTERNAL";
+	}
+}
+
+/* Returns nil, msg, name (msg = err if set, else the status text). */
 int vl_push_fail(lua_State *L, int rc, const char *err)
 {
 	lua_pushnil(L);
 	lua_pushstring(L, err && err[0] ? err : vl_status_text(rc));
-	return 2;
+	lua_pushstring(L, vl_status_name(rc));
+	return 3;
 }
 
 int vl_push_closed(lua_State *L)
 {
 	lua_pushnil(L);
 	lua_pushliteral(L, "verawebsockets: the Lua state is closing");
-	return 2;
+	lua_pushliteral(L, "ECLOSED");
+	return 3;
 }
 
 /* Pushes true for VWS_OK, else nil, err. */

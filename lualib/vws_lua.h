@@ -171,10 +171,11 @@ vl_state *vl_find_hooked(void);                      /* the one record with an a
 vl_state *vl_upstate(lua_State *L);                  /* upvalue 1; NULL once closed */
 
 /* result.c */
-int         vl_push_fail(lua_State *L, int rc, const char *err); /* nil, err or the status text */
+int         vl_push_fail(lua_State *L, int rc, const char *err); /* nil, err or the status text, name */
 int         vl_push_closed(lua_State *L);
 int         vl_push_result(lua_State *L, int rc, const char *err);
 const char *vl_status_text(int rc);
+const char *vl_status_name(int rc);   /* "EARG", "ESTATE", "EFULL", ... */
 int64_t     vl_now_ms(void);
 int         vl_opt_ms(lua_State *L, int idx);      /* optional milliseconds argument, -1 if absent */
 int         vl_check_opcode(lua_State *L, int idx);

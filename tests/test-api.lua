@@ -354,4 +354,19 @@ test("ws.loop returns only after the close event was delivered (100 rounds)", fu
 	eq(missing, 0, "rounds where loop returned before the close handler ran")
 end)
 
+test("runtime failures return nil, message, stable name", function()
+	local wso = tap.create { url = tap.url("/echo") }
+	local r, msg, name = ws.send(wso, "before connect")
+	eq(r, nil)
+	eq(msg, "connection is not open")
+	eq(name, "ESTATE")
+	r, msg, name = ws.ping(wso)
+	eq(name, "ESTATE")
+	local srv = assert(ws.listen { port = 0, standalone = true })
+	srv:close()
+	r, msg, name = srv:port()
+	eq(r, nil)
+	eq(name, "ESTATE", "port of a closed server: " .. tostring(msg))
+end)
+
 tap.done()

@@ -353,9 +353,10 @@ test("max_send_queue: a slow reader fills the queue -> nil, err; writeable after
 	local full, err, sent = false, nil, 0
 	local okf, ferr = pcall(function()
 		for _ = 1, 1600 do -- the kernel's socket buffers take a few MiB first
-			local r, e = ws.send(wso, chunk, "binary")
+			local r, e, name = ws.send(wso, chunk, "binary")
 			if r == nil then
 				err = e
+				eq(name, "EFULL", "the stable error name")
 				if ws.buffered(wso) > 0 then full = true break end
 			else
 				eq(r, true)

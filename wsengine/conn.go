@@ -10,9 +10,10 @@ import (
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
 )
 
-// Conn is one client WebSocket connection. All methods are safe for
-// concurrent use and return at once; the connection runs in goroutines of
-// its own, started by Connect, that end when it is closed.
+// Conn is one WebSocket connection: a client made by NewConn, or a connection
+// a Server accepted. All methods are safe for concurrent use and return at
+// once; the connection runs in goroutines of its own (started by Connect, or
+// by the server for accepted ones) that end when it is closed.
 type Conn struct {
 	target *target
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/verawebsockets/verawebsockets/internal/flatewindow"
 )
 
 func inflateAll(p []byte) []byte {
@@ -215,4 +217,28 @@ func TestInflaterStreaming(t *testing.T) {
 	f.begin(1 << 20)
 	f.feed(zs[0][:3])
 	f.abort()
+}
+
+// A deflater for a window below 2^15 writes no back-references at all (any
+// window fits), still compresses, and its messages inflate alone.
+func TestDeflaterNoBackRefs(t *testing.T) {
+	text := windowText()
+	for _, d := range []*deflater{{}, {noBackRefs: true}} {
+		for i := 0; i < 2; i++ {
+			z, err := d.deflate(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, dist, err := flatewindow.Inflate(append(z, deflateTail...), nil)
+			if err != nil || !bytes.Equal(out, text) || !bytes.Equal(inflateAll(z), text) {
+				t.Fatalf("noBackRefs %v message %d: %v", d.noBackRefs, i, err)
+			}
+			if d.noBackRefs && dist != 0 || !d.noBackRefs && dist == 0 {
+				t.Fatalf("noBackRefs %v: longest distance %d", d.noBackRefs, dist)
+			}
+			if len(z) >= len(text) {
+				t.Fatalf("noBackRefs %v: %d bytes for %d", d.noBackRefs, len(z), len(text))
+			}
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -364,22 +365,105 @@ func tlsError(err error) error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return err
 	}
+	if old := tlsVersionProblem(err); old != "" {
+		return failf(err, "TLS: handshake failed: %s; 1.2 or later required", old)
+	}
 	return failf(err, "TLS: handshake failed: %v", err)
 }
 
-// recorder remembers the first bytes read through it (the handshake response).
+// selectedVersion is how crypto/tls reports a ServerHello with a version it
+// does not speak (a server that knows nothing newer than TLS 1.1 answers
+// with its own best version).
+var selectedVersion = regexp.MustCompile(`tls: server selected unsupported protocol version ([0-9a-f]+)`)
+
+// tlsVersionProblem says which old TLS version err shows the server is
+// limited to, or "" when err is about something else. crypto/tls tells it
+// only in its error texts: a ServerHello with an old version, or the
+// server's protocol_version alert (RFC 8446 section 6.2: sent by a server
+// that supports none of the versions offered, here 1.2 and 1.3).
+func tlsVersionProblem(err error) string {
+	if m := selectedVersion.FindStringSubmatch(err.Error()); m != nil {
+		v, _ := strconv.ParseUint(m[1], 16, 16)
+		return "server offered only " + tls.VersionName(uint16(v))
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil &&
+		oe.Err.Error() == "tls: protocol version not supported" {
+		return "server supports only TLS versions before 1.2 (protocol_version alert)"
+	}
+	return ""
+}
+
+// Limits of a handshake response, as the server role limits requests
+// (maxRequestHeaders, maxRequestHeaderBytes).
+const (
+	maxResponseHeaders     = 100      // header lines after the status line
+	maxResponseHeaderBytes = 32 << 10 // status and header lines, line ends not counted
+)
+
+// headLimitError fails a handshake whose response head is over a limit.
+type headLimitError struct{ reason string }
+
+func (e *headLimitError) Error() string { return e.reason }
+
+// recorder remembers the first bytes read through it (the handshake
+// response) and bounds the response head: once the status and header lines
+// read so far exceed maxResponseHeaderBytes, or maxResponseHeaders header
+// lines, every Read fails with a *headLimitError, so a server that sends an
+// endless header costs at most one read buffer more than the limit. Bytes
+// after the blank line that ends the head (frames) are not counted.
 type recorder struct {
 	rw io.ReadWriter
 	in bytes.Buffer
+
+	headBytes int  // bytes of the status and header lines so far
+	lines     int  // complete lines so far (the status line first)
+	lineLen   int  // bytes of the current line so far
+	headDone  bool // the blank line came
+	err       error
 }
 
 func (r *recorder) Write(p []byte) (int, error) { return r.rw.Write(p) }
 func (r *recorder) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
 	n, err := r.rw.Read(p)
 	if room := 16<<10 - r.in.Len(); room > 0 {
 		r.in.Write(p[:min(n, room)])
 	}
+	if !r.headDone {
+		if r.err = r.scan(p[:n]); r.err != nil {
+			return 0, r.err
+		}
+	}
 	return n, err
+}
+
+// scan counts the response head's bytes and lines in b.
+func (r *recorder) scan(b []byte) error {
+	for _, c := range b {
+		switch c {
+		case '\n':
+			if r.lineLen == 0 && r.lines > 0 {
+				r.headDone = true
+				return nil
+			}
+			r.lines++
+			r.lineLen = 0
+			if r.lines-1 > maxResponseHeaders {
+				return &headLimitError{fmt.Sprintf("HS: response has more than %d header lines", maxResponseHeaders)}
+			}
+		case '\r':
+		default:
+			r.lineLen++
+			r.headBytes++
+			if r.headBytes > maxResponseHeaderBytes {
+				return &headLimitError{fmt.Sprintf("HS: response headers exceed %d bytes", maxResponseHeaderBytes)}
+			}
+		}
+	}
+	return nil
 }
 
 // responseHead is a parsed HTTP response head.
@@ -436,8 +520,13 @@ func handshakeReason(err error, resp []byte) (reason, location string) {
 		_, ok := head.header[http.CanonicalHeaderKey(name)]
 		return ok
 	}
-	var se ws.StatusError
+	var (
+		se ws.StatusError
+		hl *headLimitError
+	)
 	switch {
+	case errors.As(err, &hl):
+		return hl.reason, ""
 	case errors.As(err, &se):
 		if head != nil && isRedirect(err) {
 			location = head.header.Get("Location")

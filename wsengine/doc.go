@@ -1,6 +1,7 @@
-// Package wsengine is the WebSocket client engine of verawebsockets: a strict
-// RFC 6455 client on github.com/gobwas/ws, with permessage-deflate (RFC 7692),
-// TLS, HTTP CONNECT proxies, redirects, keepalive pings and reconnects.
+// Package wsengine is the WebSocket engine of verawebsockets: a strict RFC 6455
+// client and server on github.com/gobwas/ws, with permessage-deflate (RFC 7692),
+// TLS, and for clients HTTP CONNECT proxies, redirects, keepalive pings and
+// reconnects; a Server accepts connections that are Conns like the clients'.
 //
 // It is pure Go (no cgo, no Lua). internal/hub drives it for the C ABI of
 // include/verawebsockets.h; events are libwebsockets callback reasons.
@@ -23,6 +24,9 @@
 // once. Each Conn runs up to three goroutines while connected (the run loop,
 // a reader, and a writer): all end when the connection ends.
 // The emit function gets the events of one Conn one at a time, in order.
+//
+// Servers: NewServer, SetOption, Listen; each accepted connection is announced
+// to the server's accept function as a *Conn whose events follow (see server.go).
 //
 // Reading is strict: protocol violations fail the connection at once with
 // close code 1002, invalid UTF-8 (checked incrementally, across frames) with

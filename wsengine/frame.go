@@ -430,16 +430,24 @@ func appendWindow(dict, p []byte) []byte {
 }
 
 // deflater compresses outgoing messages. Every message is compressed with a
-// fresh window (no client context takeover, always allowed by RFC 7692).
+// fresh window (no context takeover, always allowed by RFC 7692). With
+// noBackRefs it only Huffman-codes the bytes (flate.HuffmanOnly): the output
+// has no back-references, so it honours any *_max_window_bits (8..15), which
+// compress/flate's LZ77 (a fixed 2^15 window) cannot.
 type deflater struct {
-	buf bytes.Buffer
-	fw  *flate.Writer
+	noBackRefs bool
+	buf        bytes.Buffer
+	fw         *flate.Writer
 }
 
 func (d *deflater) deflate(p []byte) ([]byte, error) {
 	d.buf.Reset()
 	if d.fw == nil {
-		fw, err := flate.NewWriter(&d.buf, flate.BestSpeed)
+		level := flate.BestSpeed
+		if d.noBackRefs {
+			level = flate.HuffmanOnly
+		}
+		fw, err := flate.NewWriter(&d.buf, level)
 		if err != nil {
 			return nil, err
 		}

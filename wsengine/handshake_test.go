@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -398,5 +399,107 @@ func waitAccepted(t *testing.T, accepted <-chan struct{}) {
 	case <-accepted:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server accepted no connection within 5s")
+	}
+}
+
+// endless is a reader that yields "aaaa..." forever, counting what it gave.
+type endless struct{ n int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	e.n += len(p)
+	return len(p), nil
+}
+
+// padHead returns a 101 response head for req whose status and header lines
+// (line ends not counted) take exactly size bytes, with extra header lines
+// X-N: v before the padding header.
+func padHead(req *http.Request, extra, size int) string {
+	head := okHead(req)
+	for i := 0; i < extra; i++ {
+		head += fmt.Sprintf("X-%d: v\r\n", i)
+	}
+	used := len(strings.ReplaceAll(head, "\r\n", "")) + len("X-Pad: ")
+	return head + "X-Pad: " + strings.Repeat("p", size-used) + "\r\n\r\n"
+}
+
+// The response head is bounded like a request head (32 KiB, 100 header
+// lines): an endless header line fails at once after reading little more
+// than the limit, instead of buffering until connect_timeout.
+func TestHandshakeResponseLimits(t *testing.T) {
+	t.Run("endless header line, read bounded", func(t *testing.T) {
+		src := &endless{}
+		head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-Endless: "
+		// At most 64 MiB, so that a regression fails instead of eating memory.
+		reason, _, _ := handshakeOutcomeFrom(io.MultiReader(strings.NewReader(head), io.LimitReader(src, 64<<20)))
+		if reason != "HS: response headers exceed 32768 bytes" {
+			t.Fatalf("reason %q", reason)
+		}
+		if src.n > maxResponseHeaderBytes+16<<10 {
+			t.Fatalf("read %d bytes of the endless line", src.n)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		resp func(*http.Request) string
+		want string // "" = established
+	}{
+		{"endless header line", nil, "HS: response headers exceed 32768 bytes"},
+		{"head of 32768 bytes", func(r *http.Request) string { return padHead(r, 0, 32768) }, ""},
+		{"head of 32767 bytes", func(r *http.Request) string { return padHead(r, 0, 32767) }, ""},
+		{"head of 32769 bytes", func(r *http.Request) string { return padHead(r, 0, 32769) }, "HS: response headers exceed 32768 bytes"},
+		{"100 header lines", func(r *http.Request) string { return padHead(r, 100-4, 1000) }, ""},
+		{"101 header lines", func(r *http.Request) string { return padHead(r, 101-4, 1000) }, "HS: response has more than 100 header lines"},
+		{"1000 header lines", func(r *http.Request) string { return padHead(r, 1000, 30000) }, "HS: response has more than 100 header lines"},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			sent := make(chan int64, 1)
+			srv := newServer(t, func(nc net.Conn) {
+				br := bufio.NewReader(nc)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if tc.resp != nil {
+					io.WriteString(nc, tc.resp(req))
+					echoFrames(nc, br, nil)
+					return
+				}
+				// An endless header line, until the client hangs up (at
+				// most 256 MiB: the test fails long before).
+				io.WriteString(nc, strings.TrimSuffix(okHead(req), "\r\n")+"\r\nX-Endless: ")
+				n, _ := io.Copy(nc, io.LimitReader(&endless{}, 256<<20))
+				sent <- n
+			})
+			start := time.Now()
+			c, ev := dialTest(t, srv.url, "connect_timeout", "20000")
+			if tc.want == "" {
+				ev.expect(EventEstablished)
+				c.Send(OpText, []byte("after a big head"))
+				if e := ev.expect(EventReceive); string(e.Data) != "after a big head" {
+					t.Fatalf("echo %q", e.Data)
+				}
+				return
+			}
+			e := ev.expect(EventConnectionError)
+			if string(e.Data) != tc.want {
+				t.Fatalf("reason %q, want %q", e.Data, tc.want)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("failed after %v (connect_timeout is 20 s)", d)
+			}
+			if tc.resp == nil {
+				select {
+				case n := <-sent:
+					if n >= 256<<20 {
+						t.Fatalf("the server wrote all %d bytes", n)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the server is still writing: the client did not hang up")
+				}
+			}
+		})
 	}
 }

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 tests read whole frames of their own peers with ws.ReadFrame
+
 package wsengine
 
 import (

@@ -239,8 +239,12 @@ func (f *fakeConn) Write(p []byte) (int, error) { return len(p), nil }
 
 // handshakeOutcome runs the real handshake against resp and maps the result.
 func handshakeOutcome(resp []byte) (reason, location string, err error) {
+	return handshakeOutcomeFrom(bytes.NewReader(resp))
+}
+
+func handshakeOutcomeFrom(resp io.Reader) (reason, location string, err error) {
 	tg, _ := parseTarget("ws://h/")
-	rec := &recorder{rw: &fakeConn{r: bytes.NewReader(resp)}}
+	rec := &recorder{rw: &fakeConn{r: resp}}
 	d := ws.Dialer{Protocols: []string{"chat"}}
 	_, _, err = d.Upgrade(rec, tg.u)
 	if err == nil {

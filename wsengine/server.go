@@ -421,24 +421,33 @@ func (s *Server) handshake(nc net.Conn) {
 	}()
 }
 
-// acceptDeflate answers one permessage-deflate offer (RFC 7692 section 7.1):
-// it is accepted unless it limits the server's window below 2^15, which
-// compress/flate cannot honour. The server never takes its compression
-// context over (each message gets a fresh window), and says so; it keeps the
-// client's client_no_context_takeover when offered; a client window limit in
-// the offer needs no answer (any window up to 2^15 inflates).
+// acceptDeflate answers one permessage-deflate offer (RFC 7692 section 7.1).
+// Offers with unknown, invalid or repeated parameters are declined (section
+// 7.1). The server never takes its compression context over (each message
+// gets a fresh window) and says so (server_no_context_takeover); it keeps
+// the client's client_no_context_takeover when offered. An offer's
+// server_max_window_bits is accepted by answering it with the same value
+// (section 7.1.2.1); below 15 the server compresses without back-references
+// (deflater), which fits any window. A client window limit in the offer
+// needs no answer (any window up to 2^15 inflates).
 func acceptDeflate(opt httphead.Option) (wsflate.Parameters, bool) {
 	if !bytes.Equal(opt.Name, wsflate.ExtensionNameBytes) {
 		return wsflate.Parameters{}, false
 	}
+	// wsflate's Parse lets a value-less client_max_window_bits repeat.
+	seen := map[string]bool{}
+	repeated := false
+	opt.Parameters.ForEach(func(k, _ []byte) bool {
+		repeated = seen[string(k)]
+		seen[string(k)] = true
+		return !repeated
+	})
 	var offer wsflate.Parameters
-	if offer.Parse(opt) != nil {
+	if repeated || offer.Parse(opt) != nil {
 		return wsflate.Parameters{}, false
 	}
-	if offer.ServerMaxWindowBits != 0 && offer.ServerMaxWindowBits != 15 {
-		return wsflate.Parameters{}, false
-	}
-	return wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: offer.ClientNoContextTakeover}, true
+	return wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: offer.ClientNoContextTakeover,
+		ServerMaxWindowBits: offer.ServerMaxWindowBits}, true
 }
 
 func (s *Server) forget(c *Conn) {

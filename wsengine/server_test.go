@@ -1,9 +1,13 @@
+//lint:file-ignore SA1019 tests read whole frames of their own peers with ws.ReadFrame
+
 package wsengine
 
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +16,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
+
+	"github.com/verawebsockets/verawebsockets/internal/flatewindow"
 )
 
 // srvConn is one connection accepted by a test Server, with its events.
@@ -458,21 +464,58 @@ func TestServerCompression(t *testing.T) {
 	}
 }
 
+// compressedEcho sends msg as a compressed masked text frame (the client
+// compressing with context takeover: w is kept between calls) and returns
+// the server's echo, which must be compressed and unmasked.
+func compressedEcho(t *testing.T, nc net.Conn, br *bufio.Reader, w *wsflate.Writer, buf *bytes.Buffer, msg []byte) ws.Frame {
+	t.Helper()
+	buf.Reset()
+	w.Reset(buf)
+	if _, err := w.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Write(maskedFrame(true, 4, ws.OpText, buf.Bytes()))
+	got, err := ws.ReadFrame(br)
+	if err != nil || got.Header.Masked || got.Header.Rsv&0x4 == 0 || got.Header.OpCode != ws.OpText {
+		t.Fatalf("echo: %v %+v (want an unmasked compressed text frame)", err, got.Header)
+	}
+	return got
+}
+
+// windowText is text that repeats itself 20000 bytes later: a compressor
+// that ignores a window below 2^15 refers that far back.
+func windowText() []byte {
+	g := uint32(1)
+	p := make([]byte, 20000)
+	for i := range p {
+		g = g*1664525 + 1013904223
+		p[i] = 'a' + byte(g>>24)%26
+	}
+	return append(p, p...)
+}
+
 // The server's answers to permessage-deflate offers, on the wire: an offer is
-// accepted with server_no_context_takeover and a compressed masked frame is
-// echoed compressed and unmasked; an offer limiting the server's window is
-// declined and the connection works uncompressed; without compression = 1
-// every offer is declined.
+// accepted with server_no_context_takeover and compressed masked frames are
+// echoed compressed and unmasked; an offer's server_max_window_bits (8..15)
+// is accepted and answered with the same value (RFC 7692 section 7.1.2.1),
+// and then no back-reference in the server's messages reaches further than
+// that window; invalid offers, and every offer without compression = 1, are
+// declined and the connection works uncompressed.
 func TestServerDeflateOffers(t *testing.T) {
 	handshake := func(t *testing.T, s *Server, offer string) (net.Conn, *bufio.Reader, string) {
 		nc, br, resp := rawClient(t, s, "Sec-WebSocket-Extensions: "+offer+"\r\n")
-		return nc, br, resp["sec-websocket-extensions"]
+		// gobwas writes "a;b=1": compare without blanks
+		return nc, br, strings.ReplaceAll(resp["sec-websocket-extensions"], " ", "")
 	}
+	nb := func(s string) string { return strings.ReplaceAll(s, " ", "") }
 	msg := []byte(strings.Repeat("hello deflate ", 100))
 	t.Run("accepted", func(t *testing.T) {
 		s, _ := testServer(t, true, "compression=1")
 		nc, br, ext := handshake(t, s, "permessage-deflate; client_max_window_bits")
-		if !strings.HasPrefix(ext, "permessage-deflate") || !strings.Contains(ext, "server_no_context_takeover") {
+		if ext != nb("permessage-deflate; server_no_context_takeover") {
 			t.Fatalf("extensions %q", ext)
 		}
 		for i := 0; i < 3; i++ { // three in a row: the server inflates each with the context kept
@@ -498,9 +541,60 @@ func TestServerDeflateOffers(t *testing.T) {
 			}
 		}
 	})
+	text := windowText()
+	// The test data does catch a compressor that ignores the window.
+	if z, err := (&deflater{}).deflate(text); err != nil {
+		t.Fatal(err)
+	} else if _, d, err := flatewindow.Inflate(append(z, deflateTail...), nil); err != nil || d <= 1<<14 {
+		t.Fatalf("the default deflater's longest distance is %d (%v), want > 2^14", d, err)
+	}
+	for bits := 8; bits <= 15; bits++ {
+		t.Run(fmt.Sprintf("server_max_window_bits=%d", bits), func(t *testing.T) {
+			s, _ := testServer(t, true, "compression=1")
+			offer := fmt.Sprintf("permessage-deflate; client_no_context_takeover; server_max_window_bits=%d; client_max_window_bits", bits)
+			nc, br, ext := handshake(t, s, offer)
+			want := fmt.Sprintf("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=%d", bits)
+			if ext != nb(want) {
+				t.Fatalf("extensions %q, want %q", ext, want)
+			}
+			var buf bytes.Buffer
+			w := wsflate.NewWriter(nil, func(w io.Writer) wsflate.Compressor {
+				fw, _ := flate.NewWriter(w, flate.BestCompression)
+				return fw
+			})
+			for i, m := range [][]byte{text, msg, text} {
+				got := compressedEcho(t, nc, br, w, &buf, m)
+				out, dist, err := flatewindow.Inflate(append(got.Payload, deflateTail...), nil)
+				if err != nil || !bytes.Equal(out, m) {
+					t.Fatalf("echo %d: %v, %d bytes inflated of %d", i, err, len(out), len(m))
+				}
+				if dist > 1<<bits {
+					t.Fatalf("echo %d: a back-reference %d bytes back, window 2^%d = %d", i, dist, bits, 1<<bits)
+				}
+				if len(got.Payload) >= len(m) {
+					t.Fatalf("echo %d: %d bytes compressed for %d", i, len(got.Payload), len(m))
+				}
+			}
+		})
+	}
+	t.Run("first acceptable of several offers", func(t *testing.T) {
+		s, _ := testServer(t, true, "compression=1")
+		_, _, ext := handshake(t, s, "permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=9, permessage-deflate")
+		if ext != nb("permessage-deflate; server_no_context_takeover; server_max_window_bits=9") {
+			t.Fatalf("extensions %q", ext)
+		}
+	})
 	for name, tc := range map[string]struct{ opt, offer string }{
-		"small server window": {"compression=1", "permessage-deflate; server_max_window_bits=10"},
-		"compression off":     {"compression=0", "permessage-deflate"},
+		"compression off":                  {"compression=0", "permessage-deflate"},
+		"server_max_window_bits=7":         {"compression=1", "permessage-deflate; server_max_window_bits=7"},
+		"server_max_window_bits=16":        {"compression=1", "permessage-deflate; server_max_window_bits=16"},
+		"server_max_window_bits no value":  {"compression=1", "permessage-deflate; server_max_window_bits"},
+		"client_max_window_bits=16":        {"compression=1", "permessage-deflate; client_max_window_bits=16"},
+		"client_max_window_bits twice":     {"compression=1", "permessage-deflate; client_max_window_bits; client_max_window_bits"},
+		"server_no_context_takeover twice": {"compression=1", "permessage-deflate; server_no_context_takeover; server_no_context_takeover"},
+		"server_no_context_takeover=1":     {"compression=1", "permessage-deflate; server_no_context_takeover=1"},
+		"unknown parameter":                {"compression=1", "permessage-deflate; mystery_bits=9"},
+		"another extension":                {"compression=1", "x-webkit-deflate-frame"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, _ := testServer(t, true, tc.opt)

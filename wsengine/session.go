@@ -83,9 +83,10 @@ func newSession(c *Conn, est *established) *session {
 	if p := est.deflate; p != nil && s.server {
 		// Server role: est.deflate is our response (acceptDeflate). The client's
 		// context is kept unless it agreed to client_no_context_takeover; ours
-		// is never kept, which deflater does anyway.
+		// is never kept, which deflater does anyway. A window the client
+		// limited below 2^15 is honoured by using no back-references at all.
 		s.inflate = &inflater{noContext: p.ClientNoContextTakeover}
-		s.deflate = &deflater{}
+		s.deflate = &deflater{noBackRefs: p.ServerMaxWindowBits.Defined() && p.ServerMaxWindowBits < 15}
 	} else if p != nil {
 		s.inflate = &inflater{noContext: p.ServerNoContextTakeover}
 		// A window smaller than 2^15 cannot be honoured by compress/flate:

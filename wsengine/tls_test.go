@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -132,5 +134,53 @@ func TestCheck(t *testing.T) {
 		case tc.name != "" && c.Connect() == nil:
 			t.Errorf("%v: Connect accepted bad options", tc.opts)
 		}
+	}
+}
+
+// oldHelloServer answers a ClientHello with a ServerHello of version vers
+// and nothing else, as a server that knows nothing newer than vers does.
+func oldHelloServer(t *testing.T, vers uint16) *server {
+	s := newServer(t, func(nc net.Conn) {
+		var rec [5]byte // the ClientHello's record header, then its body
+		if _, err := io.ReadFull(nc, rec[:]); err != nil || rec[0] != 22 {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, nc, int64(binary.BigEndian.Uint16(rec[3:]))); err != nil {
+			return
+		}
+		body := binary.BigEndian.AppendUint16(nil, vers) // server_version
+		body = append(body, make([]byte, 32)...)         // random
+		body = append(body, 0, 0x00, 0x2f, 0)            // no session id, TLS_RSA_WITH_AES_128_CBC_SHA, no compression
+		msg := append([]byte{2, 0, 0, byte(len(body))}, body...)
+		out := append([]byte{22, byte(vers >> 8), byte(vers)}, binary.BigEndian.AppendUint16(nil, uint16(len(msg)))...)
+		nc.Write(append(out, msg...))
+		io.Copy(io.Discard, nc)
+	})
+	s.url = strings.Replace(s.url, "ws://", "wss://", 1)
+	return s
+}
+
+// A server limited to TLS 1.0/1.1 gets a reason that says so, whether it
+// answers with its old version or with a protocol_version alert.
+func TestTLSOldVersion(t *testing.T) {
+	p := newPKI(t)
+	alert := tlsServer(t, &tls.Config{Certificates: []tls.Certificate{p.server},
+		MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"crypto/tls server with MaxVersion 1.1", alert.url,
+			"TLS: handshake failed: server supports only TLS versions before 1.2 (protocol_version alert); 1.2 or later required"},
+		{"ServerHello of TLS 1.1", oldHelloServer(t, tls.VersionTLS11).url,
+			"TLS: handshake failed: server offered only TLS 1.1; 1.2 or later required"},
+		{"ServerHello of TLS 1.0", oldHelloServer(t, tls.VersionTLS10).url,
+			"TLS: handshake failed: server offered only TLS 1.0; 1.2 or later required"},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			_, ev := dialTest(t, tc.url, "allow_self_signed", "1")
+			if e := ev.expect(EventConnectionError); string(e.Data) != tc.want {
+				t.Fatalf("reason %q, want %q", e.Data, tc.want)
+			}
+		})
 	}
 }

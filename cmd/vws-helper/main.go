@@ -55,8 +55,8 @@ func main() {
 		Args: []wire.Value{wire.Int(int64(os.Getpid())), wire.Int(abiVersion)}}); err != nil {
 		os.Exit(1)
 	}
-	err := s.serve(bufio.NewReaderSize(sock, 64<<10))
-	if err != nil && !errors.Is(err, io.EOF) {
+	// serve returns only when the connection to the proxy ends: io.EOF is the clean end.
+	if err := s.serve(bufio.NewReaderSize(sock, 64<<10)); !errors.Is(err, io.EOF) {
 		lwslog.Printf(lwslog.Err, "vws-helper: %v", err)
 		os.Exit(1)
 	}

@@ -555,6 +555,7 @@ func TestRecover(t *testing.T) {
 	func() {
 		defer recoverTo(&err)
 		var m map[string]int
+		//lint:ignore SA5000 the panic is what this test recovers from
 		m["x"] = 1 // panics
 	}()
 	var pe *PanicError

@@ -1,16 +1,24 @@
-// Command conformance is a raw-frame WebSocket test server: it plays the
-// cases of package cases (RFC 6455, after Autobahn|Testsuite) against a
-// client and judges what the client sends back.
+// Command conformance plays the RFC 6455 cases of package cases (after
+// Autobahn|Testsuite) against a peer and judges what it sends back.
 //
-// Protocol with the client (tests/conformance/client.lua):
+// Client role (the default): it is a raw-frame test server for a client
+// (tests/conformance/client.lua):
 //
 //	ws://HOST/cases      one text message: a line per case, "ID<TAB>TIMEOUT_MS<TAB>OPT;OPT"
 //	ws://HOST/case/ID    the case: echo every message as it came (text as text)
 //	ws://HOST/report     one text message with the closing line; the server
 //	                     then prints the table and exits (1 on any failure)
 //
-// On SIGTERM/SIGINT or after -timeout the table is printed at once, cases
-// that never ran counting as failures.
+// Server role (-role server): it starts the echo server
+// tests/conformance/server.lua (-lua, -so, -script) with one ws.listen per
+// set of case options, and plays the cases of cases.ServerCases as a
+// raw-frame client that masks what it writes; then it prints the table and
+// exits (1 on any failure).
+//
+// Grades are Autobahn's: OK, NON-STRICT, FAILED, UNIMPLEMENTED. FAILED and
+// UNIMPLEMENTED fail the run; NON-STRICT does only with
+// VWS_CONFORMANCE_STRICT=1. On SIGTERM/SIGINT or after -timeout the table is
+// printed at once, cases that never ran counting as failures.
 package main
 
 import (
@@ -25,7 +33,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,32 +41,26 @@ import (
 	"github.com/verawebsockets/verawebsockets/tests/conformance/cases"
 )
 
-type result struct {
-	status string // "pass", "FAIL", "NON-STRICT"
-	reason string
-	dur    time.Duration
-}
-
+// server is the test server of the client role.
 type server struct {
-	all     []cases.Case
-	byID    map[string]*cases.Case
-	mu      sync.Mutex
-	results map[string]result
+	*suite
 	keys    map[string]bool
 	running sync.WaitGroup // cases being played
-	once    sync.Once
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address")
-	portFile := flag.String("port-file", "", "write the listening port here")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address (client role)")
+	portFile := flag.String("port-file", "", "write the listening port here (client role)")
+	role := flag.String("role", "client", "the role under test: client (we are the server) or server (we are the client)")
+	luaCmd := flag.String("lua", "lua5.1", "server role: the Lua interpreter command (may be \"qemu-mipsel -L ... lua5.1\")")
+	soDir := flag.String("so", "build/out/amd64/inproc", "server role: the directory of verawebsockets.so")
+	luaScript := flag.String("script", "tests/conformance/server.lua", "server role: the Lua echo server")
 	run := flag.String("run", "", "only cases whose ID matches this regexp")
 	skip := flag.String("skip", "", "leave out cases whose ID matches this regexp (e.g. ^(12|13|x12)\\. without compression)")
 	timeout := flag.Duration("timeout", 170*time.Second, "print the report and exit after this long")
 	list := flag.Bool("list", false, "print the case table and exit")
 	flag.Parse()
 
-	s := &server{byID: map[string]*cases.Case{}, results: map[string]result{}, keys: map[string]bool{}}
 	re, err := regexp.Compile(*run)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
@@ -70,27 +71,52 @@ func main() {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(2)
 	}
-	for _, c := range cases.Cases() {
+	table := cases.Cases()
+	switch *role {
+	case "client":
+	case "server":
+		table = cases.ServerCases()
+	default:
+		fmt.Fprintln(os.Stderr, "conformance: -role client or server")
+		os.Exit(2)
+	}
+	var picked []cases.Case
+	for _, c := range table {
 		if re.MatchString(c.ID) && (*skip == "" || !skipRe.MatchString(c.ID)) {
-			s.all = append(s.all, c)
+			picked = append(picked, c)
 		}
 	}
-	for i := range s.all {
-		if s.byID[s.all[i].ID] != nil {
-			fmt.Fprintln(os.Stderr, "conformance: duplicate case", s.all[i].ID)
-			os.Exit(2)
-		}
-		s.byID[s.all[i].ID] = &s.all[i]
+	st, err := newSuite(*role, picked)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conformance:", err)
+		os.Exit(2)
 	}
 	if *list {
 		groups := map[string]int{}
-		for _, c := range s.all {
+		for _, c := range st.all {
 			groups[c.Group]++
 			fmt.Printf("%-8s %s\n", c.ID, c.Desc)
 		}
-		fmt.Println(groupLine(groups), "total", len(s.all))
+		fmt.Println(groupLine(groups), "total", len(st.all))
 		return
 	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	stop := make(chan string, 1)
+	go func() {
+		select {
+		case <-sig:
+			stop <- "interrupted"
+		case <-time.After(*timeout):
+			stop <- fmt.Sprintf("timed out after %v", *timeout)
+		}
+	}()
+	if *role == "server" {
+		d := &driver{suite: st, lua: strings.Fields(*luaCmd), so: *soDir, script: *luaScript}
+		os.Exit(d.main(stop))
+	}
+	go func() { st.finish(<-stop) }()
+	s := &server{suite: st, keys: map[string]bool{}}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
@@ -103,16 +129,6 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "conformance: %d cases, listening on %s\n", len(s.all), ln.Addr())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		select {
-		case <-sig:
-			s.finish("interrupted")
-		case <-time.After(*timeout):
-			s.finish(fmt.Sprintf("timed out after %v", *timeout))
-		}
-	}()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -123,34 +139,11 @@ func main() {
 	}
 }
 
-func groupLine(groups map[string]int) string {
-	var ks []string
-	for k := range groups {
-		ks = append(ks, k)
-	}
-	sort.Slice(ks, func(i, j int) bool { return groupOrder(ks[i]) < groupOrder(ks[j]) })
-	var parts []string
-	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%s:%d", k, groups[k]))
-	}
-	return strings.Join(parts, " ")
-}
-
-func groupOrder(g string) int {
-	var n int
-	if _, err := fmt.Sscanf(g, "%d", &n); err == nil {
-		return n
-	}
-	if g == "x" {
-		return 100
-	}
-	return 101
-}
-
 // upgrade checks the client's opening handshake (RFC 6455 section 4.1) and
-// answers 101. It returns what is wrong with the request ("" if nothing)
-// and the negotiated deflate parameters.
-func (s *server) upgrade(nc net.Conn, req *http.Request, want *cases.Deflate) (string, *cases.Deflate, error) {
+// answers 101. It returns what is wrong with the request ("" if nothing),
+// the negotiated deflate parameters, and why the case is UNIMPLEMENTED (the
+// case wants permessage-deflate and the client did not offer it).
+func (s *server) upgrade(nc net.Conn, req *http.Request, want *cases.Deflate) (problem string, got *cases.Deflate, unimplemented string, err error) {
 	var bad []string
 	if req.Method != http.MethodGet || !req.ProtoAtLeast(1, 1) {
 		bad = append(bad, fmt.Sprintf("request line %s %s", req.Method, req.Proto))
@@ -178,7 +171,6 @@ func (s *server) upgrade(nc net.Conn, req *http.Request, want *cases.Deflate) (s
 	s.keys[key] = true
 	s.mu.Unlock()
 
-	var got *cases.Deflate
 	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	resp += "Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(h[:]) + "\r\n"
@@ -198,12 +190,12 @@ func (s *server) upgrade(nc net.Conn, req *http.Request, want *cases.Deflate) (s
 			}
 			resp += "Sec-WebSocket-Extensions: " + ext + "\r\n"
 		} else {
-			bad = append(bad, fmt.Sprintf("client did not offer permessage-deflate (Sec-WebSocket-Extensions %q)", req.Header.Values("Sec-WebSocket-Extensions")))
+			unimplemented = fmt.Sprintf("the client did not offer permessage-deflate (Sec-WebSocket-Extensions %q)", req.Header.Values("Sec-WebSocket-Extensions"))
 		}
 	}
 	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := io.WriteString(nc, resp+"\r\n")
-	return strings.Join(bad, "; "), got, err
+	_, err = io.WriteString(nc, resp+"\r\n")
+	return strings.Join(bad, "; "), got, unimplemented, err
 }
 
 func hasToken(h http.Header, name, token string) bool {
@@ -268,7 +260,7 @@ func (s *server) serve(nc net.Conn) {
 
 // sendAndClose upgrades, sends one text message, and closes with 1000.
 func (s *server) sendAndClose(nc net.Conn, br *bufio.Reader, req *http.Request, text string) {
-	if _, _, err := s.upgrade(nc, req, nil); err != nil {
+	if _, _, _, err := s.upgrade(nc, req, nil); err != nil {
 		return
 	}
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
@@ -280,101 +272,4 @@ func (s *server) sendAndClose(nc net.Conn, br *bufio.Reader, req *http.Request, 
 			break
 		}
 	}
-}
-
-func (s *server) record(id string, r result) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.results[id]; ok {
-		if old.status != "FAIL" {
-			old.status = "FAIL"
-			old.reason = "case connected more than once; " + old.reason
-		}
-		s.results[id] = old
-		return
-	}
-	s.results[id] = r
-}
-
-func (s *server) count() (passed, failed int, lines []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.all {
-		r, ok := s.results[c.ID]
-		if !ok {
-			r = result{status: "FAIL", reason: "not run (the client never connected to this case)"}
-		}
-		if r.status == "FAIL" {
-			failed++
-		} else {
-			passed++
-		}
-		desc := c.Desc
-		if len(desc) > 70 {
-			desc = desc[:67] + "..."
-		}
-		reason := r.reason
-		if reason == "" {
-			reason = "-"
-		}
-		lines = append(lines, fmt.Sprintf("%-8s %-5s %-10s %6.2fs  %-70s  %s", c.ID, c.Group, r.status, r.dur.Seconds(), desc, reason))
-	}
-	return passed, failed, lines
-}
-
-func (s *server) closingLine() string {
-	p, f, _ := s.count()
-	return fmt.Sprintf("%d passed, %d failed", p, f)
-}
-
-// finish prints the table and exits; the first caller wins.
-func (s *server) finish(why string) {
-	s.once.Do(func() {
-		passed, failed, lines := s.count()
-		fmt.Printf("%-8s %-5s %-10s %7s  %-70s  %s\n", "CASE", "GROUP", "RESULT", "TIME", "DESCRIPTION", "REASON")
-		for _, l := range lines {
-			fmt.Println(l)
-		}
-		groups := map[string][2]int{}
-		s.mu.Lock()
-		for _, c := range s.all {
-			g := groups[c.Group]
-			if r, ok := s.results[c.ID]; ok && r.status != "FAIL" {
-				g[0]++
-			} else {
-				g[1]++
-			}
-			groups[c.Group] = g
-		}
-		s.mu.Unlock()
-		var ks []string
-		for k := range groups {
-			ks = append(ks, k)
-		}
-		sort.Slice(ks, func(i, j int) bool { return groupOrder(ks[i]) < groupOrder(ks[j]) })
-		fmt.Print("per group (passed/total):")
-		for _, k := range ks {
-			fmt.Printf(" %s: %d/%d", k, groups[k][0], groups[k][0]+groups[k][1])
-		}
-		fmt.Println()
-		var ns []string
-		s.mu.Lock()
-		for _, c := range s.all {
-			if s.results[c.ID].status == "NON-STRICT" {
-				ns = append(ns, c.ID)
-			}
-		}
-		s.mu.Unlock()
-		if len(ns) > 0 {
-			fmt.Printf("NON-STRICT (passed, as Autobahn grades them): %d: %s\n", len(ns), strings.Join(ns, " "))
-		}
-		if why != "" {
-			fmt.Println("conformance:", why)
-		}
-		fmt.Printf("%d passed, %d failed\n", passed, failed)
-		if failed > 0 {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	})
 }

@@ -26,7 +26,8 @@ type runner struct {
 	deadline  time.Time
 	writeErr  error
 	nonStrict string
-	gotClose  bool // the client's close frame came (a later ExpectClose is moot)
+	gotClose  bool    // the peer's close frame came (a later ExpectClose is moot)
+	mask      *masker // the peer is a server: what we write is masked on the way
 }
 
 // next returns the client's next event, or errTimeout after d.
@@ -58,7 +59,17 @@ func (r *runner) next(d time.Duration) (event, error) {
 	}
 }
 
+// write writes b (frames as a server writes them) in chops of chop bytes
+// with pause between them; to a server the frames go masked.
 func (r *runner) write(b []byte, chop int, pause time.Duration) {
+	if r.mask != nil {
+		b = r.mask.mask(b)
+	}
+	r.writeRaw(b, chop, pause)
+}
+
+// writeRaw writes b as it is.
+func (r *runner) writeRaw(b []byte, chop int, pause time.Duration) {
 	r.nc.SetWriteDeadline(r.deadline)
 	if chop <= 0 {
 		chop = len(b)
@@ -125,7 +136,11 @@ func (r *runner) step(i int, st cases.Step) string {
 	}
 	switch st.Do {
 	case cases.Write:
-		r.write(st.Bytes, st.Chop, st.Pause)
+		if st.Raw {
+			r.writeRaw(st.Bytes, st.Chop, st.Pause)
+		} else {
+			r.write(st.Bytes, st.Chop, st.Pause)
+		}
 	case cases.Sleep:
 		time.Sleep(st.Pause)
 	case cases.SendMsg:
@@ -139,7 +154,7 @@ func (r *runner) step(i int, st cases.Step) string {
 			if st.Optional && e.kind != evMsg {
 				r.pending = &e
 				if st.NonStrict {
-					r.nonStrict = "the echo of the message before the bad frame is missing (the client failed first)"
+					r.nonStrict = fmt.Sprintf("the echo of the message before the bad frame is missing (the %s failed first)", r.who())
 				}
 				return ""
 			}
@@ -170,12 +185,12 @@ func (r *runner) step(i int, st cases.Step) string {
 		}
 		if e.kind != evClose {
 			if e.kind == evEOF {
-				return fmt.Sprintf("client dropped the TCP connection without a close frame (want %s): %v", codesText(st.Codes, st.NoCode), e.err)
+				return fmt.Sprintf("%s dropped the TCP connection without a close frame (want %s): %v", r.who(), codesText(st.Codes, st.NoCode), e.err)
 			}
-			return fmt.Sprintf("expected a close frame (%s) but the client sent %s first", codesText(st.Codes, st.NoCode), e)
+			return fmt.Sprintf("expected a close frame (%s) but the %s sent %s first", codesText(st.Codes, st.NoCode), r.who(), e)
 		}
 		if !(e.hasCode && inCodes(e.code, st.Codes)) && !(!e.hasCode && st.NoCode) {
-			return fmt.Sprintf("client closed with %s, want %s", e, codesText(st.Codes, st.NoCode))
+			return fmt.Sprintf("%s closed with %s, want %s", r.who(), e, codesText(st.Codes, st.NoCode))
 		}
 		r.gotClose = true
 		r.replyClose(e)
@@ -183,25 +198,25 @@ func (r *runner) step(i int, st cases.Step) string {
 		r.write(cases.Fr(true, cases.OpClose, cases.ClosePayload(st.Codes[0], st.Payload)), 0, 0)
 		e, err := r.next(within(3 * time.Second))
 		if err != nil {
-			return fmt.Sprintf("no close echo within %v after the server's close %d", within(3*time.Second), st.Codes[0])
+			return fmt.Sprintf("no close echo within %v after our close %d", within(3*time.Second), st.Codes[0])
 		}
 		if e.kind != evClose {
-			return fmt.Sprintf("after the server's close %d, expected the client's close, got %s", st.Codes[0], e)
+			return fmt.Sprintf("after our close %d, expected the %s's close, got %s", st.Codes[0], r.who(), e)
 		}
 		if !e.hasCode || !inCodes(e.code, st.Codes[1:]) {
 			return fmt.Sprintf("close echo: %s, want %s", e, codesText(st.Codes[1:], false))
 		}
 	case cases.Quiet:
 		if e, err := r.next(st.Pause); err == nil {
-			return fmt.Sprintf("expected nothing for %v, got %s", st.Pause, e)
+			return fmt.Sprintf("expected nothing for %v, the %s sent %s", st.Pause, r.who(), e)
 		}
 	case cases.ExpectDrop:
 		e, err := r.next(within(3 * time.Second))
 		if err != nil {
-			return fmt.Sprintf("client kept the TCP connection open for %v after the closing handshake", within(3*time.Second))
+			return fmt.Sprintf("%s kept the TCP connection open for %v after the closing handshake", r.who(), within(3*time.Second))
 		}
 		if e.kind != evEOF {
-			return fmt.Sprintf("expected the client to drop the TCP connection, got %s", e)
+			return fmt.Sprintf("expected the %s to drop the TCP connection, got %s", r.who(), e)
 		}
 	}
 	return ""
@@ -214,7 +229,7 @@ func note(st cases.Step) string {
 	return ""
 }
 
-// replyClose answers the client's close frame with the same code.
+// replyClose answers the peer's close frame with the same code.
 func (r *runner) replyClose(e event) {
 	if e.hasCode {
 		r.write(cases.CloseFrame(e.code, ""), 0, 0)
@@ -229,19 +244,31 @@ func (s *server) runCase(nc net.Conn, br *bufio.Reader, req *http.Request, c *ca
 	start := time.Now()
 	deadline := start.Add(c.Limit())
 	nc.SetDeadline(deadline)
-	hsProblem, deflate, err := s.upgrade(nc, req, c.Deflate)
+	hsProblem, deflate, unimplemented, err := s.upgrade(nc, req, c.Deflate)
 	if err != nil {
-		s.record(c.ID, result{status: "FAIL", reason: "handshake write: " + err.Error()})
+		s.record(c.ID, result{grade: gradeFailed, reason: "handshake write: " + err.Error()})
 		return
 	}
-	w := &wire{nc: nc, br: br, events: make(chan event, 4096), deflate: deflate, masks: map[[4]byte]int{}}
+	w := &wire{nc: nc, br: br, events: make(chan event, 4096), pmd: clientPMD(deflate), masks: map[[4]byte]int{}}
 	go w.readLoop()
 	r := &runner{wire: w, c: c, deadline: deadline}
+	s.record(c.ID, r.play(start, hsProblem, unimplemented))
+}
+
+// play runs the case's steps, then the end of the connection, and grades
+// the case: FAILED with the first failure or protocol violation of the
+// peer, UNIMPLEMENTED when the handshake left out permessage-deflate that
+// the case needs (then only a closing handshake is played), NON-STRICT as
+// the steps say, else OK.
+func (r *runner) play(start time.Time, hsProblem, unimplemented string) result {
 	fail := ""
 	if hsProblem != "" {
 		fail = "handshake: " + hsProblem
 	}
-	steps := c.Steps()
+	steps := r.c.Steps()
+	if unimplemented != "" {
+		steps = []cases.Step{cases.Close(1000)}
+	}
 	for i, st := range steps {
 		if fail != "" {
 			break
@@ -251,50 +278,58 @@ func (s *server) runCase(nc net.Conn, br *bufio.Reader, req *http.Request, c *ca
 		}
 	}
 	if fail == "" {
-		// The server closes TCP first (RFC 6455 section 7.1.1); the client
-		// must send nothing more and close its side.
-		if tc, ok := nc.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-		for {
-			e, err := r.next(2 * time.Second * timeFactor)
-			if err != nil {
-				fail = fmt.Sprintf("client did not close the TCP connection within %v after the server did", 2*time.Second*timeFactor)
-				break
-			}
-			if e.kind == evEOF {
-				break
-			}
-			fail = fmt.Sprintf("client sent %s after the closing handshake", e)
-			break
-		}
+		fail = r.end()
 	}
-	nc.Close()
-	for range w.events { // let the reader finish before reading its findings
+	r.nc.Close()
+	for range r.events { // let the reader finish before reading its findings
 	}
-	if v := w.violations(); len(v) > 0 {
-		why := "client framing: " + strings.Join(v, "; ")
+	if v := r.violations(); len(v) > 0 {
+		why := r.who() + " framing: " + strings.Join(v, "; ")
 		if fail == "" {
 			fail = why
 		} else {
 			fail += "; " + why
 		}
 	}
-	if w.frames >= 3 && len(w.masks) == 1 {
-		fail = strings.TrimPrefix(fail+fmt.Sprintf("; all %d client frames used the same mask key", w.frames), "; ")
+	if !r.peerServer && r.frames >= 3 && len(r.masks) == 1 {
+		fail = strings.TrimPrefix(fail+fmt.Sprintf("; all %d client frames used the same mask key", r.frames), "; ")
 	}
 	if fail != "" && r.writeErr != nil {
-		fail += fmt.Sprintf(" [server write failed: %v]", r.writeErr)
+		fail += fmt.Sprintf(" [our write failed: %v]", r.writeErr)
 	}
-	res := result{status: "pass", dur: time.Since(start)}
+	res := result{grade: gradeOK, dur: time.Since(start)}
 	switch {
 	case fail != "":
-		res.status, res.reason = "FAIL", fail
+		res.grade, res.reason = gradeFailed, fail
+	case unimplemented != "":
+		res.grade, res.reason = gradeUnimplemented, unimplemented
 	case r.nonStrict != "":
-		res.status, res.reason = "NON-STRICT", r.nonStrict
+		res.grade, res.reason = gradeNonStrict, r.nonStrict
 	}
 	if os.Getenv("VWS_CONF_TRACE") != "" {
-		fmt.Fprintf(os.Stderr, "case %s: %s %s\n", c.ID, res.status, res.reason)
+		fmt.Fprintf(os.Stderr, "case %s: %s %s\n", r.c.ID, res.grade, res.reason)
 	}
-	s.record(c.ID, res)
+	return res
+}
+
+// end closes the TCP connection after the closing handshake as RFC 6455
+// section 7.1.1 wants it: the server first. Testing a client, we close our
+// side and the client must close its own and send nothing more; testing a
+// server, it must close the connection, sending nothing more.
+func (r *runner) end() string {
+	if !r.peerServer {
+		if tc, ok := r.nc.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}
+	e, err := r.next(2 * time.Second * timeFactor)
+	switch {
+	case err != nil && r.peerServer:
+		return fmt.Sprintf("the server did not close the TCP connection within %v after the closing handshake", 2*time.Second*timeFactor)
+	case err != nil:
+		return fmt.Sprintf("client did not close the TCP connection within %v after the server did", 2*time.Second*timeFactor)
+	case e.kind != evEOF:
+		return fmt.Sprintf("%s sent %s after the closing handshake", r.who(), e)
+	}
+	return ""
 }

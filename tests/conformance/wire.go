@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/verawebsockets/verawebsockets/internal/flatewindow"
 	"github.com/verawebsockets/verawebsockets/tests/conformance/cases"
 )
 
@@ -26,8 +26,8 @@ const (
 	evEOF
 )
 
-// event is one thing the client sent: a whole message, a control frame, or
-// the end of the stream.
+// event is one thing the peer under test sent: a whole message, a control
+// frame, or the end of the stream.
 type event struct {
 	kind    evKind
 	op      byte
@@ -70,22 +70,57 @@ func quote(p []byte) string {
 // reaches EOF: the flush marker plus an empty final stored block.
 var deflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 
-const maxClientMessage = 64 << 20
+const maxPeerMessage = 64 << 20
 
-// wire reads and judges what the client sends on one connection.
+// pmd is a negotiated permessage-deflate agreement (RFC 7692) as the testing
+// side sees it.
+type pmd struct {
+	peerNoContext bool // the peer compresses every message alone: inflate without history
+	peerWindow    int  // the peer's back-references stay within 2^peerWindow bytes (8..15)
+	ownNoContext  bool // we compress every message alone
+	ownWindow     int  // our window (below 15: Huffman-only, no back-references)
+	level         int  // compress/flate level of our messages (0: default)
+}
+
+// clientPMD is the agreement of a client-role case: the server's response
+// d, as the testing server sends it.
+func clientPMD(d *cases.Deflate) *pmd {
+	if d == nil {
+		return nil
+	}
+	own := d.ServerMaxWindowBits
+	if own == 0 {
+		own = 15
+	}
+	return &pmd{peerNoContext: d.ClientNoContextTakeover, peerWindow: 15,
+		ownNoContext: d.ServerNoContextTakeover, ownWindow: own, level: d.Level}
+}
+
+// wire reads and judges what the peer under test sends on one connection:
+// a client (client role: its frames must be masked) or a server (server
+// role: its frames must not be).
 type wire struct {
-	nc     net.Conn
-	br     *bufio.Reader
-	events chan event
+	nc         net.Conn
+	br         *bufio.Reader
+	events     chan event
+	peerServer bool // the peer under test is a server
 
-	deflate  *cases.Deflate // negotiated, or nil
-	dict     []byte         // inflate history (client context takeover)
-	comp     *flate.Writer  // the server's compressor
+	pmd      *pmd   // negotiated, or nil
+	dict     []byte // inflate history (the peer's context takeover)
+	comp     *flate.Writer
 	compBuf  bytes.Buffer
 	mu       sync.Mutex
-	problems []string // protocol violations by the client
+	problems []string // protocol violations by the peer
 	frames   int
 	masks    map[[4]byte]int
+}
+
+// who names the peer under test in findings.
+func (w *wire) who() string {
+	if w.peerServer {
+		return "server"
+	}
+	return "client"
 }
 
 func (w *wire) violate(format string, a ...any) {
@@ -108,7 +143,7 @@ type rawFrame struct {
 	mask    [4]byte
 }
 
-// readFrame reads one client frame and checks its encoding.
+// readFrame reads one frame of the peer and checks its encoding.
 func (w *wire) readFrame() (rawFrame, error) {
 	var f rawFrame
 	var h [2]byte
@@ -143,13 +178,19 @@ func (w *wire) readFrame() (rawFrame, error) {
 			w.violate("non-minimal length encoding: %d bytes in a 64-bit length", n)
 		}
 	}
-	if !masked {
+	switch {
+	case w.peerServer && masked:
+		w.violate("masked server frame (opcode %d)", f.op)
+	case !w.peerServer && !masked:
 		w.violate("unmasked client frame (opcode %d)", f.op)
-	} else if _, err := io.ReadFull(w.br, f.mask[:]); err != nil {
-		return f, err
 	}
-	if n > maxClientMessage {
-		return f, fmt.Errorf("client frame of %d bytes", n)
+	if masked {
+		if _, err := io.ReadFull(w.br, f.mask[:]); err != nil {
+			return f, err
+		}
+	}
+	if n > maxPeerMessage {
+		return f, fmt.Errorf("%s frame of %d bytes", w.who(), n)
 	}
 	f.payload = make([]byte, n)
 	if _, err := io.ReadFull(w.br, f.payload); err != nil {
@@ -167,7 +208,7 @@ func validCloseCode(c int) bool {
 	return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999)
 }
 
-// readLoop turns client frames into events until the stream ends.
+// readLoop turns the peer's frames into events until the stream ends.
 func (w *wire) readLoop() {
 	defer close(w.events)
 	var (
@@ -186,17 +227,19 @@ func (w *wire) readLoop() {
 			return
 		}
 		w.frames++
-		if w.frames > 1 && f.mask == lastMask {
-			w.violate("frame %d reuses the mask key of the frame before (%x)", w.frames, f.mask)
+		if !w.peerServer {
+			if w.frames > 1 && f.mask == lastMask {
+				w.violate("frame %d reuses the mask key of the frame before (%x)", w.frames, f.mask)
+			}
+			lastMask = f.mask
+			w.masks[f.mask]++
 		}
-		lastMask = f.mask
-		w.masks[f.mask]++
 		if closed {
-			w.violate("frame (opcode %d) sent after the client's close frame", f.op)
+			w.violate("frame (opcode %d) sent after the %s's close frame", f.op, w.who())
 			continue
 		}
-		if f.rsv&3 != 0 || (f.rsv&4 != 0 && (w.deflate == nil || f.op == cases.OpCont || f.op >= 8)) {
-			w.violate("client frame with RSV bits %03b (opcode %d)", f.rsv, f.op)
+		if f.rsv&3 != 0 || (f.rsv&4 != 0 && (w.pmd == nil || f.op == cases.OpCont || f.op >= 8)) {
+			w.violate("%s frame with RSV bits %03b (opcode %d)", w.who(), f.rsv, f.op)
 		}
 		switch f.op {
 		case cases.OpCont, cases.OpText, cases.OpBinary:
@@ -211,8 +254,8 @@ func (w *wire) readLoop() {
 				open, openOp, compressed, msg = true, f.op, f.rsv&4 != 0, nil
 			}
 			msg = append(msg, f.payload...)
-			if len(msg) > maxClientMessage {
-				emit(event{kind: evEOF, err: errors.New("client message over 64 MiB")})
+			if len(msg) > maxPeerMessage {
+				emit(event{kind: evEOF, err: fmt.Errorf("%s message over 64 MiB", w.who())})
 				return
 			}
 			if !f.fin {
@@ -222,12 +265,12 @@ func (w *wire) readLoop() {
 			data := msg
 			if compressed {
 				if data, err = w.inflate(msg); err != nil {
-					w.violate("client message does not inflate: %v", err)
+					w.violate("%s message does not inflate: %v", w.who(), err)
 					continue
 				}
 			}
 			if openOp == cases.OpText && !utf8.Valid(data) {
-				w.violate("client text message is not valid UTF-8")
+				w.violate("%s text message is not valid UTF-8", w.who())
 			}
 			if data == nil {
 				data = []byte{}
@@ -235,7 +278,7 @@ func (w *wire) readLoop() {
 			emit(event{kind: evMsg, op: openOp, data: data})
 		case cases.OpClose, cases.OpPing, cases.OpPong:
 			if !f.fin || len(f.payload) > 125 {
-				w.violate("bad control frame from client (opcode %d, FIN %v, %d bytes)", f.op, f.fin, len(f.payload))
+				w.violate("bad control frame from %s (opcode %d, FIN %v, %d bytes)", w.who(), f.op, f.fin, len(f.payload))
 			}
 			switch f.op {
 			case cases.OpPing:
@@ -247,38 +290,53 @@ func (w *wire) readLoop() {
 				e := event{kind: evClose}
 				switch {
 				case len(f.payload) == 1:
-					w.violate("client close frame with a 1-byte payload")
+					w.violate("%s close frame with a 1-byte payload", w.who())
 				case len(f.payload) >= 2:
 					e.hasCode = true
 					e.code = int(binary.BigEndian.Uint16(f.payload))
 					e.data = f.payload[2:]
 					if !validCloseCode(e.code) {
-						w.violate("client sent close code %d, which must not be sent", e.code)
+						w.violate("%s sent close code %d, which must not be sent", w.who(), e.code)
 					}
 					if !utf8.Valid(e.data) {
-						w.violate("client close reason is not valid UTF-8")
+						w.violate("%s close reason is not valid UTF-8", w.who())
 					}
 				}
 				emit(e)
 			}
 		default:
-			w.violate("client frame with reserved opcode %d", f.op)
+			w.violate("%s frame with reserved opcode %d", w.who(), f.op)
 		}
 	}
 }
 
-// inflate decompresses one client message (RFC 7692 section 7.2.2).
+// inflate decompresses one message of the peer (RFC 7692 section 7.2.2).
+// Below a 2^15 window it also checks that no back-reference reaches further
+// than the window the peer agreed to.
 func (w *wire) inflate(p []byte) ([]byte, error) {
 	dict := w.dict
-	if w.deflate.ClientNoContextTakeover {
+	if w.pmd.peerNoContext {
 		dict = nil
 	}
-	r := flate.NewReaderDict(io.MultiReader(bytes.NewReader(p), bytes.NewReader(deflateTail)), dict)
-	out, err := io.ReadAll(io.LimitReader(r, maxClientMessage))
-	if err != nil {
-		return nil, err
+	in := append(append([]byte(nil), p...), deflateTail...)
+	var out []byte
+	if w.pmd.peerWindow < 15 {
+		var dist int
+		var err error
+		if out, dist, err = flatewindow.Inflate(in, dict); err != nil {
+			return nil, err
+		}
+		if dist > 1<<w.pmd.peerWindow {
+			w.violate("%s message refers %d bytes back, beyond its window of 2^%d = %d bytes", w.who(), dist, w.pmd.peerWindow, 1<<w.pmd.peerWindow)
+		}
+	} else {
+		r := flate.NewReaderDict(bytes.NewReader(in), dict)
+		var err error
+		if out, err = io.ReadAll(io.LimitReader(r, maxPeerMessage)); err != nil {
+			return nil, err
+		}
 	}
-	if !w.deflate.ClientNoContextTakeover {
+	if !w.pmd.peerNoContext {
 		w.dict = append(w.dict, out...)
 		if len(w.dict) > 32768 {
 			w.dict = append([]byte(nil), w.dict[len(w.dict)-32768:]...)
@@ -287,17 +345,19 @@ func (w *wire) inflate(p []byte) ([]byte, error) {
 	return out, nil
 }
 
-// message encodes one server message, compressed when deflate was negotiated.
+// message encodes one message of ours, compressed when permessage-deflate
+// was negotiated (as a server writes it: unmasked; the runner masks it when
+// the peer is a server).
 func (w *wire) message(op byte, p []byte, frag int) []byte {
-	if w.deflate == nil {
+	if w.pmd == nil {
 		return cases.Fragments(op, 0, p, frag)
 	}
-	if w.comp == nil || w.deflate.ServerNoContextTakeover {
-		level := w.deflate.Level
+	if w.comp == nil || w.pmd.ownNoContext {
+		level := w.pmd.level
 		if level == 0 {
 			level = flate.DefaultCompression
 		}
-		if b := w.deflate.ServerMaxWindowBits; b > 0 && b < 15 {
+		if w.pmd.ownWindow < 15 {
 			level = flate.HuffmanOnly // no back-references: fits any window
 		}
 		w.compBuf.Reset()

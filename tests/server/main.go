@@ -8,6 +8,10 @@
 //	TLS_PORT         wss:// every route, certificate signed by the test CA (CERT_DIR/ca.pem)
 //	MTLS_PORT        wss:// every route, a client certificate signed by the test CA is required
 //	SELF_PORT        wss:// every route, self-signed certificate
+//	TLS11_PORT       wss:// every route, but only TLS 1.0 and 1.1 (crypto/tls answers a
+//	                 client that wants 1.2+ with a protocol_version alert)
+//	TLS11_HELLO_PORT answers any ClientHello with a TLS 1.1 ServerHello, as a server
+//	                 that knows nothing newer does
 //	KILL_PORT        ws://  every route; /kill?ms=N (on any port) closes this listener and
 //	                 its connections and listens again on the same port after N ms
 //	PROXY_PORT       HTTP CONNECT proxy (no auth), counts tunnels (/stats)
@@ -43,6 +47,9 @@
 //	/big?n=N                  one binary message of N bytes, then echo
 //	/serverping?payload=S     pings the client, then sends "pong:<payload of its pong>"
 //	/delay?ms=N               waits N ms before the 101, then echo
+//	/endlessheader?mb=N       101, then one header line that never ends: N MiB (default 1)
+//	                          of it, or until the client hangs up
+//	/manyheaders?n=N          a valid 101 with N extra header lines (default 200), then echo
 //	/kill?ms=N                see KILL_PORT
 //	/revive                   listens again on KILL_PORT at once (ends a /kill early)
 //	/stats                    proxy counters as JSON
@@ -54,6 +61,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -141,6 +149,14 @@ func main() {
 	out["SELF_PORT"] = port(self)
 	go serveHTTP(self, h, &tls.Config{Certificates: []tls.Certificate{certs.self}})
 
+	tls11 := listen()
+	out["TLS11_PORT"] = port(tls11)
+	go serveHTTP(tls11, h, &tls.Config{Certificates: []tls.Certificate{certs.server},
+		MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	tls11Hello := listen()
+	out["TLS11_HELLO_PORT"] = port(tls11Hello)
+	go oldHello(tls11Hello, tls.VersionTLS11)
+
 	s.kill = newKillable(listen(), h)
 	out["KILL_PORT"] = strconv.Itoa(s.kill.port)
 
@@ -164,7 +180,7 @@ func main() {
 	out["BLACKHOLE_PORT"] = port(bh)
 	go blackhole(bh)
 
-	for _, k := range []string{"HTTP_PORT", "TLS_PORT", "MTLS_PORT", "SELF_PORT", "KILL_PORT",
+	for _, k := range []string{"HTTP_PORT", "TLS_PORT", "MTLS_PORT", "SELF_PORT", "TLS11_PORT", "TLS11_HELLO_PORT", "KILL_PORT",
 		"PROXY_PORT", "PROXY_AUTH_PORT", "PROXY_USER", "PROXY_PASS", "CLOSED_PORT", "FREE_PORT", "FREE_PORT2",
 		"BLACKHOLE_PORT", "CERT_DIR", "HTTP6_PORT"} {
 		fmt.Printf("%s=%s\n", k, out[k])
@@ -236,6 +252,35 @@ func blackhole(ln net.Listener) {
 			c.SetDeadline(time.Now().Add(60 * time.Second))
 			io.Copy(io.Discard, c)
 			c.Close()
+		}()
+	}
+}
+
+// oldHello answers every ClientHello with a ServerHello of version vers and
+// nothing more (the client gives up), as a server that knows nothing newer.
+func oldHello(ln net.Listener, vers uint16) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			var rec [5]byte // the ClientHello's record header, then its body
+			if _, err := io.ReadFull(c, rec[:]); err != nil || rec[0] != 22 {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint16(rec[3:]))); err != nil {
+				return
+			}
+			body := binary.BigEndian.AppendUint16(nil, vers) // server_version
+			body = append(body, make([]byte, 32)...)         // random
+			body = append(body, 0, 0x00, 0x2f, 0)            // no session id, TLS_RSA_WITH_AES_128_CBC_SHA, no compression
+			msg := append([]byte{2, 0, 0, byte(len(body))}, body...)
+			out := append([]byte{22, byte(vers >> 8), byte(vers)}, binary.BigEndian.AppendUint16(nil, uint16(len(msg)))...)
+			c.Write(append(out, msg...))
+			io.Copy(io.Discard, c)
 		}()
 	}
 }

@@ -330,6 +330,37 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		newWSConn(c, br).echo()
+	case "/endlessheader":
+		c, _, ok := hijack(w)
+		if !ok {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: "+acceptKey(r.Header.Get("Sec-WebSocket-Key"))+"\r\nX-Endless: ")
+		// Until the client hangs up (a write fails), at most mb MiB, within 60 s.
+		c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		sent := 0
+		for i := 0; i < qint(r, "mb", 1)*16; i++ {
+			if _, err := c.Write(chunk); err != nil {
+				break
+			}
+			sent += len(chunk)
+		}
+		log.Printf("/endlessheader: %d bytes of the header line written", sent)
+	case "/manyheaders":
+		c, br, ok := hijack(w)
+		if !ok {
+			return
+		}
+		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + acceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n"
+		for i := 0; i < qint(r, "n", 200); i++ {
+			resp += fmt.Sprintf("X-Header-%d: %d\r\n", i, i)
+		}
+		io.WriteString(c, resp+"\r\n")
+		newWSConn(c, br).echo()
 	default:
 		log.Printf("unknown route %s", r.URL.Path)
 		http.NotFound(w, r)

@@ -58,6 +58,10 @@ type Step struct {
 	NonStrict bool
 	// Note is shown in failure reasons.
 	Note string
+	// Raw (Write, server role): write Bytes exactly as they are. Without it
+	// the client that tests a server masks every frame it writes (a fresh
+	// key per frame), so that one script serves both roles.
+	Raw bool
 }
 
 // Deflate describes the permessage-deflate response the server gives when
@@ -69,15 +73,22 @@ type Deflate struct {
 	Level                   int // compress/flate level for the server's messages (0: default)
 }
 
-// Case is one conformance case.
+// Case is one conformance case. A script is written as the testing side
+// sees it: Write steps carry frames as a server writes them (unmasked);
+// played against a server, the testing client masks them on the way out.
 type Case struct {
 	ID    string
 	Group string // "1" ... "13", or "x" for cases beyond Autobahn
 	Desc  string
 	// Options are create options for the client, as text ("max_message_size=1000").
 	Options []string
-	// Deflate, when set, makes the case require a permessage-deflate offer.
+	// Deflate, when set, makes the case require a permessage-deflate offer
+	// (client role: the server's response to it).
 	Deflate *Deflate
+	// Offers (server role) are the Sec-WebSocket-Extensions offers the client
+	// sends, in order; the server must accept one of them (else the case is
+	// UNIMPLEMENTED, as in Autobahn).
+	Offers []string
 	// Timeout bounds the whole case (0: 10 s).
 	Timeout time.Duration
 	// Steps builds the script (lazily: some cases carry 16 MiB messages).
