@@ -11,7 +11,7 @@ INSTALL_ENV = LUAVER="$(LUA)" ARCH="$(ARCH)" VARIANT="$(VARIANT)" PREFIX="$(PREF
 	$(if $(filter command line,$(origin CFLAGS)),ROCK_CFLAGS="$(CFLAGS)") \
 	$(if $(filter command line,$(origin CC)),CC_OVERRIDE="$(CC)")
 
-.PHONY: all build demo test lint test-race bench fuzz cross test-cross vera install uninstall clean
+.PHONY: all build demo test lint test-race bench fuzz cross test-cross vera dist install uninstall clean
 all: build
 
 build: ## ./verawebsockets.so, in-process Go variant for this machine; LUA=5.x: build/out/<arch>/inproc-5.x/
@@ -45,6 +45,9 @@ test-cross: cross ## the Lua suite under qemu-user for each arch
 vera: ## the C part with a device toolchain: make vera CROSS=mipsel-openwrt-linux-
 	build/vera.sh "$(CROSS)"
 
+dist: cross ## build/dist/verawebsockets-<version>-<arch>.tar.gz for $(ARCHS), SHA256SUMS, SIZES
+	build/dist.sh $(ARCHS)
+
 install: ## the module for LUA into its paths: make install [LUA=5.4] [PREFIX=/usr] [DESTDIR=...]
 	$(INSTALL_ENV) build/install.sh install
 
@@ -52,4 +55,4 @@ uninstall: ## removes what make install (same variables) installed
 	$(INSTALL_ENV) build/install.sh uninstall
 
 clean:
-	rm -rf build/out build/include verawebsockets.so
+	rm -rf build/out build/include build/dist verawebsockets.so
