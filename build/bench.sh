@@ -5,11 +5,12 @@
 # in the same run; then the Go client against a Lua echo server (tests/bench/server.lua,
 # ws.listen) beside the Go echo server; then the RSS of lua5.1 holding one idle connection,
 # per variant.
-# Env: RTT_N (default 30000), MIB_N (default 256), LUA (default lua5.1).
+# Env: RTT_N (default 30000), MIB_N (default 256), INGEST_N (default 100000), ROUNDS (default 3),
+# LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table and BENCH_RSS=0 the RSS table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
-rtt_n=${RTT_N:-30000} mib_n=${MIB_N:-256} lua=${LUA:-lua5.1}
+rtt_n=${RTT_N:-30000} mib_n=${MIB_N:-256} ingest_n=${INGEST_N:-100000} rounds=${ROUNDS:-3} lua=${LUA:-lua5.1}
 mkdir -p build/out/host
 go build -o build/out/host/echoserver ./tests/demo/echoserver
 go build -o build/out/host/goclient ./tests/bench/goclient
@@ -34,33 +35,80 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-build/out/host/echoserver -quiet -max-time 120s >"$tmp/url" 2>"$tmp/server.log" &
+build/out/host/echoserver -quiet -max-time 30m >"$tmp/url" 2>"$tmp/server.log" &
 srv=$!
 for _ in $(seq 100); do [ -s "$tmp/url" ] && break; sleep 0.05; done
 url=$(head -1 "$tmp/url")
 [ -n "$url" ] || { echo "bench: echo server did not start" >&2; exit 1; }
 
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
-declare -A res # res[WORKLOAD,RUNNER] = rate
-if out=$(timeout 60 build/out/host/goclient -url "$url" -rtt "$rtt_n" -mib "$mib_n"); then
-	while read -r w n s; do res[$w,go]=$(rate "$n" "$s"); done <<<"$out"
-else
-	echo "bench: go client failed" >&2
-fi
-for v in "${variants[@]}"; do
-	for w in rtt mib; do
-		n=$rtt_n
-		[ $w = mib ] && n=$mib_n
+# median of the arguments ("-" when none)
+median() { printf '%s\n' "$@" | grep -v '^-*$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || a == "-" || b == "" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+declare -A res   # res[WORKLOAD,RUNNER] = median rate
+declare -A rates # rates[WORKLOAD,RUNNER] = the rates of every round, space separated
+declare -A rats  # rats[WORKLOAD,VARIANT] = the per-round ratios Lua/Go, space separated
+workloads=(rtt ingest mib)
+count_of() { case $1 in rtt) echo "$rtt_n" ;; mib) echo "$mib_n" ;; ingest) echo "$ingest_n" ;; esac; }
+# one_run WORKLOAD RUNNER: prints the rate of one run ("-" when it failed)
+one_run() {
+	local w=$1 r=$2 n out s
+	n=$(count_of "$w")
+	if [ "$r" = go ]; then
+		out=$(timeout 60 build/out/host/goclient -url "$url" -rtt 0 -mib 0 "-$w" "$n" 2>"$tmp/err") || { echo "bench: go $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+	else
 		# shellcheck disable=SC2086
-		if out=$(LUA_CPATH="${dir[$v]}/?.so" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err"); then
-			read -r _ n s <<<"$out"
-			res[$w,$v]=$(rate "$n" "$s")
-		else
-			echo "bench: lua $v $w failed: $(head -3 "$tmp/err")" >&2
-		fi
+		out=$(LUA_CPATH="${dir[$r]}/?.so" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua $r $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+	fi
+	read -r _ n s <<<"$out"
+	rate "$n" "$s"
+}
+# Rounds: in each, per workload, the Go client then each variant, back to back, so that
+# each ratio compares runs under the same machine load; the table shows medians.
+for ((round = 1; round <= rounds; round++)); do
+	for w in "${workloads[@]}"; do
+		g=$(one_run "$w" go)
+		rates[$w,go]+="$g "
+		for v in "${variants[@]}"; do
+			l=$(one_run "$w" "$v")
+			rates[$w,$v]+="$l "
+			rats[$w,$v]+="$(ratio "$l" "$g") "
+		done
 	done
 done
+for w in "${workloads[@]}"; do
+	# shellcheck disable=SC2086
+	res[$w,go]=$(median ${rates[$w,go]})
+	for v in "${variants[@]}"; do
+		# shellcheck disable=SC2086
+		res[$w,$v]=$(median ${rates[$w,$v]})
+		# shellcheck disable=SC2086
+		res[$w,ratio_$v]=$(median ${rats[$w,$v]})
+	done
+done
+label_of() {
+	case $1 in
+	rtt) echo "round trips/s (100 B text)" ;;
+	ingest) echo "msgs/s (100 B pushed)" ;;
+	mib) echo "MiB/s (1 MiB binary echo)" ;;
+	esac
+}
+echo
+printf '%-28s %12s' "workload (one connection)" "Go gobwas"
+for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v" "Lua/Go"; done
+echo
+for w in "${workloads[@]}"; do
+	printf '%-28s %12s' "$(label_of "$w")" "${res[$w,go]}"
+	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,$v]}" "${res[$w,ratio_$v]}"; done
+	echo
+done
+echo "(medians of $rounds rounds; Lua/Go is the median of per-round ratios, runs interleaved;"
+echo " rtt: $rtt_n round trips; ingest: $ingest_n messages; MiB/s: $mib_n echoes; $(nproc) cores)"
+for w in "${workloads[@]}"; do
+	for v in "${variants[@]}"; do echo "  $w $v per-round ratios: ${rats[$w,$v]}"; done
+done
 
+if [ "${BENCH_SERVER:-1}" != 0 ]; then
 # The server side: the Go client against a Lua echo server, per variant.
 for v in "${variants[@]}"; do
 	# shellcheck disable=SC2086
@@ -78,7 +126,6 @@ for v in "${variants[@]}"; do
 	bg=
 done
 
-ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 # table TITLE GO_COLUMN LUA_SUFFIX KEY_PREFIX: one row per workload, the Go rate, then per
 # variant the Lua rate res[w,KEY_PREFIX$v] and its ratio to Go.
 table() {
@@ -96,10 +143,10 @@ table() {
 		echo
 	done
 }
-table "workload (one connection)" "Go gobwas" "" ""
-echo "(rtt: $rtt_n round trips; MiB/s: $mib_n echoes, payload MiB echoed per second; $(nproc) cores)"
 table "Go client against" "Go server" " srv" "srv_"
+fi
 
+if [ "${BENCH_RSS:-1}" != 0 ]; then
 # RSS with one idle connection: VmRSS of the lua5.1 process (and of the oop helper, its child).
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -; }
 echo
@@ -132,3 +179,4 @@ for v in "${variants[@]}"; do
 	wait "$bg" 2>/dev/null || true
 	bg=
 done
+fi

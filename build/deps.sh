@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a target needs on a fresh Debian machine, only when missing.
-# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua5x luarocks peers proxy qemu cross-arm cross-mips)
+# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas lua5x luarocks peers proxy chromium qemu cross-arm cross-mips)
 #   lua5x: Lua 5.2, 5.3, 5.4 interpreters and headers (the binding builds for each: make LUA=5.4)
 set -euo pipefail
 need=()
@@ -15,6 +15,7 @@ for g in "$@"; do
 	luajit) want luajit luajit ;;
 	lua-dev) want /usr/include/lua5.1/lua.h liblua5.1-0-dev ;;
 	lua-socket) want /usr/share/lua/5.1/socket.lua lua-socket ;;
+	lua-copas) want /usr/share/lua/5.1/copas.lua lua-copas lua-socket ;;
 	lua5x)
 		for v in 5.2 5.3 5.4; do
 			want "lua$v" "lua$v"
@@ -26,6 +27,7 @@ for g in "$@"; do
 		want libwebsockets-test-server libwebsockets-test-server
 		want node nodejs npm ;;
 	proxy) want tinyproxy tinyproxy ;;
+	chromium) want chromium chromium ;; # the browser test of the Origin policy (tests/test-secure.lua)
 	qemu) want qemu-mipsel qemu-user ;;
 	cross-arm)
 		want arm-linux-gnueabi-gcc gcc-arm-linux-gnueabi

@@ -34,6 +34,10 @@ if [ -z "${LUA:-}" ] && ! lua5.1 -e 'require "socket"' 2>/dev/null && command -v
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends lua-socket >/dev/null 2>&1 ||
 		echo "test-lua.sh: lua-socket not installed (event_fd test will skip)" >&2
 fi
+# copas (Debian lua-copas) for the lua-websockets compatible copas client and server (test-compat.lua skips those without it).
+if [ -z "${LUA:-}" ] && ! lua5.1 -e 'require "copas"' 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+	build/deps.sh lua-copas >/dev/null 2>&1 || echo "test-lua.sh: lua-copas not installed (copas compat tests will skip)" >&2
+fi
 
 tmp=$(mktemp -d /tmp/vws-test-lua.XXXXXX)
 pids=()
@@ -133,7 +137,7 @@ if command -v libwebsockets-test-server >/dev/null; then
 fi
 
 export LUA_CPATH="$root/$out/?.so;;"
-export LUA_PATH="$root/tests/lib/?.lua;;"
+export LUA_PATH="$root/tests/lib/?.lua;$root/lua/?.lua;$root/lua/?/init.lua;;"
 export VWS_TEST_LUA="$lua_cmd" VWS_TEST_VARIANT=$variant VWS_TEST_ARCH=$arch
 # Emulated interpreters are slower: stretch every bounded wait (tests/lib/tap.lua).
 [ -n "${LUA:-}" ] && export VWS_TEST_TIME_FACTOR=${VWS_TEST_TIME_FACTOR:-4}

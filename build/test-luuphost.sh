@@ -227,8 +227,10 @@ check_run() {
 	if [ "$mode" = busy ]; then
 		local pok
 		pok=$(rep "$r" 0 host.poll_ok)
-		[ "${pok:-0}" -ge $((s * 10)) ] && [ "$(rep "$r" 0 host.poll_fail)" = 0 ] ||
-			problems+=("internal client: ${pok:-0} answers (want >= $((s * 10))), $(rep "$r" 0 host.poll_fail) failed")
+		# the internal client proves the host was busy; under a loaded machine its
+		# ~20 polls/s slow down, so ask for a quarter of them, and no failure
+		[ "${pok:-0}" -ge $((s * 5)) ] && [ "$(rep "$r" 0 host.poll_fail)" = 0 ] ||
+			problems+=("internal client: ${pok:-0} answers (want >= $((s * 5))), $(rep "$r" 0 host.poll_fail) failed")
 	fi
 	if [ ${#problems[@]} -eq 0 ]; then
 		ok "$label: no handler error, every answer 200, wakes reached the host"

@@ -95,7 +95,7 @@ func TestExports(t *testing.T) {
 		allowed[f] = true
 	}
 	if !own { // the full module also has the Lua entry point and lualib's lock functions
-		for _, f := range []string{"luaopen_verawebsockets", "vws_lua_lock", "vws_lua_unlock"} {
+		for _, f := range []string{"luaopen_verawebsockets", "vws_lua_lock", "vws_lua_unlock", "vws_lua_use_dispatcher"} {
 			allowed[f] = true
 		}
 	}

@@ -8,7 +8,10 @@ import "C"
 
 import (
 	"errors"
+	"runtime"
+	"runtime/cgo"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -144,6 +147,21 @@ func vws_ctx_next_event(ctx C.vws_ctx, timeoutMs C.int, ev *C.vws_event) (rc C.i
 	if !ok {
 		return 0
 	}
+	out := cEvent(&e)
+	if n := len(e.Data); n > 0 {
+		p := C.malloc(C.size_t(n + 1))
+		dst := unsafe.Slice((*byte)(p), n+1)
+		copy(dst, e.Data)
+		dst[n] = 0
+		out.data = (*C.char)(p)
+		out.len = C.size_t(n)
+	}
+	*ev = out
+	return 1
+}
+
+// cEvent is e for C, without its data.
+func cEvent(e *hub.Event) C.vws_event {
 	out := C.vws_event{
 		_type:   C.int(e.Type),
 		conn:    C.vws_conn(e.Conn),
@@ -158,16 +176,76 @@ func vws_ctx_next_event(ctx C.vws_ctx, timeoutMs C.int, ev *C.vws_event) (rc C.i
 			out.clean = 1
 		}
 	}
-	if n := len(e.Data); n > 0 {
-		p := C.malloc(C.size_t(n + 1))
-		dst := unsafe.Slice((*byte)(p), n+1)
-		copy(dst, e.Data)
-		dst[n] = 0
-		out.data = (*C.char)(p)
-		out.len = C.size_t(n)
+	return out
+}
+
+// batchMax is the most events one vws_ctx_next_events takes.
+const batchMax = 256
+
+// batchScratch holds the events of one vws_ctx_next_events call between the
+// queue and the caller's array.
+var batchScratch = sync.Pool{New: func() any { return new([batchMax]hub.Event) }}
+
+// heldData is the data of a batch's first event when it did not fit in the
+// caller's buffer: pinned (C may read it) until vws_batch_release.
+type heldData struct {
+	pin  runtime.Pinner
+	data []byte
+}
+
+//export vws_ctx_next_events
+func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if b == nil || b.evs == nil || b.max <= 0 || (b.buf == nil && b.buflen > 0) {
+		return status(nil, 0, errArg("bad batch (NULL, no events or no buffer)"))
 	}
-	*ev = out
-	return 1
+	b.n, b.left, b.held = 0, 0, 0
+	scratch := batchScratch.Get().(*[batchMax]hub.Event)
+	defer batchScratch.Put(scratch)
+	dst := scratch[:min(int(b.max), batchMax)]
+	n, left, err := hub.NextEvents(uint64(ctx), time.Duration(max(timeoutMs, 0))*time.Millisecond, dst, int(b.buflen))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	evs := unsafe.Slice(b.evs, n)
+	var buf []byte
+	if b.buflen > 0 {
+		buf = unsafe.Slice((*byte)(unsafe.Pointer(b.buf)), int(b.buflen))
+	}
+	off := 0
+	for i := range dst[:n] {
+		e := &dst[i]
+		out := cEvent(e)
+		if k := len(e.Data); k > 0 {
+			out.len = C.size_t(k)
+			if off+k <= len(buf) {
+				copy(buf[off:], e.Data)
+				out.data = (*C.char)(unsafe.Pointer(&buf[off]))
+				off += k
+			} else { // only ever the first (hub.NextEvents keeps the rest within budget)
+				h := &heldData{data: e.Data}
+				h.pin.Pin(&h.data[0])
+				out.data = (*C.char)(unsafe.Pointer(&h.data[0]))
+				b.held = C.uint64_t(cgo.NewHandle(h))
+			}
+		}
+		evs[i] = out
+		*e = hub.Event{}
+	}
+	b.n, b.left = C.int(n), C.int(left)
+	return C.int(n)
+}
+
+//export vws_batch_release
+func vws_batch_release(b *C.vws_batch) {
+	defer func() { recover() }()
+	if b == nil || b.held == 0 {
+		return
+	}
+	h := cgo.Handle(b.held)
+	b.held = 0
+	h.Value().(*heldData).pin.Unpin()
+	h.Delete()
 }
 
 //export vws_ctx_pending
@@ -455,6 +533,20 @@ func vws_conn_peer(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
 	}
 	copyOut(buf, buflen, p)
 	return C.VWS_OK
+}
+
+//export vws_conn_peer_cert
+func vws_conn_peer_cert(c C.vws_conn, buf *C.char, buflen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	if buf == nil || buflen == 0 {
+		return status(nil, 0, errArg("buf is NULL or empty"))
+	}
+	p, err := hub.PeerCert(uint64(c))
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	copyOut(buf, buflen, p)
+	return C.int(len(p))
 }
 
 // copyOut copies s into buf[0..buflen-1], truncated to fit, NUL-terminated.

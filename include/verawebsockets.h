@@ -15,10 +15,11 @@
  *     where noted. On failure, if `err` is not NULL, a NUL-terminated, human
  *     readable message is written into err[0..errlen-1] (truncated to fit).
  *   - No function blocks longer than it says: all calls return within
- *     milliseconds, except vws_ctx_next_event, which waits at most timeout_ms.
+ *     milliseconds, except vws_ctx_next_event and vws_ctx_next_events, which
+ *     wait at most timeout_ms.
  *   - All functions are safe to call from any thread, concurrently.
  *   - No function ever calls back into the caller: events are pulled with
- *     vws_ctx_next_event.
+ *     vws_ctx_next_event, or many at a time with vws_ctx_next_events.
  */
 #ifndef VERAWEBSOCKETS_H
 #define VERAWEBSOCKETS_H
@@ -121,6 +122,33 @@ int vws_ctx_free(vws_ctx ctx);
  * 0 on timeout, or a negative status. */
 int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev);
 
+/* A batch of events taken with one call of vws_ctx_next_events. The caller sets evs, max,
+ * buf and buflen; the call sets n, left and held. Event data are copied into buf while they
+ * fit; a first event whose data do not fit is held by the implementation instead (held != 0)
+ * until vws_batch_release, and a later one waits for the next batch. The data of a batch's
+ * events (NOT NUL-terminated here; data is NULL when len == 0) stay valid until the caller
+ * reuses buf or, for a held one, calls vws_batch_release. Never pass a batch's events to
+ * vws_event_clear. Batches are independent: several may be taken from one context, nested or
+ * on several threads, each released by its taker. */
+typedef struct vws_batch {
+	vws_event *evs;    /* caller's array of max events */
+	int        max;    /* > 0 */
+	char      *buf;    /* caller's buffer for the events' data (NULL when buflen is 0) */
+	size_t     buflen;
+	int        n;      /* set: events taken (also the return value) */
+	int        left;   /* set: events still pending after these */
+	uint64_t   held;   /* set: non-zero when data outside buf is held: call vws_batch_release */
+} vws_batch;
+
+/* Waits up to timeout_ms (0: do not wait; < 0: treated as 0) for events of the context and
+ * takes up to b->max of them in order, with one call. Returns b->n (>= 1), 0 on timeout or
+ * after vws_ctx_wake, or a negative status (then nothing is held). */
+int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b);
+
+/* Releases what a batch holds (b->held) and sets b->held to 0. Safe to call with nothing
+ * held, and more than once. */
+void vws_batch_release(vws_batch *b);
+
 /* Returns the number of pending events (>= 0), or a negative status. */
 int vws_ctx_pending(vws_ctx ctx);
 
@@ -214,6 +242,13 @@ int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen);
  * connection. */
 int vws_conn_peer(vws_conn c, char *buf, size_t buflen);
 
+/* For a connection accepted by a wss server with ssl_ca_filepath: copies the subject of
+ * the client certificate the server verified, as an RFC 2253 string ("CN=phone,O=Home"),
+ * into buf (truncated to fit, NUL-terminated; "" when the client gave none). Returns the
+ * length of the whole subject (0: no certificate; >= buflen: it was truncated), or a
+ * negative status (VWS_EARG for a client connection). */
+int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen);
+
 /* ---- Servers ---------------------------------------------------------------------
  * A server listens on a TCP (or TLS) port and accepts WebSocket connections (RFC 6455,
  * server role: it sends unmasked frames and requires masked ones; permessage-deflate only
@@ -234,6 +269,19 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *   max_clients                1..100000 (default 100): further handshakes get HTTP 503
  *   handshake_timeout          milliseconds (default 10000)
  *   ssl_cert_filepath, ssl_private_key_filepath   path (PEM): both set = TLS (wss)
+ *   ssl_ca_filepath            path (PEM): CAs of client certificates (TLS servers only);
+ *                              a certificate a client gives is verified against them
+ *   require_client_cert        "0" | "1": refuse clients without such a certificate at the
+ *                              TLS handshake (needs ssl_ca_filepath; default 0)
+ *   origins                    comma separated origins "scheme://host[:port]" allowed besides
+ *                              the server's own host, or "*" (any). A handshake whose Origin
+ *                              names another host than its Host header and is not listed gets
+ *                              HTTP 403 (no Origin: accepted). Default "" (same host only)
+ *   max_clients_per_ip         0..100000 (default 0 = no limit): open connections per client
+ *                              address; further handshakes get HTTP 503
+ *   handshake_rate             "rate[,burst]": handshakes per second per client address (a
+ *                              token bucket of burst, default rate rounded up); over it HTTP
+ *                              429. "" = no limit (default)
  *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
  *   pong_events, writeable_events   as for connections, applied to every accepted one
  *   compression                "0" | "1": accept permessage-deflate offers (default 0) */

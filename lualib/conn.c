@@ -1,6 +1,6 @@
 /*
  * conn.c - ws.create and the functions of a wso (a connection): connect, send,
- * close, ping, state, buffered, protocol, headers, peer; __gc and __tostring.
+ * close, ping, state, buffered, protocol, headers, peer, peer_cert; __gc and __tostring.
  *
  * Rules kept everywhere: arguments are checked (and may raise) before any ABI
  * call; ABI calls happen under the VM lock; errors found by the engine are
@@ -381,6 +381,36 @@ int vl_ws_headers(lua_State *L)
 int vl_ws_peer(lua_State *L)
 {
 	return push_conn_text(L, vws_conn_peer, "not a connection accepted by a server");
+}
+
+/* ws.peer_cert(wso): the subject (RFC 2253) of the client certificate a wss
+ * server verified for the client of wso, or nil when it gave none. */
+int vl_ws_peer_cert(lua_State *L)
+{
+	vl_conn *c = vl_check_conn(L, 1);
+	vl_state *st = vl_upstate(L);
+	char small[512], *buf = small;
+	size_t cap = sizeof small;
+	int n, bad;
+
+	if ((bad = push_unusable(L, st, c)) != 0)
+		return bad;
+	for (;;) {
+		vl_lock_acquire(&st->lock);
+		n = vws_conn_peer_cert(c->h, buf, cap);
+		vl_lock_release(&st->lock);
+		if (n < 0)
+			return vl_push_fail(L, n, n == VWS_EARG ? "not a connection accepted by a server" : NULL);
+		if ((size_t)n < cap)
+			break;
+		cap = (size_t)n + 1; /* a Lua-owned buffer: nothing leaks if a later call raises */
+		buf = lua_newuserdata(L, cap);
+	}
+	if (n == 0)
+		lua_pushnil(L);
+	else
+		lua_pushlstring(L, buf, (size_t)n);
+	return 1;
 }
 
 int vl_conn_gc(lua_State *L)

@@ -4,7 +4,9 @@
  * the creator's environment, then the globals), call it under lua_pcall with a
  * traceback; a failing handler is reported and delivery goes on.
  */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vws_lua.h"
@@ -221,35 +223,101 @@ int vl_live_set_cf(lua_State *L)
 	return 0;
 }
 
+/* Delivers ev (a batch's event) through deliver_cf. */
+static void deliver_one(deliver_args *a, lua_State *L, vws_event *ev, int top)
+{
+	a->ev = ev;
+	if (lua_cpcall(L, deliver_cf, a) != 0)
+		report(a->st, ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
+	lua_settop(L, top);
+}
+
+/* Delivers up to max events of an open batch of ctx that an outer delivery took and
+ * has not delivered yet (see vl_open_batch); returns the number delivered. */
+static int deliver_open(vl_state *st, lua_State *L, deliver_args *a, int max, int top)
+{
+	vl_open_batch *o;
+	int n = 0;
+	for (o = st->open; o; o = o->prev)
+		while (o->ctx == a->ctx && o->i < o->n && n < max && !VL_STOPPED(st)) {
+			n++;
+			deliver_one(a, L, &o->ev[o->i++], top);
+		}
+	return n;
+}
+
 /* Pops and delivers up to max events of ctx (max < 0: the number pending on
- * entry, so handlers that cause new events cannot keep us here forever).
- * Called with the lock held, on a thread that may run Lua in L now; returns the
- * number of events delivered. */
+ * entry, so handlers that cause new events cannot keep us here forever), taken
+ * in batches (vws_ctx_next_events: one call for many events, their data in one
+ * buffer). Called with the lock held, on a thread that may run Lua in L now;
+ * returns the number of events delivered. */
 int vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max)
 {
-	int n = 0, top = lua_gettop(L);
+	int n = 0, top = lua_gettop(L), left = -1, k;
 	deliver_args a;
-	vws_event ev;
+	vws_event evs[VL_BATCH];
+	vws_batch b;
+	vl_open_batch ob;
+	char *buf = NULL;
+	int own = 0;
 
-	if (max < 0) {
-		max = vws_ctx_pending(ctx);
-		if (max <= 0)
-			return 0;
-	}
-	memset(&ev, 0, sizeof ev);
 	a.st = st;
-	a.ev = &ev;
+	a.ev = NULL;
 	a.ctx = ctx;
 	st->delivering++;
-	while (n < max && !VL_STOPPED(st) && vws_ctx_next_event(ctx, 0, &ev) == 1) {
-		n++;
-		if (lua_cpcall(L, deliver_cf, &a) != 0) {
-			report(st, ev.type, L, 0); /* e.g. a failing __index on _G, or out of memory */
+	n = deliver_open(st, L, &a, max < 0 ? INT_MAX : max, top);
+	if (max >= 0 && n >= max)
+		goto done;
+	/* The state's buffer for the outermost delivery, one of our own when nested. */
+	if (!st->evbuf_busy) {
+		if (!st->evbuf)
+			st->evbuf = malloc(VL_BATCH_BUF);
+		if (st->evbuf) {
+			buf = st->evbuf;
+			st->evbuf_busy = own = 1;
 		}
-		lua_settop(L, top);
-		vws_event_clear(&ev);
 	}
-	if (!VL_STOPPED(st) && vws_ctx_pending(ctx) == 0) {
+	if (!buf)
+		buf = malloc(VL_BATCH_BUF);
+	memset(&b, 0, sizeof b);
+	memset(&ob, 0, sizeof ob);
+	ob.ctx = ctx;
+	ob.ev = evs;
+	ob.prev = st->open;
+	st->open = &ob;
+	while (!VL_STOPPED(st) && (max < 0 || n < max)) {
+		b.evs = evs;
+		b.max = VL_BATCH;
+		if (max >= 0 && max - n < VL_BATCH)
+			b.max = max - n;
+		b.buf = buf;
+		b.buflen = buf ? VL_BATCH_BUF : 0;
+		k = vws_ctx_next_events(ctx, 0, &b);
+		if (k <= 0) {
+			left = k == 0 ? 0 : -1;
+			break;
+		}
+		left = b.left;
+		if (max < 0)
+			max = n + k + b.left; /* what was pending on entry (and is in order behind) */
+		ob.i = 0;
+		ob.n = k;
+		while (ob.i < ob.n && !VL_STOPPED(st)) {
+			n++;
+			deliver_one(&a, L, &evs[ob.i++], top);
+		}
+		ob.i = ob.n = 0;
+		vws_batch_release(&b);
+		if (left == 0)
+			break;
+	}
+	st->open = ob.prev;
+	if (own)
+		st->evbuf_busy = 0;
+	else
+		free(buf);
+done:
+	if (!VL_STOPPED(st) && (left == 0 || (left < 0 && vws_ctx_pending(ctx) == 0))) {
 		if (lua_cpcall(L, drop_dying_cf, &a) != 0)
 			report(st, 0, L, 0);
 		lua_settop(L, top);

@@ -53,7 +53,8 @@ static int state_gc(lua_State *L)
 static const luaL_Reg conn_methods[] = {
 	{"connect", vl_ws_connect}, {"send", vl_ws_send},         {"close", vl_ws_close},
 	{"ping", vl_ws_ping},       {"state", vl_ws_state},       {"buffered", vl_ws_buffered},
-	{"protocol", vl_ws_protocol}, {"headers", vl_ws_headers}, {"peer", vl_ws_peer}, {NULL, NULL}};
+	{"protocol", vl_ws_protocol}, {"headers", vl_ws_headers}, {"peer", vl_ws_peer},
+	{"peer_cert", vl_ws_peer_cert}, {NULL, NULL}};
 
 static const luaL_Reg server_methods[] = {
 	{"port", vl_ws_port}, {"broadcast", vl_ws_broadcast}, {"clients", vl_ws_clients}, {"close", vl_srv_close},
@@ -66,6 +67,7 @@ static const luaL_Reg module_funcs[] = {
 	{"dispatch", vl_ws_dispatch}, {"event_fd", vl_ws_event_fd}, {"set_log_level", ws_set_log_level},
 	{"listen", vl_ws_listen},     {"port", vl_ws_port},         {"broadcast", vl_ws_broadcast},
 	{"clients", vl_ws_clients},   {"headers", vl_ws_headers},   {"peer", vl_ws_peer},
+	{"peer_cert", vl_ws_peer_cert},
 	{"set_delivery", vl_ws_set_delivery}, {"delivery", vl_ws_delivery},
 	{"set_luup_port", vl_ws_set_luup_port},
 	{NULL, NULL}};

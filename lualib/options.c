@@ -409,13 +409,16 @@ void vl_opt_server_ssl(vl_opts *o, int idx)
 	while (lua_next(L, idx)) {
 		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
 		int v = lua_gettop(L);
-		if (k && (strcmp(k, "ssl_cert_filepath") == 0 || strcmp(k, "ssl_private_key_filepath") == 0)) {
+		if (k && (strcmp(k, "ssl_cert_filepath") == 0 || strcmp(k, "ssl_private_key_filepath") == 0 ||
+		          strcmp(k, "ssl_ca_filepath") == 0)) {
 			lua_pushfstring(L, "ssl_settings.%s", k);
 			vl_opts_add(o, k, vl_opts_string_value(o, v, lua_tostring(L, -1)));
 			lua_pop(L, 1);
+		} else if (k && strcmp(k, "require_client_cert") == 0) {
+			vl_opts_add(o, k, vl_opt_flag(o, v, "ssl_settings.require_client_cert") ? "1" : "0");
 		} else {
-			vl_opts_error(o, "%s: unknown key '%s' (ssl_cert_filepath, ssl_private_key_filepath)", "ssl_settings",
-			          k ? k : luaL_typename(L, -2));
+			vl_opts_error(o, "%s: unknown key '%s' (ssl_cert_filepath, ssl_private_key_filepath, "
+			              "ssl_ca_filepath, require_client_cert)", "ssl_settings", k ? k : luaL_typename(L, -2));
 		}
 		lua_pop(L, 1);
 	}

@@ -28,7 +28,73 @@ vl_server *vl_to_server(lua_State *L, int idx)
 static const char *const listen_keys[] = {
 	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
 	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
-	"close_timeout", "compression", NULL};
+	"close_timeout", "compression", "max_clients_per_ip", "handshake_rate", "origins", NULL};
+
+/* origins = "*" | "scheme://host[:port]" | {origin, ...} -> "o1,o2" (the engine
+ * checks each origin's form). */
+static void opt_origins(vl_opts *o, int idx)
+{
+	lua_State *L = o->L;
+	luaL_Buffer b;
+	int i, n;
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		vl_opts_add(o, "origins", vl_opts_string_value(o, idx, "origins"));
+		return;
+	}
+	if (!lua_istable(L, idx))
+		vl_opts_type_error(o, "origins", "table or string", idx);
+	n = (int)lua_objlen(L, idx);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, i);
+		if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || strchr(lua_tostring(L, -1), ',') ||
+		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
+			vl_opts_error(o, "%s: %s", "origins", "non-empty origins without commas or NUL bytes expected");
+		lua_pop(L, 1);
+	}
+	if (n == 0)
+		vl_opts_error(o, "%s: %s", "origins", "an empty list allows nothing more than the default (leave it out)");
+	luaL_buffinit(L, &b);
+	for (i = 1; i <= n; i++) {
+		if (i > 1)
+			luaL_addchar(&b, ',');
+		lua_rawgeti(L, idx, i);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	vl_opts_add(o, "origins", lua_tostring(L, -1));
+	lua_pop(L, 1);
+}
+
+/* handshake_rate = rate | {rate = r[, burst = b]} -> "r" | "r,b" (per second,
+ * per client address). */
+static void opt_handshake_rate(vl_opts *o, int idx)
+{
+	lua_State *L = o->L;
+	lua_Number rate, burst = 0;
+	char buf[64];
+	if (lua_istable(L, idx)) {
+		lua_getfield(L, idx, "rate");
+		lua_getfield(L, idx, "burst");
+		if (lua_type(L, -2) != LUA_TNUMBER || (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER))
+			vl_opts_error(o, "%s: %s", "handshake_rate", "{rate = number[, burst = number]} expected");
+		rate = lua_tonumber(L, -2);
+		if (!lua_isnil(L, -1) && !((burst = lua_tonumber(L, -1)) >= 1))
+			vl_opts_error(o, "%s: %s", "handshake_rate", "burst >= 1 expected");
+		lua_pop(L, 2);
+	} else if (lua_type(L, idx) == LUA_TNUMBER) {
+		rate = lua_tonumber(L, idx);
+	} else {
+		vl_opts_type_error(o, "handshake_rate", "number or table", idx);
+		return;
+	}
+	if (!(rate > 0))
+		vl_opts_error(o, "%s: %s", "handshake_rate", "rate > 0 expected (handshakes per second)");
+	if (burst > 0)
+		snprintf(buf, sizeof buf, "%.17g,%.17g", (double)rate, (double)burst);
+	else
+		snprintf(buf, sizeof buf, "%.17g", (double)rate);
+	vl_opts_add(o, "handshake_rate", buf);
+}
 
 /* live[h] = nil (the module stops keeping the value of handle h alive).
  * Args: st (light userdata), handle. */
@@ -88,6 +154,9 @@ int vl_ws_listen(lua_State *L)
 		else if (strcmp(k, "pong_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
 		else if (strcmp(k, "close_timeout") == 0) vl_opt_seconds(&o, v, k, 1);
 		else if (strcmp(k, "compression") == 0) vl_opt_bool(&o, v, k, k);
+		else if (strcmp(k, "max_clients_per_ip") == 0) vl_opt_integer(&o, v, k, 0, 100000);
+		else if (strcmp(k, "handshake_rate") == 0) opt_handshake_rate(&o, v);
+		else if (strcmp(k, "origins") == 0) opt_origins(&o, v);
 		else vl_opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
 		lua_pop(L, 1);
 	}

@@ -123,6 +123,7 @@ void vl_state_unref(vl_state *st)
 	pthread_mutex_unlock(&list_mu);
 	if (!last)
 		return;
+	free(st->evbuf);
 	vl_lock_destroy(&st->lock);
 	pthread_mutex_destroy(&st->waker_mu);
 	if (st->wake[0] >= 0)

@@ -92,6 +92,21 @@ typedef struct vl_group {
 	long      clen;
 } vl_group;
 
+/* Events taken in one batch (deliver.c) and not delivered yet: ev[i..n-1]. While a
+ * handler runs, a nested delivery on the same context (the handler called ws.dispatch,
+ * or waited and another thread delivered meanwhile) goes on from here first, so that
+ * events keep their order. Lives on the stack of the delivery that took it; listed
+ * in vl_state.open under the lock. */
+typedef struct vl_open_batch {
+	struct vl_open_batch *prev;
+	vws_ctx    ctx;
+	vws_event *ev;
+	int        i, n;
+} vl_open_batch;
+
+#define VL_BATCH     64          /* events per batch */
+#define VL_BATCH_BUF (64 << 10)  /* bytes of event data per batch (more: held by the engine) */
+
 /* Per lua_State record. Lives in C memory (the waker thread may use it
  * while the State userdata is being finalized); freed when its last reference
  * (the State userdata, the waker thread) is dropped. */
@@ -109,6 +124,9 @@ typedef struct vl_state {
 	int              fdA, fdB; /* cached vws_ctx_event_fd results, -1 until known */
 	vl_lock          lock;
 	int              stop;     /* set (under lock.m) when the state closes; read with VL_STOPPED */
+	vl_open_batch   *open;     /* batches being delivered, innermost first (under lock) */
+	char            *evbuf;    /* VL_BATCH_BUF bytes for the outermost batch, NULL until used */
+	int              evbuf_busy;
 
 	/* delivery (delivery.c, luup.c) */
 	int              mode;      /* VL_DELIVERY_*, atomic */
@@ -230,6 +248,7 @@ int      vl_ws_buffered(lua_State *L);
 int      vl_ws_protocol(lua_State *L);
 int      vl_ws_headers(lua_State *L);
 int      vl_ws_peer(lua_State *L);
+int      vl_ws_peer_cert(lua_State *L);
 int      vl_conn_gc(lua_State *L);
 int      vl_conn_tostring(lua_State *L);
 

@@ -323,6 +323,68 @@ int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 	return rc;
 }
 
+/* Moves ev into slot i of b: its data into b->buf at *off when it fits, else (only the
+ * first event) held as it is until vws_batch_release. */
+static void batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
+{
+	vws_event *out = &b->evs[i];
+	*out = *ev;
+	if (ev->len == 0) {
+		free(ev->data);
+		out->data = NULL;
+	} else if (*off + ev->len <= b->buflen) {
+		memcpy(b->buf + *off, ev->data, ev->len);
+		free(ev->data);
+		out->data = b->buf + *off;
+		*off += ev->len;
+	} else {
+		b->held = (uint64_t)(uintptr_t)ev->data;
+	}
+	memset(ev, 0, sizeof *ev);
+}
+
+/* The first event as vws_ctx_next_event takes it, the rest from the queue while their
+ * data fit: no call to the helper. */
+int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
+{
+	struct px_ctx *c;
+	struct px_ev *e;
+	vws_event ev;
+	size_t off = 0;
+	int rc, n = 1;
+	if (!b || !b->evs || b->max <= 0 || (!b->buf && b->buflen > 0))
+		return VWS_EARG;
+	b->n = b->left = 0;
+	b->held = 0;
+	rc = vws_ctx_next_event(ctx, timeout_ms, &ev);
+	if (rc <= 0)
+		return rc;
+	batch_put(b, 0, &ev, &off);
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	while (c && !c->freed && n < b->max && (e = c->head) && (e->ev.len == 0 || off + e->ev.len <= b->buflen)) {
+		c->head = e->next;
+		if (!c->head)
+			c->tail = NULL;
+		if (--c->n == 0)
+			pipe_drain(c);
+		batch_put(b, n++, &e->ev, &off);
+		free(e);
+	}
+	b->left = c ? (int)c->n : 0;
+	pthread_mutex_unlock(&px.mu);
+	b->n = n;
+	return n;
+}
+
+void vws_batch_release(vws_batch *b)
+{
+	if (!b || !b->held)
+		return;
+	free((void *)(uintptr_t)b->held);
+	b->held = 0;
+}
+
 int vws_ctx_pending(vws_ctx ctx)
 {
 	struct px_ctx *c;
@@ -825,6 +887,13 @@ int vws_conn_peer(vws_conn c, char *buf, size_t buflen)
 {
 	size_t full;
 	return conn_text(c, WIRE_OP_PEER, DEAD_NOTOPEN, buf, buflen, &full);
+}
+
+int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen)
+{
+	size_t full;
+	int rc = conn_text(c, WIRE_OP_PEER_CERT, DEAD_NOTOPEN, buf, buflen, &full);
+	return rc == VWS_OK ? (int)full : rc;
 }
 
 int vws_conn_free(vws_conn c)

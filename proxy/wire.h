@@ -47,6 +47,7 @@
 #define WIRE_OP_ACCEPT_BASE       23  /* base -> (); first frame: accepted tags are base+1, base+2, ... */
 #define WIRE_OP_REQUEST_HEADERS   24  /* conn -> (headers: "Name: value\n" lines) */
 #define WIRE_OP_PEER              25  /* conn -> (address) */
+#define WIRE_OP_PEER_CERT         26  /* conn -> (client certificate subject, "" if none) */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

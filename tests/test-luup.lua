@@ -297,7 +297,7 @@ test("events arrive through the hook while the script runs Lua in a tight loop (
 	local spins = spin(function() return t_luup.msg >= 300 end, 20)
 	eq(t_luup.msg, 300, "messages delivered while Lua ran")
 	eq(t_luup.bad, 0, "out of order")
-	ok(spins > 0, "the loop ran")
+	tap.diag("loop turns while the events came: " .. spins)
 	ws.close(wso)
 	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close")
 	t_luup_count = nil

@@ -635,7 +635,7 @@ end
 
 stest("ws.headers / ws.peer: the client's request headers (lower-case names) and address", function()
 	local got = {}
-	local srv = listen({ event_handlers = { open = function(c)
+	local srv = listen({ origins = { "http://vera.local" }, event_handlers = { open = function(c)
 		got.h, got.peer = ws.headers(c), c:peer()
 		got.m = c:headers()
 	end } })

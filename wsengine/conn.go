@@ -36,11 +36,13 @@ type Conn struct {
 	runDone     chan struct{}      // closed when the run goroutine returns
 	closeCode   int
 	closeReason string
+	flow        func(stop <-chan struct{}) bool // see SetFlowControl
 
 	accepted bool        // accepted by a Server (server role); never dials
 	uri      string      // accepted: the request URI of the opening handshake
 	request  [][2]string // accepted: its request headers (set before the Conn is shared, then read-only)
 	peer     string      // accepted: the client's address
+	peerCert string      // accepted: the subject of its verified client certificate, or ""
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.
@@ -56,6 +58,18 @@ func NewConn(rawURL string, emit func(Event)) (*Conn, error) {
 		emit = func(Event) {}
 	}
 	return &Conn{target: t, emitFn: emit, opts: defaultOptions(), kick: make(chan struct{}, 1)}, nil
+}
+
+// SetFlowControl sets wait, which the connection's reader calls after each
+// message or pong event it emits: wait may block until the consumer of the
+// events has room (the reader reads nothing meanwhile, so the peer is slowed
+// down by TCP flow control), must return when stop is closed, and reports
+// whether it blocked. Set it before Connect (for an accepted connection, in
+// the server's AcceptFunc).
+func (c *Conn) SetFlowControl(wait func(stop <-chan struct{}) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flow = wait
 }
 
 // SetOption sets one option from its text form (names and syntax as in
@@ -142,22 +156,35 @@ func (c *Conn) Send(op OpCode, p []byte) error {
 
 // queue queues one message; checkText: check that text is valid UTF-8
 // (Server.Broadcast checks once for all its clients).
+// A message of at most writeThroughMax bytes that finds nothing queued is
+// written on the caller's goroutine (see session.writeThrough).
 func (c *Conn) queue(op OpCode, p []byte, checkText bool) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.state != StateOpen || c.sess == nil {
+		c.mu.Unlock()
 		return ErrNotOpen
 	}
 	if int64(len(p)) > c.opts.maxMessageSize {
+		c.mu.Unlock()
 		return ErrTooBig
 	}
 	if c.sess.queued+len(p) > c.opts.maxSendQueue {
+		c.mu.Unlock()
 		return ErrQueueFull
 	}
 	if checkText && op == OpText && !utf8.Valid(p) {
+		c.mu.Unlock()
 		return &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
 	}
-	c.sess.pushData(outFrame{op: opFor(op), p: p, data: true})
+	f := outFrame{op: opFor(op), p: p, data: true}
+	done, drained := c.sess.writeThrough(f)
+	if !done {
+		c.sess.pushData(f)
+	}
+	c.mu.Unlock()
+	if drained {
+		c.emit(Event{Type: EventWriteable})
+	}
 	return nil
 }
 

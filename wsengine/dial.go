@@ -207,6 +207,7 @@ func (c *Conn) dialTCP(ctx context.Context, t *target) (net.Conn, error) {
 	if err != nil {
 		return nil, c.mapCtxErr(ctx, netError(err))
 	}
+	nc = newSpillConn(nc)
 	if proxy == nil {
 		return nc, nil
 	}

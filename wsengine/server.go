@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -58,12 +61,22 @@ type Server struct {
 	port             int
 	certFile         string
 	keyFile          string
+	caFile           string // client certificates: verified against these CAs
+	requireCert      bool   // a client without a valid certificate fails the TLS handshake
+	secure           bool   // listening with TLS
+	origins          []string
+	anyOrigin        bool
 	maxClients       int
+	maxPerIP         int     // open connections per client address; 0 = no limit
+	rate, burst      float64 // handshakes per second per address, bucket size; 0 = no limit
 	handshakeTimeout time.Duration
 	ln               net.Listener
 	listening        bool
 	closed           bool
-	clients          map[*Conn]struct{} // accepted, not yet closed
+	clients          map[*Conn]string   // accepted, not yet closed -> client address
+	perIP            map[string]int     // accepted or about to be, per client address
+	buckets          map[string]*bucket // handshake_rate's token buckets
+	swept            time.Time          // when buckets were last swept
 	handshakes       int                // in progress
 	closeCode        int
 	closeReason      string
@@ -74,17 +87,23 @@ func NewServer(accept AcceptFunc) *Server {
 	return &Server{
 		accept: accept, opts: defaultOptions(), host: DefaultHost, port: -1,
 		maxClients: DefaultMaxClients, handshakeTimeout: DefaultHandshakeTimeout,
-		clients: make(map[*Conn]struct{}),
+		clients: make(map[*Conn]string), perIP: make(map[string]int),
 	}
 }
 
 // SetOption sets one server option from its text form. Server options:
 // host, port (required, 0 = any free port), max_clients, handshake_timeout
 // (ms), ssl_cert_filepath and ssl_private_key_filepath (PEM; both set: TLS),
-// protocols (accepted subprotocols), compression (accept permessage-deflate),
-// and the per-connection options max_message_size, max_send_queue,
-// ping_interval, pong_timeout, close_timeout, pong_events, writeable_events. It fails with ErrBusy once
-// Listen was called and with *OptionError for a bad name or value.
+// ssl_ca_filepath (PEM: verify client certificates given against these CAs)
+// and require_client_cert ("1": refuse clients without one at the TLS
+// handshake), origins (comma separated "scheme://host[:port]" origins
+// allowed besides the same host, or "*"), max_clients_per_ip (0 = no
+// limit), handshake_rate ("rate[,burst]" handshakes per second per address,
+// "" = no limit), protocols (accepted subprotocols), compression (accept
+// permessage-deflate), and the per-connection options max_message_size,
+// max_send_queue, ping_interval, pong_timeout, close_timeout, pong_events,
+// writeable_events. It fails with ErrBusy once Listen was called and with
+// *OptionError for a bad name or value.
 func (s *Server) SetOption(name, v string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,6 +138,27 @@ func (s *Server) SetOption(name, v string) error {
 		s.certFile = v
 	case "ssl_private_key_filepath":
 		s.keyFile = v
+	case "ssl_ca_filepath":
+		s.caFile = v
+	case "require_client_cert":
+		s.requireCert, err = parseBool(name, v)
+	case "origins":
+		var list []string
+		var all bool
+		if list, all, err = parseOrigins(v); err == nil {
+			s.origins, s.anyOrigin = list, all
+		}
+	case "max_clients_per_ip":
+		var n int64
+		n, err = parseInt(name, v, 0, maxClientsLimit)
+		if err == nil {
+			s.maxPerIP = int(n)
+		}
+	case "handshake_rate":
+		var r, b float64
+		if r, b, err = parseRate(v); err == nil {
+			s.rate, s.burst = r, b
+		}
 	case "protocols", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
 		"close_timeout", "pong_events", "writeable_events", "compression":
 		o := s.opts // a rejected value leaves the option as it was
@@ -155,18 +195,50 @@ func (s *Server) Listen() error {
 	case s.certFile != "" || s.keyFile != "":
 		return optErr("ssl_private_key_filepath", "ssl_cert_filepath and ssl_private_key_filepath go together")
 	}
+	if err := s.clientAuth(tlsConf); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 	if err != nil {
 		return err
 	}
+	ln = spillListener{ln}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
 	s.ln = ln
 	s.listening = true
+	s.secure = tlsConf != nil
 	s.port = ln.Addr().(*net.TCPAddr).Port
 	lwslog.Printf(lwslog.Notice, "wsengine: server listening on %s (tls %v)", ln.Addr(), tlsConf != nil)
 	go s.acceptLoop(ln)
+	return nil
+}
+
+// clientAuth sets up client certificates on cfg (nil: no TLS) from
+// ssl_ca_filepath and require_client_cert.
+func (s *Server) clientAuth(cfg *tls.Config) error {
+	switch {
+	case s.caFile == "" && s.requireCert:
+		return optErr("require_client_cert", "needs ssl_ca_filepath (the CAs that sign the client certificates)")
+	case s.caFile == "":
+		return nil
+	case cfg == nil:
+		return optErr("ssl_ca_filepath", "client certificates need a TLS server (ssl_cert_filepath and ssl_private_key_filepath)")
+	}
+	pem, err := os.ReadFile(s.caFile)
+	if err != nil {
+		return optErr("ssl_ca_filepath", "cannot read %s: %v", s.caFile, unwrapPath(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return optErr("ssl_ca_filepath", "no PEM certificate found in %s", s.caFile)
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	if s.requireCert {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
 	return nil
 }
 
@@ -310,18 +382,41 @@ func (s *Server) acceptLoop(ln net.Listener) {
 // handshake runs the opening handshake on nc and hands the connection over.
 func (s *Server) handshake(nc net.Conn) {
 	s.mu.Lock()
-	opts, timeout, maxClients := s.opts, s.handshakeTimeout, s.maxClients
+	opts, timeout, maxClients, requireCert := s.opts, s.handshakeTimeout, s.maxClients, s.caFile != ""
 	s.mu.Unlock()
-	done := func() {
+	ip := addrIP(nc.RemoteAddr())
+	reserved := false // counted in perIP by OnBeforeUpgrade
+	fail := func() {
+		nc.Close()
 		s.mu.Lock()
 		s.handshakes--
+		if reserved {
+			s.release(ip)
+		}
 		s.mu.Unlock()
 	}
+	nc.SetDeadline(time.Now().Add(timeout))
+	peerCert := ""
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			level := lwslog.Info
+			if requireCert {
+				level = lwslog.Notice // maybe a refused client certificate
+			}
+			lwslog.Printf(level, "wsengine: server: TLS handshake with %s failed: %v", nc.RemoteAddr(), err)
+			fail()
+			return
+		}
+		if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 {
+			peerCert = cs.PeerCertificates[0].Subject.String() // verified: only with ssl_ca_filepath
+		}
+	}
 	var (
-		path    string
-		headers [][2]string
-		hbytes  int
-		deflate *wsflate.Parameters // the permessage-deflate response, if accepted
+		path         string
+		headers      [][2]string
+		hbytes       int
+		host, origin string
+		deflate      *wsflate.Parameters // the permessage-deflate response, if accepted
 	)
 	addHeader := func(k, v []byte) error {
 		hbytes += len(k) + len(v)
@@ -337,8 +432,19 @@ func (s *Server) handshake(nc net.Conn) {
 			path = string(uri)
 			return nil
 		},
-		OnHost:   func(h []byte) error { return addHeader([]byte("Host"), h) },
-		OnHeader: addHeader,
+		OnHost: func(h []byte) error {
+			host = string(h)
+			return addHeader([]byte("Host"), h)
+		},
+		OnHeader: func(k, v []byte) error {
+			if origin == "" && strings.EqualFold(string(k), "Origin") {
+				origin = string(v)
+				if origin == "" {
+					origin = "null" // an empty Origin is no origin we know
+				}
+			}
+			return addHeader(k, v)
+		},
 		Negotiate: func(opt httphead.Option) (httphead.Option, error) {
 			if !opts.compression || deflate != nil {
 				return httphead.Option{}, nil // declined (only one permessage-deflate)
@@ -359,22 +465,23 @@ func (s *Server) handshake(nc net.Conn) {
 			return false
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			s.mu.Lock()
-			full := len(s.clients) >= maxClients
-			s.mu.Unlock()
-			if full {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(503), // Service Unavailable
-					ws.RejectionReason(fmt.Sprintf("too many clients (max_clients %d)", maxClients)))
+			status, reason := s.admit(ip, host, origin, maxClients)
+			if status != 0 {
+				lwslog.Printf(lwslog.Notice, "wsengine: server: refused %s (HTTP %d): %s", nc.RemoteAddr(), status, reason)
+				rej := []ws.RejectOption{ws.RejectionStatus(status), ws.RejectionReason(reason)}
+				if status == 429 {
+					rej = append(rej, ws.RejectionHeader(ws.HandshakeHeaderString("Retry-After: 1\r\n")))
+				}
+				return nil, ws.RejectConnectionError(rej...)
 			}
+			reserved = true
 			return ws.HandshakeHeaderString(""), nil
 		},
 	}
-	nc.SetDeadline(time.Now().Add(timeout))
 	hs, err := u.Upgrade(nc)
 	if err != nil {
 		lwslog.Printf(lwslog.Info, "wsengine: server: handshake with %s failed: %v", nc.RemoteAddr(), err)
-		nc.Close()
-		done()
+		fail()
 		return
 	}
 	nc.SetDeadline(time.Time{})
@@ -384,6 +491,7 @@ func (s *Server) handshake(nc net.Conn) {
 		uri:      path,
 		request:  headers,
 		peer:     nc.RemoteAddr().String(),
+		peerCert: peerCert,
 		opts:     opts,
 		kick:     make(chan struct{}, 1),
 		accepted: true,
@@ -397,12 +505,13 @@ func (s *Server) handshake(nc net.Conn) {
 	s.mu.Lock()
 	s.handshakes--
 	if !s.listening {
+		s.release(ip)
 		s.mu.Unlock()
 		ws.WriteFrame(nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
 		nc.Close()
 		return
 	}
-	s.clients[c] = struct{}{}
+	s.clients[c] = ip // perIP counts it since OnBeforeUpgrade
 	s.mu.Unlock()
 
 	emit := s.accept(c, path)
@@ -419,6 +528,34 @@ func (s *Server) handshake(nc net.Conn) {
 		defer s.forget(c)
 		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(nc, readChunk), protocol: hs.Protocol, deflate: deflate})
 	}()
+}
+
+// admit decides, before the 101, whether a complete handshake from ip may
+// go on: it returns 0, having counted the client in perIP, or the refusal's
+// HTTP status and reason. The checks, in order: handshake_rate (429), the
+// Origin policy (403), max_clients and max_clients_per_ip (503).
+func (s *Server) admit(ip, host, origin string, maxClients int) (status int, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.takeToken(ip, time.Now()):
+		return 429, fmt.Sprintf("too many handshakes from %s (handshake_rate %g/s, burst %g)", ip, s.rate, s.burst)
+	case !originAllowed(origin, host, s.secure, s.origins, s.anyOrigin):
+		return 403, fmt.Sprintf("origin %q is not allowed for host %q (see the origins option)", origin, host)
+	case len(s.clients) >= maxClients:
+		return 503, fmt.Sprintf("too many clients (max_clients %d)", maxClients)
+	case s.maxPerIP > 0 && s.perIP[ip] >= s.maxPerIP:
+		return 503, fmt.Sprintf("too many clients from %s (max_clients_per_ip %d)", ip, s.maxPerIP)
+	}
+	s.perIP[ip]++
+	return 0, ""
+}
+
+// release uncounts one client of ip. Called with s.mu held.
+func (s *Server) release(ip string) {
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 }
 
 // acceptDeflate answers one permessage-deflate offer (RFC 7692 section 7.1).
@@ -452,7 +589,10 @@ func acceptDeflate(opt httphead.Option) (wsflate.Parameters, bool) {
 
 func (s *Server) forget(c *Conn) {
 	s.mu.Lock()
-	delete(s.clients, c)
+	if ip, ok := s.clients[c]; ok {
+		delete(s.clients, c)
+		s.release(ip)
+	}
 	s.mu.Unlock()
 }
 
@@ -476,4 +616,12 @@ func (c *Conn) RequestHeaders() (h [][2]string, ok bool) {
 // connection; ok is false for a client connection.
 func (c *Conn) Peer() (addr string, ok bool) {
 	return c.peer, c.accepted
+}
+
+// PeerCert returns the subject (RFC 2253, "CN=client,O=Home") of the
+// certificate an accepted connection's client presented and the server
+// verified (ssl_cert_filepath with ssl_ca_filepath), or "" without one; ok
+// is false for a client connection. It never changes after the handshake.
+func (c *Conn) PeerCert() (subject string, ok bool) {
+	return c.peerCert, c.accepted
 }

@@ -36,9 +36,18 @@ func opFor(op OpCode) ws.OpCode {
 
 // outFrame is one frame waiting for the writer.
 type outFrame struct {
-	op   ws.OpCode
-	p    []byte
-	data bool // a message counted in queued
+	op    ws.OpCode
+	p     []byte
+	data  bool // a message counted in queued
+	spill int  // not a frame: the rest of a write-through (bytes counted in queued) to flush
+}
+
+// size is what f counts in queued.
+func (f outFrame) size() int {
+	if f.spill > 0 {
+		return f.spill
+	}
+	return len(f.p)
 }
 
 // readResult is why the reader stopped.
@@ -51,20 +60,28 @@ type readResult struct {
 
 // session is one established TCP connection.
 type session struct {
-	c        *Conn
-	nc       net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	server   bool // server role: frames out unmasked, frames in must be masked
-	inflate  *inflater
-	deflate  *deflater // nil: send uncompressed
-	lastRecv atomic.Int64
+	c       *Conn
+	nc      net.Conn
+	sc      *spillConn // under nc; nil: no write-through
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	server  bool // server role: frames out unmasked, frames in must be masked
+	inflate *inflater
+	deflate *deflater                       // nil: send uncompressed
+	flow    func(stop <-chan struct{}) bool // Conn.flow, nil: none
+	// recvd is set by the reader on every frame and cleared when a keepalive
+	// ping is sent (cheaper than a clock read per frame); waiting is set while
+	// the reader waits for the event consumer (flow), when the peer cannot be
+	// heard and so is not judged.
+	recvd, waiting atomic.Bool
 
 	// guarded by c.mu
 	ctrl        []outFrame
 	data        []outFrame
 	queued      int
 	closeQueued bool
+	writing     bool  // a frame is being written (by the writer or a write-through)
+	throughErr  error // a write-through failed: the writer ends with it
 
 	wWake        chan struct{} // wakes the writer (cap 1)
 	stop         chan struct{} // closed at teardown
@@ -80,6 +97,7 @@ func newSession(c *Conn, est *established) *session {
 		wWake: make(chan struct{}, 1), stop: make(chan struct{}),
 		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
 	}
+	s.sc = spillConnOf(est.nc)
 	if p := est.deflate; p != nil && s.server {
 		// Server role: est.deflate is our response (acceptDeflate). The client's
 		// context is kept unless it agreed to client_no_context_takeover; ours
@@ -95,8 +113,25 @@ func newSession(c *Conn, est *established) *session {
 			s.deflate = &deflater{}
 		}
 	}
-	s.lastRecv.Store(time.Now().UnixNano())
+	s.flow = c.flow
 	return s
+}
+
+// heard marks that something arrived from the peer.
+func (s *session) heard() {
+	if !s.recvd.Load() {
+		s.recvd.Store(true)
+	}
+}
+
+// yield lets the event consumer catch up (Conn.SetFlowControl).
+func (s *session) yield() {
+	if s.flow == nil {
+		return
+	}
+	s.waiting.Store(true)
+	s.flow(s.stop)
+	s.waiting.Store(false)
 }
 
 // pushData appends a message (or the user's close frame) to the data queue;
@@ -134,21 +169,66 @@ func (s *session) wakeWriter() {
 	}
 }
 
-func (s *session) pop() (outFrame, bool) {
+// pop takes the next frame for the writer and marks it writing; none while a
+// write-through is in progress (it wakes the writer when it is done). err is
+// the failure of a write-through.
+func (s *session) pop() (f outFrame, ok bool, err error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	if len(s.ctrl) > 0 {
-		f := s.ctrl[0]
-		s.ctrl = s.ctrl[1:]
-		return f, true
+	if s.throughErr != nil {
+		return outFrame{}, false, s.throughErr
 	}
-	if len(s.data) > 0 {
-		f := s.data[0]
+	if s.writing {
+		return outFrame{}, false, nil
+	}
+	if len(s.ctrl) > 0 {
+		f = s.ctrl[0]
+		s.ctrl = s.ctrl[1:]
+	} else if len(s.data) > 0 {
+		f = s.data[0]
 		s.data[0] = outFrame{}
 		s.data = s.data[1:]
-		return f, true
+	} else {
+		return outFrame{}, false, nil
 	}
-	return outFrame{}, false
+	s.writing = true
+	return f, true, nil
+}
+
+// writeThrough writes the message f on the caller's goroutine when nothing
+// is queued or being written and it is at most writeThroughMax bytes; what
+// the socket does not take at once is left to the writer. c.mu is held on
+// entry and on return (released during the write). done is false when f
+// must be queued instead; drained reports a writeable event to emit.
+func (s *session) writeThrough(f outFrame) (done, drained bool) {
+	if s.sc == nil || len(f.p) > writeThroughMax || s.writing || s.throughErr != nil ||
+		len(s.ctrl) > 0 || len(s.data) > 0 || s.closeQueued {
+		return false, false
+	}
+	s.writing = true
+	s.queued += len(f.p)
+	s.c.mu.Unlock()
+	s.sc.nonblock.Store(true)
+	err := s.writeFrame(f)
+	s.sc.nonblock.Store(false)
+	spill := s.sc.spilled()
+	s.c.mu.Lock()
+	s.writing = false
+	s.queued = max(s.queued-len(f.p), 0) // teardown may have reset it meanwhile
+	switch {
+	case err != nil:
+		s.throughErr = err
+		s.wakeWriter()
+		return true, false
+	case spill > 0:
+		s.queued += spill
+		s.data = append([]outFrame{{data: true, spill: spill}}, s.data...)
+		s.wakeWriter()
+		return true, false
+	case len(s.ctrl) > 0 || len(s.data) > 0:
+		s.wakeWriter()
+	}
+	return true, s.queued == 0 && s.c.opts.writeableEvents
 }
 
 // writeLoop writes queued frames in order until a close frame is written,
@@ -156,7 +236,11 @@ func (s *session) pop() (outFrame, bool) {
 func (s *session) writeLoop() {
 	defer close(s.wExit)
 	for {
-		f, ok := s.pop()
+		f, ok, err := s.pop()
+		if err != nil {
+			s.wErr = err
+			return
+		}
 		if !ok {
 			select {
 			case <-s.wWake:
@@ -165,18 +249,24 @@ func (s *session) writeLoop() {
 				return
 			}
 		}
-		err := s.writeFrame(f)
+		if f.spill > 0 {
+			err = s.sc.flush()
+		} else {
+			err = s.writeFrame(f)
+		}
+		s.c.mu.Lock()
+		s.writing = false
+		drained := false
 		if f.data {
-			s.c.mu.Lock()
-			s.queued -= len(f.p)
+			s.queued -= f.size()
 			if s.queued < 0 {
 				s.queued = 0
 			}
-			drained := s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
-			s.c.mu.Unlock()
-			if drained {
-				s.c.emit(Event{Type: EventWriteable})
-			}
+			drained = s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
+		}
+		s.c.mu.Unlock()
+		if drained {
+			s.c.emit(Event{Type: EventWriteable})
 		}
 		if err != nil {
 			s.wErr = err
@@ -276,7 +366,7 @@ func (s *session) read() readResult {
 		if ce := checkHeader(h, &st); ce != nil {
 			return failResult(ce)
 		}
-		s.lastRecv.Store(time.Now().UnixNano())
+		s.heard()
 		if h.OpCode.IsControl() {
 			p := make([]byte, h.Length)
 			if _, err := io.ReadFull(s.br, p); err != nil {
@@ -285,7 +375,7 @@ func (s *session) read() readResult {
 			if h.Masked {
 				ws.Cipher(p, h.Mask, 0)
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			switch h.OpCode {
 			case ws.OpPing:
 				s.c.mu.Lock()
@@ -294,6 +384,7 @@ func (s *session) read() readResult {
 			case ws.OpPong:
 				if o.pongEvents {
 					s.c.emit(Event{Type: EventReceivePong, Data: p})
+					s.yield()
 				}
 			case ws.OpClose:
 				code, reason, ce := parseClosePayload(p)
@@ -328,7 +419,7 @@ func (s *session) read() readResult {
 				}
 				return ioResult(err)
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			if h.Masked {
 				ws.Cipher(zbuf[:m], h.Mask, int(h.Length-n))
 			}
@@ -360,7 +451,7 @@ func (s *session) read() readResult {
 			if h.Masked {
 				ws.Cipher(msg[l:], h.Mask, int(h.Length-n))
 			}
-			s.lastRecv.Store(time.Now().UnixNano())
+			s.heard()
 			if msgOp == ws.OpText && !compressed && !text.Write(msg[l:]) {
 				return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
 			}
@@ -392,6 +483,7 @@ func (s *session) read() readResult {
 		}
 		s.c.emit(Event{Type: EventReceive, Opcode: op, Data: msg})
 		msg = nil
+		s.yield()
 	}
 }
 
@@ -435,7 +527,6 @@ func (s *session) serve() Event {
 			closeT.Stop()
 		}
 	}()
-	var pingSent int64
 	rExit, wExit := s.rExit, s.wExit
 	kick := s.c.kick
 	checkStop := func() (abandon bool) {
@@ -503,19 +594,19 @@ func (s *session) serve() Event {
 				return s.finish(false, CloseGoingAway, "abandoned")
 			}
 		case <-pingC:
+			if pongC == nil {
+				s.recvd.Store(false) // before the ping: its pong may come at once
+				pongT = time.NewTimer(o.effectivePongTimeout())
+				pongC = pongT.C
+			}
 			s.c.mu.Lock()
 			if s.c.state == StateOpen {
 				s.pushCtrl(outFrame{op: opPing}, false)
 			}
 			s.c.mu.Unlock()
-			if pongC == nil {
-				pingSent = time.Now().UnixNano()
-				pongT = time.NewTimer(o.effectivePongTimeout())
-				pongC = pongT.C
-			}
 		case <-pongC:
 			pongC = nil
-			if s.lastRecv.Load() < pingSent {
+			if !s.recvd.Load() && !s.waiting.Load() {
 				return s.finish(false, CloseAbnormal, "pong timeout")
 			}
 		case <-closeC:

@@ -36,7 +36,7 @@
 	X(vws_conn_protocol) X(vws_conn_free) X(vws_conn_server) X(vws_server_new) \
 	X(vws_server_set_option) X(vws_server_listen) X(vws_server_port) X(vws_server_broadcast) \
 	X(vws_server_clients) X(vws_server_close) X(vws_server_free) X(vws_conn_request_headers) \
-	X(vws_conn_peer)
+	X(vws_conn_peer) X(vws_conn_peer_cert)
 #define DECLARE(f) static __typeof__(f) *p_##f;
 VWS_FUNCS(DECLARE)
 
@@ -174,6 +174,8 @@ static void server_checks(void)
 		      "request_headers into 5 bytes: truncated, returns the full length");
 		check(p_vws_conn_request_headers(cli, hb, sizeof hb) == VWS_EARG, "request_headers of a client connection -> EARG");
 		check(p_vws_conn_peer(acc, hb, sizeof hb) == VWS_OK && strncmp(hb, "127.0.0.1:", 10) == 0, "peer: %s", hb);
+		check(p_vws_conn_peer_cert(acc, hb, sizeof hb) == 0 && hb[0] == 0, "peer_cert without TLS: 0, \"\"");
+		check(p_vws_conn_peer_cert(cli, hb, sizeof hb) == VWS_EARG, "peer_cert of a client connection -> EARG");
 	}
 	r = p_vws_conn_connect(acc, err, sizeof err);
 	check(r != VWS_OK, "connect on an accepted connection fails: %s", err);

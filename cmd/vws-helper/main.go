@@ -496,6 +496,12 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 			p, err = hub.Peer(c)
 		}
 		res = []wire.Value{wire.String(p)}
+	case wire.OpPeerCert:
+		var p string
+		if err = a.Err(); err == nil {
+			p, err = hub.PeerCert(c)
+		}
+		res = []wire.Value{wire.String(p)}
 	default:
 		err = fmt.Errorf("vws-helper: unknown op %d", op)
 	}

@@ -218,6 +218,26 @@ func NextEvent(ctx uint64, timeout time.Duration) (ev Event, ok bool, err error)
 	return ev, ok, nil
 }
 
+// NextEvents pops up to len(dst) events of ctx into dst, waiting up to
+// timeout (none if <= 0) for the first, as NextEvent. Events after the first
+// are taken while the data of all fit in budget bytes. It returns the number
+// taken and the number still pending.
+func NextEvents(ctx uint64, timeout time.Duration, dst []Event, budget int) (n, left int, err error) {
+	defer recoverTo(&err)
+	cx, err := lookupContext(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(dst) == 0 {
+		return 0, 0, argf("hub: no room for events")
+	}
+	n, left, alive := cx.nextBatch(timeout, dst, budget)
+	if !alive {
+		return 0, 0, &HandleError{Kind: "context", Handle: ctx}
+	}
+	return n, left, nil
+}
+
 // Pending returns the number of pending events of ctx.
 func Pending(ctx uint64) (n int, err error) {
 	defer recoverTo(&err)
@@ -320,6 +340,7 @@ func NewConn(ctx uint64, url string) (id uint64, err error) {
 	if err != nil {
 		return 0, asArg(err)
 	}
+	ws.SetFlowControl(cx.room)
 	c.ws = ws
 	reg.mu.Lock()
 	if reg.ctxs[ctx] != cx { // freed meanwhile

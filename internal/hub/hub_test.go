@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -612,4 +613,70 @@ func TestFreeContextDropsEvents(t *testing.T) {
 			"NextEvent on a freed context: %v",
 			err)
 	}
+}
+
+func TestNextEventsBatch(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	for i := 0; i < 10; i++ {
+		cx.push(msg(1, strings.Repeat("x", 10)))
+	}
+	dst := make([]Event, 4)
+	n, left, err := NextEvents(ctx, 0, dst, 1000)
+	if err != nil || n != 4 || left != 6 {
+		t.Fatalf("n %d left %d err %v", n, left, err)
+	}
+	// The budget bounds the events after the first.
+	n, left, _ = NextEvents(ctx, 0, dst, 25)
+	if n != 2 || left != 4 {
+		t.Fatalf("budget 25: n %d left %d", n, left)
+	}
+	n, left, _ = NextEvents(ctx, 0, dst, 0)
+	if n != 1 || left != 3 {
+		t.Fatalf("budget 0: n %d left %d", n, left)
+	}
+	NextEvents(ctx, 0, dst, 1000)
+	if n, _, err := NextEvents(ctx, 10*time.Millisecond, dst, 1000); n != 0 || err != nil {
+		t.Fatalf("empty: n %d err %v", n, err)
+	}
+}
+
+func TestRoomBackpressure(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	for i := 0; i < highEvents; i++ {
+		cx.push(msg(1, "x"))
+	}
+	done := make(chan bool)
+	go func() { done <- cx.room(nil) }()
+	select {
+	case <-done:
+		t.Fatal("room returned with the queue at its high water")
+	case <-time.After(50 * time.Millisecond):
+	}
+	dst := make([]Event, 256)
+	for taken := 0; taken < highEvents/2; {
+		n, _, _ := NextEvents(ctx, 0, dst, 1<<20)
+		taken += n
+	}
+	select {
+	case waited := <-done:
+		if !waited {
+			t.Fatal("room did not report its wait")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("room still waits with the queue at half its high water")
+	}
+	// A stop channel and freeing the context release a waiter too.
+	for i := 0; i < highEvents; i++ {
+		cx.push(msg(1, "x"))
+	}
+	stop := make(chan struct{})
+	go func() { done <- cx.room(stop) }()
+	close(stop)
+	if !<-done {
+		t.Fatal("room did not wait")
+	}
+	go func() { done <- cx.room(nil) }()
+	time.Sleep(10 * time.Millisecond)
+	FreeContext(ctx)
+	<-done
 }

@@ -10,6 +10,14 @@ import (
 // slice is compacted (when they are also at least half of it).
 const compactAt = 256
 
+// The queue's high water: a connection's reader that finds this many events,
+// or this many bytes of event data, pending stops reading (see context.room)
+// until the consumer has taken the queue down to half of both.
+const (
+	highEvents = 4096
+	highBytes  = 8 << 20
+)
+
 // context is one event queue and the state of its waiters and event pipe.
 // Its connections are listed in the registry (conns, guarded by reg.mu).
 type context struct {
@@ -27,6 +35,8 @@ type context struct {
 	wakeSet bool   // a wake that found no waiter; consumed by the next next that would wait
 	rfd     int    // event pipe, -1 until EventFD is called
 	wfd     int
+	bytes   int           // event data bytes in q[head:]
+	roomCh  chan struct{} // closed when the queue is back under half the high water; nil: nobody waits
 }
 
 func newContext(id uint64) *context {
@@ -47,6 +57,7 @@ func (cx *context) pushThen(ev Event, after func()) {
 		return
 	}
 	cx.q = append(cx.q, ev)
+	cx.bytes += len(ev.Data)
 	if after != nil {
 		after()
 	}
@@ -108,11 +119,59 @@ func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
 	}
 }
 
+// nextBatch pops events into dst (at most len(dst)) as next pops one: the
+// first waits up to timeout; further ones are taken while their data fit in
+// budget bytes together (the first is always taken). left is the number of
+// events still pending.
+func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget int) (n, left int, alive bool) {
+	ev, ok, alive := cx.next(timeout)
+	if !ok {
+		return 0, 0, alive
+	}
+	dst[0] = ev
+	n, budget = 1, budget-len(ev.Data)
+	cx.mu.Lock()
+	defer cx.mu.Unlock()
+	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && len(cx.q[cx.head].Data) <= budget {
+		budget -= len(cx.q[cx.head].Data)
+		dst[n] = cx.pop()
+		n++
+	}
+	return n, len(cx.q) - cx.head, true
+}
+
+// room returns when the queue is under its high water, the context is freed
+// or stop is closed. A connection's reader calls it after each message, so a
+// consumer that falls behind slows the peer down (TCP flow control) instead
+// of growing the queue without bound. It reports whether it waited.
+func (cx *context) room(stop <-chan struct{}) bool {
+	cx.mu.Lock()
+	if cx.freed || (len(cx.q)-cx.head < highEvents && cx.bytes < highBytes) {
+		cx.mu.Unlock()
+		return false
+	}
+	if cx.roomCh == nil {
+		cx.roomCh = make(chan struct{})
+	}
+	ch := cx.roomCh
+	cx.mu.Unlock()
+	select {
+	case <-ch:
+	case <-stop:
+	}
+	return true
+}
+
 // pop removes the oldest event; the queue must not be empty. Called with mu held.
 func (cx *context) pop() Event {
 	ev := cx.q[cx.head]
 	cx.q[cx.head] = Event{}
 	cx.head++
+	cx.bytes -= len(ev.Data)
+	if cx.roomCh != nil && len(cx.q)-cx.head <= highEvents/2 && cx.bytes <= highBytes/2 {
+		close(cx.roomCh)
+		cx.roomCh = nil
+	}
 	switch {
 	case cx.head == len(cx.q):
 		cx.q = cx.q[:0]
@@ -204,7 +263,11 @@ func (cx *context) free() {
 		return
 	}
 	cx.freed = true
-	cx.q, cx.head = nil, 0
+	cx.q, cx.head, cx.bytes = nil, 0, 0
+	if cx.roomCh != nil {
+		close(cx.roomCh)
+		cx.roomCh = nil
+	}
 	if cx.rfd >= 0 {
 		syscall.Close(cx.rfd)
 		syscall.Close(cx.wfd)

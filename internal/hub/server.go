@@ -66,6 +66,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 			return nil // freed meanwhile: the engine closes the connection
 		}
 		c := &conn{id: lastConn.Add(1), cx: cx, ws: ws, server: sid}
+		ws.SetFlowControl(cx.room)
 		c.unsettled.Store(true)
 		reg.conns[c.id] = c
 		cx.conns[c.id] = c
@@ -238,4 +239,19 @@ func Peer(c uint64) (addr string, err error) {
 		return "", argf("hub: connection %d was not accepted by a server", c)
 	}
 	return addr, nil
+}
+
+// PeerCert returns the subject (RFC 2253) of the verified client certificate
+// of a connection accepted by a server, or "" when the client gave none.
+func PeerCert(c uint64) (subject string, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return "", err
+	}
+	subject, ok := cn.ws.PeerCert()
+	if !ok {
+		return "", argf("hub: connection %d was not accepted by a server", c)
+	}
+	return subject, nil
 }

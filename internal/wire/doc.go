@@ -43,6 +43,7 @@
 //	OpAcceptBase       base                               -> ()
 //	OpRequestHeaders   conn                               -> (headers: "Name: value\n" lines)
 //	OpPeer             conn                               -> (address)
+//	OpPeerCert         conn                               -> (client certificate subject, "" if none)
 //
 // Servers and the proxy's connections take their tags from one counter, so
 // they never collide. A connection accepted by a server is made inside the

@@ -53,6 +53,7 @@ const (
 	OpAcceptBase      Op = 23
 	OpRequestHeaders  Op = 24
 	OpPeer            Op = 25
+	OpPeerCert        Op = 26
 )
 
 // Tags of connections accepted by servers, which the helper makes: base+1,

@@ -2,6 +2,8 @@
 --   lua5.1 bench.lua rtt URL N SIZE   N round trips of a SIZE byte text message, the handler
 --                                     sends the next one on receipt; prints "rtt N SECONDS"
 --   lua5.1 bench.lua mib URL N        N echoes of a 1 MiB binary message; prints "mib N SECONDS"
+--   lua5.1 bench.lua ingest URL N SIZE  N text messages of SIZE bytes pushed by the server
+--                                     (URL .. "push?n=N&size=SIZE"); prints "ingest N SECONDS"
 --   lua5.1 bench.lua idle URL SECS    connects, prints "READY", stays idle SECS seconds, closes
 -- Times are wall clock from the open event to the last echo (socket.gettime when LuaSocket
 -- is installed, else /proc/uptime, 10 ms resolution).
@@ -26,8 +28,10 @@ if mode == "rtt" then
 	msg, kind = string.rep("x", size), "text"
 elseif mode == "mib" then
 	msg, kind = string.rep("\165", 1048576), "binary"
+elseif mode == "ingest" then
+	url = string.format("%spush?n=%d&size=%d", url, n, size)
 elseif mode ~= "idle" then
-	error("usage: bench.lua rtt|mib|idle URL N [SIZE]")
+	error("usage: bench.lua rtt|mib|ingest|idle URL N [SIZE]")
 end
 
 local count, start, failed = 0, nil, nil
@@ -43,10 +47,21 @@ local conn = ws.create {
 				return
 			end
 			start = now()
-			assert(ws.send(wso, msg, kind))
+			if mode ~= "ingest" then assert(ws.send(wso, msg, kind)) end
 		end,
 		message = function(wso, data, k)
 			count = count + 1
+			if mode == "ingest" then
+				if #data ~= size then
+					failed = "message " .. count .. " has " .. #data .. " bytes"
+					ws.close(wso)
+				elseif count == n then
+					print(string.format("%s %d %.6f", mode, count, now() - start))
+					io.stdout:flush()
+					ws.close(wso)
+				end
+				return
+			end
 			if data ~= msg or k ~= kind then
 				failed = "echo " .. count .. " differs"
 				ws.close(wso)

@@ -4,6 +4,8 @@
 //
 //	rtt N SECONDS    N round trips of a -size byte text message, the next sent on receipt
 //	mib N SECONDS    N echoes of a 1 MiB binary message, the next sent on receipt
+//	ingest N SECONDS N text messages of -size bytes pushed by the server (URL path
+//	                 /push), from the end of the handshake to the last one read
 package main
 
 import (
@@ -25,9 +27,16 @@ func main() {
 	rtts := flag.Int("rtt", 20000, "round trips of the small text message (0 = skip)")
 	size := flag.Int("size", 100, "size of the small text message in bytes")
 	mibs := flag.Int("mib", 64, "echoes of a 1 MiB binary message (0 = skip)")
+	ingest := flag.Int("ingest", 0, "messages of -size bytes the server pushes (0 = skip)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("goclient: ")
+	if *ingest > 0 {
+		runIngest(fmt.Sprintf("%spush?n=%d&size=%d", *url, *ingest, *size), *ingest, *size)
+	}
+	if *rtts == 0 && *mibs == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, br, _, err := ws.Dial(ctx, *url)
@@ -70,6 +79,39 @@ func main() {
 	}
 	run("rtt", *rtts, ws.OpText, bytes.Repeat([]byte("x"), *size))
 	run("mib", *mibs, ws.OpBinary, bytes.Repeat([]byte{0xa5}, 1<<20))
+	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "")
+	ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
+}
+
+// runIngest reads n pushed messages of size bytes from u and prints the time taken.
+func runIngest(u string, n, size int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, u)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{bufio.NewReaderSize(r, 64<<10), conn}
+	for i := 0; i < n; i++ {
+		p, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(p) != size {
+			log.Fatalf("ingest: message %d has %d bytes", i, len(p))
+		}
+	}
+	fmt.Printf("ingest %d %.6f\n", n, time.Since(start).Seconds())
 	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "")
 	ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
 }

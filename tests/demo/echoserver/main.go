@@ -7,6 +7,9 @@
 // certificate for 127.0.0.1 and a client certificate (ca.pem, ws.pem, ws.key in
 // that directory) and serves wss://, requiring a client certificate from that CA.
 // It exits after -max-time, so a forgotten server never outlives its run.
+// A connection to /push?n=N&size=S first receives N text messages of S bytes
+// written as fast as the socket takes them (the ingest workload of `make
+// bench`), then echoes like any other.
 package main
 
 import (
@@ -19,7 +22,9 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -68,7 +73,9 @@ func main() {
 func serve(c net.Conn, closeAfter int, quiet bool) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := ws.Upgrade(c); err != nil {
+	var uri string
+	up := ws.Upgrader{OnRequest: func(u []byte) error { uri = string(u); return nil }}
+	if _, err := up.Upgrade(c); err != nil {
 		log.Printf("%s: upgrade: %v", c.RemoteAddr(), err)
 		return
 	}
@@ -84,6 +91,12 @@ func serve(c net.Conn, closeAfter int, quiet bool) {
 		io.Reader
 		io.Writer
 	}{br, c} // control replies (pong, close) go straight to the socket
+	if u, err := url.Parse(uri); err == nil && u.Path == "/push" {
+		if err := push(bw, u.Query()); err != nil {
+			log.Printf("%s: push: %v", c.RemoteAddr(), err)
+			return
+		}
+	}
 	for n := 1; ; n++ {
 		p, op, err := wsutil.ReadClientData(rw)
 		if err != nil {
@@ -121,6 +134,25 @@ func serve(c net.Conn, closeAfter int, quiet bool) {
 			}
 		}
 	}
+}
+
+// push writes q's n text messages of q's size bytes ("x" repeated) through bw.
+func push(bw *bufio.Writer, q url.Values) error {
+	n, _ := strconv.Atoi(q.Get("n"))
+	size, _ := strconv.Atoi(q.Get("size"))
+	if n < 0 || n > 10_000_000 || size < 0 || size > 1<<20 {
+		return fmt.Errorf("bad n=%d size=%d", n, size)
+	}
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = 'x'
+	}
+	for i := 0; i < n; i++ {
+		if err := wsutil.WriteServerMessage(bw, ws.OpText, msg); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }
 
 // makeTLS writes ca.pem, ws.pem and ws.key (the client's) into dir and returns a

@@ -1,0 +1,420 @@
+-- A server safe to put on a home network (ws.listen): the Origin policy (raw
+-- clients with forged Origin/Host pairs, and a headless Chromium page of another
+-- port), client certificates on wss:// servers, per-address limits.
+package.path = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib/?.lua;" .. package.path
+local tap = require "tap"
+local ws = tap.ws
+local test, ok, eq, like = tap.test, tap.ok, tap.eq, tap.like
+
+local LISTEN = "bad argument #1 to 'listen'"
+
+-- ---------------------------------------------------------------- helpers
+local skip_reason
+if not ws or type(ws.listen) ~= "function" then
+	test("ws.listen exists", function()
+		ok(ws, "require 'verawebsockets' failed: " .. tostring(tap.load_error))
+		eq(type(ws.listen), "function", "ws.listen")
+	end)
+	tap.done()
+end
+local has_socket, socket = pcall(require, "socket")
+
+local servers -- the servers the running test made (closed after it)
+
+-- stest(name, fn[, needs_socket]): tap.test; afterwards every server of the test
+-- is closed and its clients are waited for (bounded).
+local function stest(name, fn, needs_socket)
+	if skip_reason then return tap.skip(name, skip_reason) end
+	if needs_socket and not has_socket then return tap.skip(name, "LuaSocket missing (the raw client needs it)") end
+	test(name, function()
+		servers = {}
+		local okf, err = xpcall(fn, function(e)
+			if type(e) == "table" then return e end
+			return { tap_failure = true, msg = debug.traceback(tostring(e), 2) }
+		end)
+		local left = {}
+		for _, s in ipairs(servers) do
+			local okc, list = pcall(ws.clients, s)
+			if okc and type(list) == "table" then
+				for _, c in ipairs(list) do left[#left + 1] = c end
+			end
+			pcall(ws.close, s)
+		end
+		local deadline = tap.now() + 5 * tap.factor
+		while tap.now() < deadline do
+			local busy = false
+			for _, c in ipairs(left) do
+				local oks, st = pcall(ws.state, c)
+				if oks and st ~= "closed" then busy = true end
+			end
+			if not busy then break end
+			ws.dispatch(20)
+		end
+		servers = nil
+		if not okf then error(err, 0) end
+	end)
+end
+
+-- listen(opts) -> srv, opened: a standalone server on 127.0.0.1, port 0; opened
+-- is the list of {wso, path} its open handler got (unless opts.event_handlers).
+local function listen(opts)
+	local opened = {}
+	opts.port = opts.port or 0
+	opts.host = opts.host or "127.0.0.1"
+	opts.standalone = true
+	opts.event_handlers = opts.event_handlers or {
+		open = function(wso, path) opened[#opened + 1] = { wso = wso, path = path } end,
+	}
+	local srv, err = ws.listen(opts)
+	ok(srv, "ws.listen failed: " .. tostring(err))
+	servers[#servers + 1] = srv
+	return srv, opened
+end
+
+-- handshake(port, host, extra) -> status, tcp: a raw LuaSocket client sends a
+-- complete opening handshake (Host: host, plus the extra header lines) and reads
+-- the status code; tcp is open after a 101 (close it), nil otherwise.
+local function handshake(port, host, extra)
+	local tcp = assert(socket.tcp())
+	tcp:settimeout(5 * tap.factor)
+	assert(tcp:connect("127.0.0.1", port))
+	assert(tcp:send("GET /raw HTTP/1.1\r\nHost: " .. host .. "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" .. (extra or "") .. "\r\n"))
+	local line, err = tcp:receive("*l")
+	ok(line, "no status line: " .. tostring(err))
+	local status = tonumber(line:match("^HTTP/1%.1 (%d%d%d)"))
+	if status == 101 then
+		repeat local l = assert(tcp:receive("*l")) until l == ""
+		return status, tcp
+	end
+	tcp:close()
+	return status
+end
+
+-- settle(): lets events that might (wrongly) come be delivered.
+local function settle() tap.pump(0.3) end
+
+-- ---------------------------------------------------------------- Origin policy
+stest("origin: forged Origin/Host pairs get 403 before the upgrade; nothing reaches Lua", function()
+	local srv, opened = listen({})
+	local port = srv:port()
+	local here = "127.0.0.1:" .. port
+	for _, pair in ipairs({
+		{ here, "Origin: http://evil.example" },
+		{ here, "Origin: http://127.0.0.1:1" },              -- a page of another port
+		{ here, "Origin: http://127.0.0.1" },                -- ... or of port 80
+		{ "evil.example", "Origin: http://127.0.0.1:" .. port }, -- Host and Origin disagree
+		{ here, "Origin: null" },                             -- sandboxed frame, file:// page
+		{ here, "Origin: https://" .. here .. ".evil.example" },
+	}) do
+		eq(handshake(port, pair[1], pair[2] .. "\r\n"), 403, "Host " .. pair[1] .. ", " .. pair[2])
+	end
+	settle()
+	eq(#opened, 0, "no open event")
+end, true)
+
+stest("origin: no Origin (native clients) and an Origin of the same host are accepted", function()
+	local srv, opened = listen({})
+	local port = srv:port()
+	local status, tcp = handshake(port, "anything")
+	eq(status, 101, "no Origin")
+	tcp:close()
+	status, tcp = handshake(port, "127.0.0.1:" .. port, "Origin: http://127.0.0.1:" .. port .. "\r\n")
+	eq(status, 101, "same host and port")
+	tcp:close()
+	local wso = tap.open("ws://127.0.0.1:" .. port .. "/native")
+	tap.wait(function() return #opened == 3 end, 5, "three open events")
+	eq(opened[3].path, "/native")
+	tap.close_and_wait(wso)
+end, true)
+
+stest("origins: listed origins are accepted, others still refused; '*' allows every origin", function()
+	local srv, opened = listen({ origins = { "http://192.168.1.5:8080", "https://example.com" } })
+	local port = srv:port()
+	local here = "127.0.0.1:" .. port
+	local wso = tap.open("ws://" .. here .. "/listed", { origin = "https://example.com" })
+	tap.close_and_wait(wso)
+	local status, tcp = handshake(port, here, "Origin: http://192.168.1.5:8080\r\n")
+	eq(status, 101, "listed origin")
+	tcp:close()
+	eq(handshake(port, here, "Origin: http://example.com\r\n"), 403, "scheme differs")
+	eq(handshake(port, here, "Origin: https://example.com:8443\r\n"), 403, "port differs")
+	eq(handshake(port, here, "Origin: http://evil.example\r\n"), 403, "not listed")
+	tap.wait(function() return #opened == 2 end, 5, "two open events")
+	settle()
+	eq(#opened, 2, "only the listed origins opened")
+
+	local any = listen({ origins = "*" })
+	status, tcp = handshake(any:port(), "x", "Origin: http://evil.example\r\n")
+	eq(status, 101, "origins = '*'")
+	tcp:close()
+end, true)
+
+stest("origins, max_clients_per_ip, handshake_rate, ssl_settings: bad values raise", function()
+	local function raises(opts, what)
+		opts.port, opts.standalone = 0, true
+		return tap.raises(function() ws.listen(opts) end, LISTEN, what)
+	end
+	like(raises({ origins = 5 }, "origins a number"), "origins")
+	like(raises({ origins = { "example.com" } }, "origin without a scheme"), "origins")
+	like(raises({ origins = { "http://a/path" } }, "origin with a path"), "origins")
+	like(raises({ origins = { "http://a,http://b" } }, "a comma inside"), "origins")
+	like(raises({ origins = {} }, "an empty list"), "origins")
+	like(raises({ max_clients_per_ip = -1 }, "max_clients_per_ip < 0"), "max_clients_per_ip")
+	like(raises({ max_clients_per_ip = 1.5 }, "max_clients_per_ip not an integer"), "max_clients_per_ip")
+	like(raises({ handshake_rate = 0 }, "rate 0"), "handshake_rate")
+	like(raises({ handshake_rate = "fast" }, "rate a string"), "handshake_rate")
+	like(raises({ handshake_rate = { rate = 1, burst = 0 } }, "burst 0"), "handshake_rate")
+	like(raises({ handshake_rate = { burst = 2 } }, "no rate"), "handshake_rate")
+	like(raises({ ssl_settings = { require_client_cert = "yes" } }, "require_client_cert a string"), "require_client_cert")
+	like(raises({ ssl_settings = { ssl_ca_filepath = 1 } }, "ssl_ca_filepath a number"), "ssl_ca_filepath")
+	-- Checked by the engine when listening (misuse raises, as a bad certificate does).
+	like(raises({ ssl_settings = { require_client_cert = true } }, "require_client_cert without a CA"),
+		"require_client_cert: needs ssl_ca_filepath")
+	like(raises({ ssl_settings = { ssl_ca_filepath = tap.cert("ca.pem") } }, "ssl_ca_filepath on a ws:// server"),
+		"ssl_ca_filepath: client certificates need a TLS server")
+	like(raises({ ssl_settings = { ssl_cert_filepath = tap.cert("server.pem"), ssl_private_key_filepath = tap.cert("server.key"),
+		ssl_ca_filepath = tap.cert("garbage.pem") } }, "a CA file without PEM"), "no PEM certificate")
+end)
+
+-- ---------------------------------------------------------------- a browser
+-- A page served from one port (python3 -m http.server on 127.0.0.1) opens a
+-- WebSocket to a ws.listen server on another port and writes the outcome into
+-- its DOM, which headless Chromium dumps.
+local chromium
+do
+	local function has(cmd) return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == 0 end
+	if not has("chromium") then -- installs with apt-get when run as root (bounded)
+		os.execute("cd " .. (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.. && timeout 600 build/deps.sh chromium >/dev/null 2>&1")
+	end
+	if has("chromium") and has("python3") then
+		chromium = true
+	else
+		chromium = "chromium (or python3) not installed and build/deps.sh chromium could not install it"
+	end
+end
+
+local function readfile(name)
+	local f = io.open(name, "r")
+	if not f then return "" end
+	local s = f:read("*a")
+	f:close()
+	return s
+end
+
+-- page_server() -> port, dir, stop: python3's http.server on 127.0.0.1 serving a new directory.
+local function page_server()
+	local dir = os.tmpname()
+	os.remove(dir)
+	assert(os.execute("mkdir -p " .. dir .. "/www") == 0)
+	os.execute(string.format("(timeout %d python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s/www > %s/http.out 2>&1 & echo $! > %s/http.pid)",
+		120 * tap.factor, dir, dir, dir))
+	local port
+	tap.wait_nodispatch(function()
+		port = tonumber(readfile(dir .. "/http.out"):match("port (%d+)"))
+		return port ~= nil
+	end, 10, "python3 -m http.server")
+	local function stop()
+		local pid = tonumber(readfile(dir .. "/http.pid"):match("%d+"))
+		if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+		os.execute("rm -rf " .. dir)
+	end
+	return port, dir, stop
+end
+
+-- browse(http_port, dir, ws_port) -> outcome ("OPEN" | "REFUSED:code" | "PENDING" | nil), dom:
+-- headless Chromium loads a page of http_port that connects to ws_port; the
+-- server's events are dispatched meanwhile.
+local function browse(http_port, dir, ws_port)
+	local f = assert(io.open(dir .. "/www/page.html", "w"))
+	f:write(([[<!doctype html><html><head><title>origin test</title></head><body><p id="r">PENDING</p><script>
+var r = document.getElementById("r"), s = new WebSocket("ws://127.0.0.1:WSPORT/browser");
+s.onopen = function () { r.textContent = "OUT" + "COME:OPEN"; s.close(); };
+s.onclose = function (e) { if (r.textContent === "PENDING") r.textContent = "OUT" + "COME:REFUSED:" + e.code; };
+</script></body></html>
+]]):gsub("WSPORT", tostring(ws_port)))
+	f:close()
+	local out, done = dir .. "/dom.out", dir .. "/dom.done"
+	os.remove(done)
+	os.execute(string.format("(mkdir -p %s/profile; timeout %d chromium --headless --no-sandbox --disable-gpu " ..
+		"--disable-background-networking --disable-component-update --disable-sync --no-first-run " ..
+		"--user-data-dir=%s/profile --virtual-time-budget=5000 --dump-dom http://127.0.0.1:%d/page.html > %s 2>%s/chromium.err; " ..
+		"rm -rf %s/profile; echo done > %s) &", dir, 60 * tap.factor, dir, http_port, out, dir, dir, done))
+	tap.wait(function() return readfile(done) ~= "" end, 70, "headless chromium")
+	local dom = readfile(out)
+	return dom:match("<p id=\"r\">OUTCOME:([^<]*)</p>") or dom:match("<p id=\"r\">(PENDING)</p>"), dom .. readfile(dir .. "/chromium.err")
+end
+
+local function btest(name, fn)
+	if chromium ~= true then return tap.skip(name, chromium) end
+	stest(name, fn)
+end
+
+btest("browser: a page of another port is refused by default, accepted when origins lists it", function()
+	local http_port, dir, stop = page_server()
+	local okf, err = pcall(function()
+		local srv, opened = listen({})
+		local outcome, dom = browse(http_port, dir, srv:port())
+		eq(outcome, "REFUSED:1006", "default policy: " .. dom:sub(1, 2000))
+		settle()
+		eq(#opened, 0, "no open event for the refused page")
+
+		local srv2, opened2 = listen({ origins = { "http://127.0.0.1:" .. http_port } })
+		outcome, dom = browse(http_port, dir, srv2:port())
+		eq(outcome, "OPEN", "origins lists the page: " .. dom:sub(1, 2000))
+		tap.wait(function() return #opened2 == 1 end, 5, "open event")
+		eq(opened2[1].path, "/browser")
+		like(ws.headers(opened2[1].wso).origin, "^http://127%.0%.0%.1:" .. http_port .. "$", "the page's Origin")
+	end)
+	stop()
+	if not okf then error(err, 0) end
+end)
+
+-- ---------------------------------------------------------------- client certificates
+local function tls_listen(extra)
+	local ssl = { ssl_cert_filepath = tap.cert("server.pem"), ssl_private_key_filepath = tap.cert("server.key"),
+		ssl_ca_filepath = tap.cert("ca.pem"), require_client_cert = true }
+	for k, v in pairs(extra or {}) do ssl[k] = v end
+	return listen({ ssl_settings = ssl })
+end
+
+-- client_ssl(name) -> ssl_settings of a client trusting the test CA, with the
+-- certificate name.pem/name.key (none if nil).
+local function client_ssl(name)
+	local s = { client_ssl_ca_filepath = tap.cert("ca.pem") }
+	if name then
+		s.client_ssl_cert_filepath, s.client_ssl_private_key_filepath = tap.cert(name .. ".pem"), tap.cert(name .. ".key")
+	end
+	return s
+end
+
+-- refused(url, opts) -> reason: a client gets event 1 and never opens.
+local function refused(u, opts)
+	local rec = tap.recorder()
+	opts.url, opts.event_handlers = u, rec.handlers
+	local wso = tap.create(opts)
+	eq(ws.connect(wso), true, "connect")
+	tap.wait(function() return rec.count(1) + rec.count(3) > 0 end, 10, "open or error")
+	eq(rec.count(3), 0, "must not open")
+	tap.wait(function() return ws.state(wso) == "closed" end, 5, "state closed")
+	return rec.last(1)
+end
+
+stest("mutual TLS: a client certificate the CA signed is accepted and its subject readable", function()
+	local srv, opened = tls_listen()
+	local wso = tap.open("wss://127.0.0.1:" .. srv:port() .. "/mtls", { ssl_settings = client_ssl("client") })
+	tap.wait(function() return #opened == 1 end, 5, "open event")
+	local acc = opened[1].wso
+	eq(ws.peer_cert(acc), "CN=vws test client", "ws.peer_cert")
+	eq(acc:peer_cert(), "CN=vws test client", "wso:peer_cert")
+	local none, err = ws.peer_cert(wso)
+	eq(none, nil, "a client wso has no peer certificate")
+	like(err, "not a connection accepted by a server")
+	tap.close_and_wait(wso)
+end)
+
+stest("mutual TLS: no client certificate, or one of another CA, is refused at the TLS handshake", function()
+	local srv, opened = tls_listen()
+	local u = "wss://127.0.0.1:" .. srv:port() .. "/mtls"
+	like(refused(u, { ssl_settings = client_ssl(nil) }), ".", "no certificate: a reason")
+	like(refused(u, { ssl_settings = client_ssl("wrongclient") }), ".", "another CA: a reason")
+	settle()
+	eq(#opened, 0, "no open event")
+end)
+
+stest("client certificates optional (ssl_ca_filepath alone); plain servers have none", function()
+	local srv, opened = tls_listen({ require_client_cert = false })
+	local u = "wss://127.0.0.1:" .. srv:port() .. "/"
+	local a = tap.open(u, { ssl_settings = client_ssl(nil) })
+	local b = tap.open(u, { ssl_settings = client_ssl("client") })
+	tap.wait(function() return #opened == 2 end, 5, "two open events")
+	local subjects = {}
+	for _, o in ipairs(opened) do subjects[#subjects + 1] = tostring(ws.peer_cert(o.wso)) end
+	table.sort(subjects)
+	eq(table.concat(subjects, "|"), "CN=vws test client|nil", "one with a subject, one without")
+	tap.close_and_wait(a)
+	tap.close_and_wait(b)
+
+	local plain, popened = listen({})
+	local c = tap.open("ws://127.0.0.1:" .. plain:port() .. "/")
+	tap.wait(function() return #popened == 1 end, 5, "open event")
+	local subj, err = ws.peer_cert(popened[1].wso)
+	eq(subj, nil, "no TLS: nil")
+	eq(err, nil, "no TLS: no error")
+	tap.close_and_wait(c)
+end)
+
+-- ---------------------------------------------------------------- per-address limits
+stest("max_clients_per_ip = 3: a 4th connection from 127.0.0.1 gets 503, before the upgrade", function()
+	local srv, opened = listen({ max_clients_per_ip = 3 })
+	local port = srv:port()
+	local tcps = {}
+	for i = 1, 3 do
+		local status, tcp = handshake(port, "x")
+		eq(status, 101, "client " .. i)
+		tcps[i] = tcp
+	end
+	eq(handshake(port, "x"), 503, "4th client")
+	tap.wait(function() return #opened == 3 end, 5, "three open events")
+	settle()
+	eq(#opened, 3, "the 4th never reached Lua")
+	tcps[1]:close()
+	local status, tcp
+	tap.wait(function()
+		status, tcp = handshake(port, "x")
+		return status == 101
+	end, 5, "a place again after one left")
+	tcp:close()
+	for i = 2, 3 do tcps[i]:close() end
+end, true)
+
+stest("handshake_rate = {rate = 1, burst = 2}: a burst of handshakes gets 429", function()
+	local srv, opened = listen({ handshake_rate = { rate = 1, burst = 2 } })
+	local port = srv:port()
+	local got = {}
+	for i = 1, 4 do
+		local status, tcp = handshake(port, "x")
+		got[i] = status
+		if tcp then tcp:close() end
+	end
+	eq(table.concat(got, ","), "101,101,429,429", "statuses")
+	tap.wait(function() return #opened == 2 end, 5, "two open events")
+	settle()
+	eq(#opened, 2, "refused handshakes never reached Lua")
+	local n = listen({ handshake_rate = 1000 })
+	local status, tcp = handshake(n:port(), "x")
+	eq(status, 101, "a number form")
+	tcp:close()
+end, true)
+
+stest("refusals are logged at notice level (child)", function()
+	local out, okr = tap.run_lua([[
+		local ws = require "verawebsockets"
+		local socket = require "socket"
+		ws.set_log_level(4)
+		local srv = assert(ws.listen{port = 0, host = "127.0.0.1", standalone = true, max_clients_per_ip = 1})
+		local function hs(origin)
+			local t = assert(socket.tcp())
+			t:settimeout(5)
+			assert(t:connect("127.0.0.1", srv:port()))
+			t:send("GET / HTTP/1.1\r\nHost: 127.0.0.1:" .. srv:port() .. "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" .. origin .. "\r\n")
+			print("STATUS " .. tostring(t:receive("*l")))
+			return t
+		end
+		hs("Origin: http://evil.example\r\n"):close()
+		local keep = hs("")
+		hs(""):close()
+		ws.dispatch(100)
+		keep:close()
+		ws.close(srv)
+		ws.loop(2000)
+	]])
+	ok(okr, "child failed: " .. out)
+	like(out, "STATUS HTTP/1.1 403", "403")
+	like(out, "STATUS HTTP/1.1 503", "503")
+	like(out, "NOTICE: [^\n]*refused 127%.0%.0%.1:%d+ %(HTTP 403%)[^\n]*evil%.example", "403 logged at notice")
+	like(out, "NOTICE: [^\n]*refused 127%.0%.0%.1:%d+ %(HTTP 503%)[^\n]*max_clients_per_ip", "503 logged at notice")
+end, true)
+
+tap.done()
