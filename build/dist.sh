@@ -45,7 +45,7 @@ pack() {
 		for f in verawebsockets.so vws-helper; do
 			[ -f "$top/$f" ] && echo "$f: $(file -b "$top/$f" | cut -d, -f1-5)"
 		done
-		echo "install: see README.md, \"Install\""
+		echo "install: see README.md, \"Install\", \"On a Vera (LuaUPnP)\", \"On openLuup\""
 	} >"$top/BUILDINFO"
 	touch -d "@$mtime" "$top" "$top"/* 2>/dev/null || true
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$mtime" -C "$stage" -cf - "$(basename "$top")" |
