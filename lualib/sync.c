@@ -24,7 +24,7 @@ typedef struct vl_client {
 	size_t   reason_len;
 } vl_client;
 
-#define SLICE_MS 200
+#define SLICE_MS 5000 /* each wait wakes on its event fd; see wait.c */
 
 static vl_client *check_client(lua_State *L)
 {

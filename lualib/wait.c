@@ -27,6 +27,11 @@ int vl_event_fd(vl_state *st, vws_ctx ctx)
 
 #define VL_MAX_WAIT 4
 
+/* The longest single wait: every wait wakes on its event fds (and on SIGINT, which
+ * Linux gives the main thread first), so this only bounds how late a Ctrl-C is seen
+ * by a Lua state that runs on another thread: an idle loop wakes every 5 s. */
+#define VL_WAIT_SLICE_MS 5000
+
 /* The script's thread got a hook it did not have when the wait began, and it is
  * not ours: lua.c's (and LuaJIT's) SIGINT handler sets one to stop the script. */
 static int vl_interrupted(vl_state *st, lua_Hook h0)
@@ -101,7 +106,7 @@ int vl_ws_loop(lua_State *L)
 	deadline = timeout >= 0 ? vl_now_ms() + timeout : 0;
 	vl_lock_acquire(&st->lock);
 	for (;;) {
-		int64_t left = 100;
+		int64_t left = VL_WAIT_SLICE_MS;
 		vl_deliver_pending(st, L, st->ctxA, -1);
 		active = vws_ctx_active(st->ctxA);
 		if (active < 0)
@@ -114,8 +119,8 @@ int vl_ws_loop(lua_State *L)
 			left = deadline - vl_now_ms();
 			if (left <= 0)
 				break;
-			if (left > 100)
-				left = 100;
+			if (left > VL_WAIT_SLICE_MS)
+				left = VL_WAIT_SLICE_MS;
 		}
 		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL) < 0) {
 			interrupted = 1;
@@ -174,7 +179,7 @@ int vl_ws_dispatch(lua_State *L)
 		left = deadline - vl_now_ms();
 		if (left <= 0)
 			break;
-		if (vl_wait(st, L, both, nctx, left > 100 ? 100 : (int)left, &n) < 0)
+		if (vl_wait(st, L, both, nctx, left > VL_WAIT_SLICE_MS ? VL_WAIT_SLICE_MS : (int)left, &n) < 0)
 			break;
 	}
 	vl_lock_release(&st->lock);
