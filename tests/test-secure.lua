@@ -124,7 +124,11 @@ stest("origin: no Origin (native clients) and an Origin of the same host are acc
 	tcp:close()
 	local wso = tap.open("ws://127.0.0.1:" .. port .. "/native")
 	tap.wait(function() return #opened == 3 end, 5, "three open events")
-	eq(opened[3].path, "/native")
+	-- open events of different connections come in the order their handshakes
+	-- finished on the server's side, not in the order the client saw the 101s
+	local native = 0
+	for _, o in ipairs(opened) do if o.path == "/native" then native = native + 1 end end
+	eq(native, 1, "the library client's open event")
 	tap.close_and_wait(wso)
 end, true)
 
