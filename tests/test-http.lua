@@ -316,6 +316,61 @@ stest("protocols = {name = handlers}: each client gets its subprotocol's handler
 	for _, wso in ipairs(clients) do tap.close_and_wait(wso) end
 end)
 
+-- ---------------------------------------------------------------- the libwebsockets binding's API
+stest("verawebsockets.lws: a context serves a page with on_http/serve_http_file and WebSockets per protocol", function()
+	local lws = require "verawebsockets.lws"
+	eq(lws.WRITE_TEXT, 0)
+	eq(lws.WRITE_BINARY, 1)
+	local root = www()
+	local fds, uris, closed = {}, {}, 0
+	local context = lws.context({
+		port = 0, interf = "127.0.0.1",
+		on_http = function(w, uri)
+			uris[#uris + 1] = uri
+			if uri == "/" then w:serve_http_file(root .. "/index.html", "text/html") end
+		end,
+		on_add_fd = function(fd) fds[#fds + 1] = "add" .. fd end,
+		on_del_fd = function(fd) fds[#fds + 1] = "del" .. fd end,
+		protocols = {
+			chat = function(w)
+				w:on_receive(function(w2, data) w2:write("chat:" .. data, lws.WRITE_TEXT) end)
+				w:on_broadcast(lws.WRITE_TEXT)
+				w:on_closed(function() closed = closed + 1 end)
+			end,
+			other = function(w)
+				w:on_broadcast(function(w2, data) w2:write("other:" .. data, lws.WRITE_BINARY) end)
+				ok(type(w:get_socket_fd()) == "number", "get_socket_fd")
+			end,
+		},
+	})
+	local port = context:port()
+	local status, h, body = http(port, get("/"))
+	eq(status, 200, "on_http served the file")
+	eq(h["content-type"], "text/html")
+	eq(body, "<p>home</p>")
+	eq((http(port, get("/nothing"))), 404, "on_http served nothing")
+	eq(table.concat(uris, ","), "/,/nothing")
+	like(fds[1] or "", "^add%d+$", "on_add_fd got the event fd")
+	local chat, crec = tap.open("ws://127.0.0.1:" .. port .. "/", { protocols = { "chat" } })
+	local other, orec = tap.open("ws://127.0.0.1:" .. port .. "/", { protocols = { "other" } })
+	eq(ws.send(chat, "hi"), true)
+	tap.wait(function() context:service(10); return crec.count(8) == 1 end, 5, "echo")
+	eq(crec.last(8), "chat:hi")
+	context:broadcast("chat", "to chat")
+	context:broadcast("other", "to other")
+	tap.wait(function() context:service(10); return crec.count(8) == 2 and orec.count(8) == 1 end, 5, "broadcasts")
+	eq(crec.nth(8, 2), "to chat")
+	local data, kind = orec.last(8)
+	eq(data, "other:to other")
+	eq(kind, "binary")
+	ok(type(context:canonical_hostname()) == "string" and context:canonical_hostname() ~= "", "canonical_hostname")
+	tap.close_and_wait(chat)
+	tap.wait(function() context:service(10); return closed == 1 end, 5, "on_closed")
+	tap.close_and_wait(other)
+	context:destroy()
+	like(fds[2] or "", "^del%d+$", "on_del_fd")
+end)
+
 -- ---------------------------------------------------------------- a browser
 local chromium
 do
