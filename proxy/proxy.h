@@ -77,6 +77,7 @@ struct px_conn {
 	unsigned events;          /* events seen (orders a reply against events) */
 	char *url;                /* NULL for an accepted connection */
 	uint64_t server;          /* the server that accepted it; 0 for a client */
+	int request;              /* an HTTP request (VWS_EV_HTTP) until vws_http_respond */
 	struct px_opt *opts, **opts_tail;
 };
 

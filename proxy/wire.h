@@ -48,6 +48,9 @@
 #define WIRE_OP_REQUEST_HEADERS   24  /* conn -> (headers: "Name: value\n" lines) */
 #define WIRE_OP_PEER              25  /* conn -> (address) */
 #define WIRE_OP_PEER_CERT         26  /* conn -> (client certificate subject, "" if none) */
+/* A plain HTTP request (event HTTP, 12) is tagged like an accepted connection,
+ * with code = the server's tag; its tag is good for one WIRE_OP_HTTP_RESPOND. */
+#define WIRE_OP_HTTP_RESPOND      27  /* request, status, headers, body -> () */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

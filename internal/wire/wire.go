@@ -54,6 +54,9 @@ const (
 	OpRequestHeaders  Op = 24
 	OpPeer            Op = 25
 	OpPeerCert        Op = 26
+
+	// Plain HTTP requests of servers (EventHTTP).
+	OpHTTPRespond Op = 27
 )
 
 // Tags of connections accepted by servers, which the helper makes: base+1,
