@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Docs coverage (luv .ci/docscov.sh style): every function the Lua module
-# registers must have a heading in the README's API section:
+# registers must have a heading in docs/api.md (the API reference):
 #   ws.NAME          -> "### ws.NAME("
 #   ws.client.NAME   -> "### ws.client.NAME("
 #   wso methods      -> "### wso:NAME("
 #   client methods   -> "### client:NAME("
 #   server methods   -> "### server:NAME("
-# Usage: build/test-docs.sh [MODULE] [README]
+# Usage: build/test-docs.sh [MODULE] [DOC]
 #   MODULE: path to verawebsockets.so, or a LUA_CPATH; default ./verawebsockets.so
-#   README: default README.md
+#   DOC: default docs/api.md
 # Prints one line per name and "N passed, N failed"; exits non-zero when a
 # name is undocumented or the module does not load.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mod=${1:-./verawebsockets.so}
-readme=${2:-README.md}
+readme=${2:-docs/api.md}
 if [[ $mod == *\?* ]]; then
 	cpath=$mod
 elif [ -f "$mod" ]; then
