@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 2
+#define WIRE_VERSION 3
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -48,6 +48,13 @@
 #define WIRE_OP_REQUEST_HEADERS   24  /* conn -> (headers: "Name: value\n" lines) */
 #define WIRE_OP_PEER              25  /* conn -> (address) */
 #define WIRE_OP_PEER_CERT         26  /* conn -> (client certificate subject, "" if none) */
+/* Failing in order (version 3): the helper reports a protocol violation that
+ * waits behind the events before it as an event of type
+ * WIRE_EVENT_FAIL_PENDING (code, data: the close code and reason), never
+ * handed to the application; once those events were handled the proxy sends
+ * WIRE_OP_CONN_FAIL (no reply) and the helper fails the connection. */
+#define WIRE_OP_CONN_FAIL         27  /* conn -> no reply */
+#define WIRE_EVENT_FAIL_PENDING   64
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

@@ -118,7 +118,7 @@ type conn struct {
 	// active until then keeps Active from reaching 0 with the event unqueued.
 	unsettled atomic.Bool
 	// Guarded by cx.mu: its events in the queue, and the call of the
-	// consumer that last took one (context.calls).
+	// consumer that last took one (context.calls, from 1; 0: none taken).
 	queued int
 	taken  uint64
 }

@@ -86,7 +86,7 @@ func (cx *context) pushThen(ev Event, after func()) {
 // Else it fails c at once. In a relay context the marker is always queued.
 func (cx *context) pushFail(c *conn, ev Event) {
 	cx.mu.Lock()
-	now := !cx.relay && c.queued == 0 && c.taken != cx.calls
+	now := !cx.relay && c.queued == 0 && (c.taken == 0 || c.taken != cx.calls)
 	cx.mu.Unlock()
 	if now {
 		c.ws.FailNow()
