@@ -62,40 +62,7 @@ func TestOOP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a C program")
 	}
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "gcc"
-	}
-	if _, err := exec.LookPath(cc); err != nil {
-		t.Skipf("no C compiler: %v", err)
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	srcs, _ := filepath.Glob(filepath.Join(root, "proxy", "*.c"))
-	lib := filepath.Join(dir, "libvws.so")
-	run(t, root, cc, append([]string{"-O2", "-g", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror",
-		"-Wno-unused-parameter", "-Iinclude", "-shared", "-o", lib}, append(srcs, "-lpthread", "-ldl")...)...)
-	prog := filepath.Join(dir, "oop_test")
-	run(t, root, cc, "-O2", "-Wall", "-Iinclude", "-o", prog, "proxy/testdata/oop_test.c", lib,
-		"-Wl,-rpath,"+dir, "-lpthread")
-	helper := os.Getenv("VWS_TEST_HELPER")
-	if helper == "" {
-		helper = filepath.Join(dir, "vws-helper")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			//lint:ignore SA1019 a fallback for a machine without go on PATH
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(gobin, "build", "-o", helper, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
-
+	prog, helper := buildOOP(t, "proxy/testdata/oop_test.c")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog)
@@ -103,7 +70,7 @@ func TestOOP(t *testing.T) {
 		"VWS_TEST_BLACKHOLE_URL="+blackhole(t))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if err != nil {
 		t.Fatalf("oop_test: %v", err)
@@ -130,6 +97,47 @@ func TestOOP(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// buildOOP builds the proxy (proxy/*.c) as a shared library, the C test
+// program src (relative to the repository) linked against it, and the helper
+// (or takes VWS_TEST_HELPER); it skips the test without a C compiler.
+func buildOOP(t *testing.T, src string) (prog, helper string) {
+	t.Helper()
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "gcc"
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		t.Skipf("no C compiler: %v", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srcs, _ := filepath.Glob(filepath.Join(root, "proxy", "*.c"))
+	lib := filepath.Join(dir, "libvws.so")
+	run(t, root, cc, append([]string{"-O2", "-g", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror",
+		"-Wno-unused-parameter", "-Iinclude", "-shared", "-o", lib}, append(srcs, "-lpthread", "-ldl")...)...)
+	prog = filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), ".c"))
+	run(t, root, cc, "-O2", "-Wall", "-Iinclude", "-o", prog, src, lib,
+		"-Wl,-rpath,"+dir, "-lpthread")
+	helper = os.Getenv("VWS_TEST_HELPER")
+	if helper == "" {
+		helper = filepath.Join(dir, "vws-helper")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			//lint:ignore SA1019 a fallback for a machine without go on PATH
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(gobin, "build", "-o", helper, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	}
+	return prog, helper
 }
 
 // alive reports whether pid runs (a zombie or a reused pid of another
