@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a target needs on a fresh Debian machine, only when missing.
-# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas peers proxy chromium qemu cross-arm cross-mips)
+# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas lua5x luarocks peers proxy chromium qemu cross-arm cross-mips)
+#   lua5x: Lua 5.2, 5.3, 5.4 interpreters and headers (the binding builds for each: make LUA=5.4)
 set -euo pipefail
 need=()
 want() { # want CMD-or-FILE PACKAGE...
@@ -15,6 +16,12 @@ for g in "$@"; do
 	lua-dev) want /usr/include/lua5.1/lua.h liblua5.1-0-dev ;;
 	lua-socket) want /usr/share/lua/5.1/socket.lua lua-socket ;;
 	lua-copas) want /usr/share/lua/5.1/copas.lua lua-copas lua-socket ;;
+	lua5x)
+		for v in 5.2 5.3 5.4; do
+			want "lua$v" "lua$v"
+			want "/usr/include/lua$v/lua.h" "liblua$v-dev"
+		done ;;
+	luarocks) want luarocks luarocks ;;
 	peers)
 		want /usr/lib/python3/dist-packages/websockets python3-websockets
 		want libwebsockets-test-server libwebsockets-test-server

@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # The Lua suite (tests/test-*.lua) against one built variant.
-#   build/test-lua.sh [VARIANT [ARCH]]    VARIANT inproc|oop (default inproc), ARCH default amd64
+#   build/test-lua.sh [VARIANT [ARCH [LUAVER]]]    VARIANT inproc|oop (default inproc), ARCH default amd64,
+#   LUAVER 5.1 (default), 5.2, 5.3 or 5.4: the build of build/build.sh VARIANT ARCH LUAVER,
+#   run by lua$LUAVER (build/deps.sh lua5x installs 5.2..5.4)
 # Env:
-#   LUA          interpreter command (default lua5.1), e.g. for the cross tests
+#   LUA          interpreter command (default lua$LUAVER), e.g. for the cross tests
 #                LUA="qemu-mipsel -cpu 24KEc -L build/sysroot/mipsel build/sysroot/mipsel/usr/bin/lua5.1"
 #   VWS_TESTS    space separated subset of test files (default: every tests/test-*.lua)
 #   VWS_FILE_TIMEOUT  seconds per file (default 120)
 #   VWS_TEST_TIME_FACTOR  multiplies every bounded wait in the tests (default 1; 4 when LUA is set)
 # Starts the Go test server (tests/server), the independent peers (Python websockets,
 # Node ws from tests/peers, libwebsockets-test-server) and tinyproxy on 127.0.0.1 with ephemeral ports, exports their
-# addresses as VWS_TEST_*, runs each file with LUA_CPATH=build/out/ARCH/VARIANT/?.so,
+# addresses as VWS_TEST_*, runs each file with LUA_CPATH=build/out/ARCH/VARIANT[-LUAVER]/?.so,
 # kills every server on exit, prints per-file results and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export PATH=/usr/local/go/bin:$PATH
-variant=${1:-inproc} arch=${2:-amd64}
-out=build/out/$arch/$variant
-lua_cmd=${LUA:-lua5.1}
+variant=${1:-inproc} arch=${2:-amd64} luaver=${3:-5.1}
+case $luaver in
+5.1) out=build/out/$arch/$variant ;;
+5.2 | 5.3 | 5.4) out=build/out/$arch/$variant-$luaver; build/deps.sh lua5x || exit 1 ;;
+*) echo "test-lua.sh: LUAVER 5.1, 5.2, 5.3 or 5.4, not '$luaver'"; echo "0 passed, 1 failed"; exit 1 ;;
+esac
+lua_cmd=${LUA:-lua$luaver}
 
 if [ ! -f "$out/verawebsockets.so" ] || { [ "$variant" = oop ] && [ ! -f "$out/vws-helper" ]; }; then
-	build/build.sh "$variant" "$arch" || { echo "test-lua.sh: build of $variant $arch failed"; echo "0 passed, 1 failed"; exit 1; }
+	build/build.sh "$variant" "$arch" "$luaver" || { echo "test-lua.sh: build of $variant $arch (Lua $luaver) failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 # luasocket for the event_fd readability test (optional: the test skips without it).

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
-build/deps.sh lua luajit lua-dev peers proxy || exit 1
+build/deps.sh lua luajit lua-dev lua5x luarocks peers proxy || exit 1
 fail=0
 part() { # part NAME CMD...
 	echo "=== $1"
@@ -20,6 +20,8 @@ part "go test -race" build/test-go.sh
 part "lua suite, in-process variant" build/test-lua.sh inproc amd64
 part "lua suite, out-of-process variant" build/test-lua.sh oop amd64
 part "lua suite, in-process variant under LuaJIT" env LUA=luajit VWS_TEST_TIME_FACTOR=1 build/test-lua.sh inproc amd64
+part "lua suite, in-process variant on Lua 5.2, 5.3, 5.4 (one binding source)" build/test-lua-versions.sh
+part "install: luarocks make, make install/uninstall, make dist's tarball" build/test-install.sh
 part "conformance (RFC 6455, Autobahn-style cases, client and server role), in-process variant" build/test-conformance.sh inproc amd64
 part "conformance (RFC 6455, Autobahn-style cases, client and server role), out-of-process variant" build/test-conformance.sh oop amd64
 part "race-detecting Lua (self-test)" build/test-race.sh

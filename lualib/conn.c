@@ -120,7 +120,7 @@ int vl_ws_create(lua_State *L)
 	luaL_getmetatable(L, VL_CONN_MT);
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, env);
-	lua_setfenv(L, -2);
+	lua_setuservalue(L, -2);
 
 	/* ABI calls: nothing below raises until the lock is released. */
 	vl_lock_acquire(&st->lock);
@@ -428,7 +428,7 @@ int vl_conn_tostring(lua_State *L)
 {
 	vl_conn *c = luaL_checkudata(L, 1, VL_CONN_MT);
 	const char *url = "";
-	lua_getfenv(L, 1);
+	lua_getuservalue(L, 1);
 	if (lua_istable(L, -1)) {
 		lua_getfield(L, -1, "url");
 		if (lua_type(L, -1) == LUA_TSTRING)

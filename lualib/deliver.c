@@ -29,7 +29,7 @@ static int traceback(lua_State *L)
 			lua_pushliteral(L, "_LOADED");
 			lua_rawget(L, LUA_REGISTRYINDEX);
 		} else {
-			lua_pushvalue(L, LUA_GLOBALSINDEX);
+			lua_pushglobaltable(L);
 		}
 		if (lua_istable(L, -1)) {
 			lua_pushliteral(L, "debug");
@@ -111,7 +111,7 @@ static int deliver_cf(lua_State *L)
 	}
 
 	/* env = { handlers = {[id] = name|function}, named = {[id] = true}, fenv = env, url = ... } */
-	lua_getfenv(L, wso);
+	lua_getuservalue(L, wso);
 	if (!lua_istable(L, -1))
 		return 0;
 	lua_getfield(L, -1, "fenv");
@@ -136,7 +136,7 @@ static int deliver_cf(lua_State *L)
 		}
 		if (lua_isnil(L, -1)) {
 			lua_pop(L, 1);
-			lua_getfield(L, LUA_GLOBALSINDEX, name);
+			lua_getglobal(L, name);
 		}
 	}
 	if (!lua_isfunction(L, -1))

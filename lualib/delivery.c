@@ -33,8 +33,47 @@ const char *vl_mode_name(int mode)
 	return mode >= 0 && mode <= VL_DELIVERY_THREAD ? mode_names[mode] : "?";
 }
 
-/* Pushes the environment of the nearest Lua function calling us (a Luup
- * plugin's code runs in its own), or the globals. */
+/* Pushes the environment of the Lua function at -1, running at `ar`, if it is a
+ * table (returns 1), else nothing (returns 0). 5.1: its function environment.
+ * 5.2+: the _ENV in scope at the call: the innermost active local named _ENV
+ * (local _ENV = t, or a parameter), else its upvalue _ENV, which a function has
+ * when it names a global (a chunk always has it; a function that only uses
+ * locals and upvalues has none). Names need debug information: after luac -s
+ * or string.dump(f, true) there are none, and the search goes on up the stack. */
+static int push_fn_env(lua_State *L, lua_Debug *ar)
+{
+#if VL_LUA_ENV_UPVALUE
+	const char *name;
+	int i, found = 0;
+	for (i = 1; i <= 255 && (name = lua_getlocal(L, ar, i)) != NULL; i++) {
+		lua_pop(L, 1);
+		if (strcmp(name, "_ENV") == 0)
+			found = i; /* a later one shadows an earlier one */
+	}
+	if (found) {
+		lua_getlocal(L, ar, found);
+	} else {
+		for (i = 1; !found && i <= 255 && (name = lua_getupvalue(L, -1, i)) != NULL; i++) {
+			found = strcmp(name, "_ENV") == 0;
+			if (!found)
+				lua_pop(L, 1);
+		}
+		if (!found)
+			return 0;
+	}
+#else
+	(void)ar;
+	lua_getfenv(L, -1);
+#endif
+	if (lua_istable(L, -1))
+		return 1;
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* Pushes the environment of the nearest Lua function calling us that has one
+ * (a Luup plugin's code runs in its own: setfenv on 5.1, load(..., env) or a
+ * local _ENV on 5.2+), or the globals. */
 void vl_push_caller_env(lua_State *L)
 {
 	lua_Debug ar;
@@ -42,15 +81,13 @@ void vl_push_caller_env(lua_State *L)
 	for (level = 1; level < 8 && lua_getstack(L, level, &ar); level++) {
 		if (!lua_getinfo(L, "Sf", &ar))
 			break;
-		if (strcmp(ar.what, "C") != 0) {
-			lua_getfenv(L, -1);
+		if (strcmp(ar.what, "C") != 0 && push_fn_env(L, &ar)) {
 			lua_remove(L, -2);
-			if (lua_istable(L, -1))
-				return;
+			return;
 		}
 		lua_pop(L, 1);
 	}
-	lua_pushvalue(L, LUA_GLOBALSINDEX);
+	lua_pushglobaltable(L);
 }
 
 /* Under lua_cpcall: is there a luup.register_handler in the environment at

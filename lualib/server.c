@@ -178,7 +178,7 @@ int vl_ws_listen(lua_State *L)
 	luaL_getmetatable(L, VL_SERVER_MT);
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, env);
-	lua_setfenv(L, -2);
+	lua_setuservalue(L, -2);
 	lua_pushcfunction(L, vl_live_set_cf);
 	lua_pushlightuserdata(L, st);
 	lua_pushvalue(L, -3);
@@ -249,7 +249,7 @@ int vl_accept(lua_State *L, vl_state *st, vws_conn h)
 	lua_setmetatable(L, -2);
 	/* env = { handlers, named, fenv = the server's, url = "accepted", server = srv } */
 	lua_newtable(L);
-	lua_getfenv(L, srv);
+	lua_getuservalue(L, srv);
 	lua_getfield(L, -1, "handlers");
 	lua_setfield(L, -3, "handlers");
 	lua_getfield(L, -1, "named");
@@ -261,7 +261,7 @@ int vl_accept(lua_State *L, vl_state *st, vws_conn h)
 	lua_setfield(L, -2, "url");
 	lua_pushvalue(L, srv);
 	lua_setfield(L, -2, "server");
-	lua_setfenv(L, -2);
+	lua_setuservalue(L, -2);
 	lua_remove(L, srv);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
 	lua_pushnumber(L, (lua_Number)h);

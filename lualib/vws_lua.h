@@ -31,6 +31,7 @@
 
 #include "lua.h"
 #include "lauxlib.h"
+#include "compat.h" /* Lua 5.1 (LuaJIT) .. 5.4 */
 #include "verawebsockets.h"
 
 #define VL_EXPORT __attribute__((visibility("default")))

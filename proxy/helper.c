@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -49,6 +50,8 @@ struct px_req {
 	struct px_reply *reply;
 };
 
+/* A call fails with VWS_EENGINE when the helper has been silent this long:
+ * no reply, and no byte of any frame (events stream ahead of replies). */
 #define DEFAULT_TIMEOUT_MS 2000
 #define STARTUP_GRACE_MS   10000 /* a new helper (maybe under qemu) gets this long to answer */
 
@@ -395,6 +398,7 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	h->fd = sv[0];
 	h->pid = pid;
 	h->started_ms = px_now_ms();
+	h->heard_ms = (uint32_t)h->started_ms;
 	pthread_mutex_init(&h->wmu, NULL);
 
 	/* The reader runs with every signal blocked: the host's handlers stay on its threads. */
@@ -468,9 +472,27 @@ int vws_set_log_level(int mask)
 
 /* ---- sending and calls ----------------------------------------------------- */
 
-/* Sends a whole frame before deadline_ms; -1 on failure or timeout. */
-static int send_frame(int fd, struct px_buf *b, int64_t deadline_ms)
+/*
+ * When helper h last showed it is alive: now if bytes from it wait in the
+ * socket (its frames are coming; our reader has yet to take them), else when
+ * the reader last got bytes. Its fd must be open: wmu held, or px.mu held
+ * with a request of h not yet done (helper_died ends those before closing).
+ */
+static int64_t heard_at(struct px_helper *h)
 {
+	int64_t now = px_now_ms();
+	int unread = 0;
+	if (h->fd >= 0 && ioctl(h->fd, FIONREAD, &unread) == 0 && unread > 0)
+		return now;
+	return now - (uint32_t)((uint32_t)now - __atomic_load_n(&h->heard_ms, __ATOMIC_RELAXED));
+}
+
+/* Sends a whole frame to h (wmu held); -1 on failure, or when neither a byte
+ * of it went out nor one came from h for timeout ms once deadline_ms passed. */
+static int send_frame(struct px_helper *h, struct px_buf *b, int64_t deadline_ms, int timeout)
+{
+	int fd = h->fd;
+	int64_t sent_ms = px_now_ms();
 	struct iovec iov[2];
 	struct msghdr mh;
 	struct pollfd pfd;
@@ -495,12 +517,18 @@ static int send_frame(int fd, struct px_buf *b, int64_t deadline_ms)
 		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			off += (size_t)n;
+			sent_ms = px_now_ms(); /* it reads: alive */
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int64_t left = deadline_ms - px_now_ms();
+			int64_t alive = heard_at(h), left;
+			if (alive < sent_ms)
+				alive = sent_ms;
+			if (alive + timeout > deadline_ms)
+				deadline_ms = alive + timeout;
+			left = deadline_ms - px_now_ms();
 			if (left <= 0)
 				return -1;
 			pfd.fd = fd;
@@ -527,8 +555,10 @@ static struct px_req *req_unlink(uint32_t id)
 /*
  * Sends call frame b to h and, if want_reply, waits for the reply (values in
  * *r: status, err, results; release with px_reply_free). Returns the reply's
- * status (err filled from it), or VWS_EENGINE when the helper is gone, does not
- * answer in time or the frame cannot be sent.
+ * status (err filled from it), or VWS_EENGINE when the helper is gone, the
+ * frame cannot be sent, or the helper is wedged: silent (no reply, no event,
+ * not reading) for VWS_HELPER_TIMEOUT_MS. A reply may come after a long
+ * stream of events; while they come, the call waits.
  */
 int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_reply *r, char *err, size_t errlen)
 {
@@ -572,7 +602,7 @@ int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_rep
 	wire_put32(b->p + 6, req.id);
 
 	pthread_mutex_lock(&h->wmu);
-	sent = h->fd >= 0 && send_frame(h->fd, b, deadline) == 0;
+	sent = h->fd >= 0 && send_frame(h, b, deadline, timeout) == 0;
 	if (!sent && h->fd >= 0)
 		/* A cut frame leaves the stream unusable: end this helper; its
 		 * reader sees EOF and reports its connections closed. */
@@ -584,9 +614,17 @@ int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_rep
 
 	pthread_mutex_lock(&px.mu);
 	deadline_ts(deadline, &ts);
-	while (sent && !req.done)
-		if (pthread_cond_timedwait(&req.cond, &px.mu, &ts) == ETIMEDOUT)
+	while (sent && !req.done) {
+		int64_t alive;
+		if (pthread_cond_timedwait(&req.cond, &px.mu, &ts) != ETIMEDOUT || req.done)
+			continue;
+		/* Not wedged while it streams: wait until it has been silent for timeout. */
+		alive = heard_at(h) + timeout;
+		if (alive <= deadline)
 			break;
+		deadline = alive;
+		deadline_ts(deadline, &ts);
+	}
 	if (!req.done) {
 		req_unlink(req.id);
 		pthread_mutex_unlock(&px.mu);
@@ -595,8 +633,8 @@ int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_rep
 		if (!sent)
 			px_seterr(err, errlen, "engine helper died (cannot send)");
 		else
-			px_seterr(err, errlen, "engine helper did not answer within %lld ms",
-				(long long)(deadline - now));
+			px_seterr(err, errlen, "engine helper did not answer (silent for %d ms, %lld ms after the call)",
+				timeout, (long long)(px_now_ms() - now));
 		return VWS_EENGINE;
 	}
 	pthread_mutex_unlock(&px.mu);
@@ -619,6 +657,7 @@ int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_rep
 /* ---- the reader thread ----------------------------------------------------- */
 
 struct rd {
+	struct px_helper *h;
 	int fd;
 	uint8_t buf[64 << 10];
 	size_t off, len;
@@ -646,6 +685,7 @@ static int rd_exact(struct rd *r, void *dst, size_t n)
 			continue;
 		if (k <= 0)
 			return -1;
+		__atomic_store_n(&r->h->heard_ms, (uint32_t)px_now_ms(), __ATOMIC_RELAXED);
 		if (n >= sizeof r->buf) {
 			d += k;
 			n -= (size_t)k;
@@ -851,6 +891,7 @@ static void *reader_main(void *arg)
 		kill(h->pid, SIGKILL);
 		goto out;
 	}
+	r->h = h;
 	r->fd = h->fd; /* only helper_died (on this thread) closes it */
 	r->off = r->len = 0;
 	for (;;) {

@@ -90,6 +90,8 @@ struct px_helper {
 	pid_t pid;
 	pthread_mutex_t wmu;
 	int64_t started_ms;       /* monotonic */
+	uint32_t heard_ms;        /* when the reader last got bytes: the low 32 bits of
+	                           * px_now_ms (atomic; 64-bit atomics need libatomic on MIPS32) */
 	int ready;                /* hello received (under px.mu) */
 };
 

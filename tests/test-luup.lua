@@ -213,17 +213,20 @@ test("the delivery is chosen by the first Luup-mode object: hook in a plain inte
 	like(out, "bad\tfalse\t[^\n]*invalid option 'threads'")
 end)
 
-test("handler names are found in the setfenv environment of the code that called ws.create", function()
+-- The plugin's environment: 5.1 setfenv, 5.2+ load's env (the chunk's _ENV), as Luup hosts
+-- (LuaUPnP on 5.1, openLuup on either) load plugin code.
+local env_how = setfenv and "setfenv environment" or "_ENV (load with an env)"
+
+test("handler names are found in the " .. env_how .. " of the code that called ws.create", function()
 	local env = setmetatable({ got = {} }, { __index = _G })
-	local plugin = loadstring([[
+	local plugin = tap.load_env([[
 		function on_open(proto, attempt, wso) ws.send(wso, "env hello") end
 		function on_msg(data, kind, wso) got[#got + 1] = data; ws.close(wso) end
 		function on_close(clean, code) got.code = code end
 		W = ws.create { url = URL, event_handlers = { [3] = "on_open", [8] = "on_msg", [4] = "on_close" } }
 		ws.connect(W)
-	]])
+	]], env)
 	env.ws, env.URL = ws, tap.url("/echo")
-	setfenv(plugin, env)
 	plugin()
 	eq(rawget(_G, "on_open"), nil, "the plugin's functions stay in its environment")
 	tap.track(env.W)
@@ -235,15 +238,52 @@ end)
 test("a name missing from the environment falls back to the globals", function()
 	reset()
 	local env = setmetatable({}, { __index = function() return nil end }) -- no fallback of its own
-	local plugin = loadstring([[W = ws.create { url = URL, event_handlers = { [3] = "t_luup_open", [4] = "t_luup_close" } }; ws.connect(W)]])
+	local plugin = tap.load_env([[W = ws.create { url = URL, event_handlers = { [3] = "t_luup_open", [4] = "t_luup_close" } }; ws.connect(W)]], env)
 	env.ws, env.URL = ws, tap.url("/echo")
-	setfenv(plugin, env)
 	plugin()
 	tap.track(env.W)
 	tap.wait_nodispatch(function() return t_luup.open == 1 end, 10, "open via the global name")
 	ws.close(env.W)
 	tap.wait_nodispatch(function() return t_luup.close == 1 end, 10, "close via the global name")
 end)
+
+-- 5.2+ only: the _ENV in scope where ws.create is called (a local _ENV, else the
+-- function's _ENV upvalue); a function with neither (it names no global) defers to its
+-- caller's. Lua 5.1 has no _ENV (its setfenv case is the test above).
+if tap.lua == "5.1" then
+	tap.skip("handler names: a local _ENV and a caller without an _ENV of its own",
+		"_ENV is Lua 5.2+; on " .. _VERSION .. " the setfenv test above covers it")
+else
+	test("handler names: a local _ENV and a caller without an _ENV of its own", function()
+		local got = {}
+		local envs = {
+			a = setmetatable({ hit = function() got.a = (got.a or 0) + 1 end }, { __index = _G }),
+			b = setmetatable({ hit = function() got.b = (got.b or 0) + 1 end }, { __index = _G }),
+		}
+		local make = assert(load([[
+			local ws, url, envs = ...
+			local W = {}
+			do
+				local _ENV = envs.a -- code that sets its own _ENV
+				W[1] = ws.create { url = url, event_handlers = { [3] = "hit" } }
+			end
+			local function no_env() -- names no global, no _ENV of its own: its caller's (b) counts
+				return ws.create { url = url, event_handlers = { [3] = "hit" } }
+			end
+			local function caller(_ENV) W[2] = no_env() end -- _ENV a parameter
+			caller(envs.b)
+			return W
+		]], "=env-test", "t"))(ws, tap.url("/echo"), envs)
+		local a, b = tap.track(make[1]), tap.track(make[2])
+		ws.connect(a)
+		ws.connect(b)
+		tap.wait_nodispatch(function() return got.a == 1 and got.b == 1 end, 10, "both open handlers")
+		eq(rawget(_G, "hit"), nil, "no global 'hit'")
+		ws.close(a)
+		ws.close(b)
+		tap.wait_nodispatch(function() return ws.state(a) == "closed" and ws.state(b) == "closed" end, 10, "closed")
+	end)
+end
 
 test("events arrive through the hook while the script runs Lua in a tight loop (no C calls)", function()
 	reset()
@@ -338,15 +378,20 @@ plugin_env.luup = {
 	register_handler = function(fname, name) handlers["lr_" .. name] = { env = plugin_env, fname = fname, dev = device } end,
 	log = function(msg, level) logs[#logs + 1] = device .. ":" .. msg end,
 }
-local plugin = loadstring([=[
+local unpack = unpack or table.unpack
+-- The plugin's globals are plugin_env: setfenv on 5.1, load's env (_ENV) on 5.2+.
+local function load_plugin(code, env)
+	if setfenv then return setfenv(assert(loadstring(code)), env) end
+	return assert(load(code, "=plugin", "t", env))
+end
+local plugin = load_plugin([=[
 	got = {}
 	function on_open(p, a, w) for i = 1, N do ws.send(w, "m" .. i) end end
 	function on_msg(d) got[#got + 1] = d; if d == "m1" then error("plugin boom") end end
 	W = ws.create{url = URL, event_handlers = {[3] = "on_open", [8] = "on_msg"}}
 	ws.connect(W)
-]=])
+]=], plugin_env)
 plugin_env.ws, plugin_env.URL, plugin_env.N = ws, URL, N
-setfenv(plugin, plugin_env)
 device = 7; plugin(); device = 0
 print("delivery", ws.delivery(), "global wake fn", rawget(_G, "verawebsockets_wake"))
 local clients, t0 = {}, socket.gettime()

@@ -124,7 +124,11 @@ stest("origin: no Origin (native clients) and an Origin of the same host are acc
 	tcp:close()
 	local wso = tap.open("ws://127.0.0.1:" .. port .. "/native")
 	tap.wait(function() return #opened == 3 end, 5, "three open events")
-	eq(opened[3].path, "/native")
+	-- open events of different connections come in the order their handshakes
+	-- finished on the server's side, not in the order the client saw the 101s
+	local native = 0
+	for _, o in ipairs(opened) do if o.path == "/native" then native = native + 1 end end
+	eq(native, 1, "the library client's open event")
 	tap.close_and_wait(wso)
 end, true)
 
@@ -183,7 +187,7 @@ end)
 -- its DOM, which headless Chromium dumps.
 local chromium
 do
-	local function has(cmd) return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == 0 end
+	local function has(cmd) return tap.execute("command -v " .. cmd .. " >/dev/null 2>&1") end
 	if not has("chromium") then -- installs with apt-get when run as root (bounded)
 		os.execute("cd " .. (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.. && timeout 600 build/deps.sh chromium >/dev/null 2>&1")
 	end
@@ -206,7 +210,7 @@ end
 local function page_server()
 	local dir = os.tmpname()
 	os.remove(dir)
-	assert(os.execute("mkdir -p " .. dir .. "/www") == 0)
+	assert(tap.execute("mkdir -p " .. dir .. "/www"))
 	os.execute(string.format("(timeout %d python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s/www > %s/http.out 2>&1 & echo $! > %s/http.pid)",
 		120 * tap.factor, dir, dir, dir))
 	local port

@@ -759,7 +759,7 @@ end)
 -- libwebsockets' own test client (Debian libwebsockets-test-server) opens a
 -- dumb-increment-protocol and an lws-mirror-protocol connection; the mirror client
 -- draws circles ("c #rrggbb x y r;") that a mirror server broadcasts to every client.
-if os.execute("command -v libwebsockets-test-client >/dev/null 2>&1") == 0 then
+if tap.execute("command -v libwebsockets-test-client >/dev/null 2>&1") then
 	stest("libwebsockets-test-client: subprotocols negotiated, mirror messages broadcast, every connection closes", function()
 		-- The lws client reopens its mirror connection now and then (its "mirror lifetime"),
 		-- so there may be several mirror connections: each must be one of the two
@@ -799,13 +799,13 @@ else
 	tap.skip("libwebsockets-test-client: subprotocols, mirror broadcast", "libwebsockets-test-client not installed")
 end
 
-if os.execute("/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1") == 0 then
+if tap.execute("/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1") then
 	peer("python", "/usr/bin/python3 " .. testdir .. "/peers/client.py")
 	peer("python", "/usr/bin/python3 " .. testdir .. "/peers/client.py", true)
 else
 	tap.skip("python client: echo, broadcast, close 1000", "python3-websockets not installed")
 end
-if os.execute("command -v node >/dev/null 2>&1 && test -d " .. testdir .. "/peers/node_modules/ws") == 0 then
+if tap.execute("command -v node >/dev/null 2>&1 && test -d " .. testdir .. "/peers/node_modules/ws") then
 	peer("node", "node " .. testdir .. "/peers/client.js")
 	peer("node", "node " .. testdir .. "/peers/client.js", true)
 else

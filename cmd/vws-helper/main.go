@@ -256,8 +256,15 @@ func (s *server) call(m *wire.Msg) {
 			return
 		}
 		p.do(func() {
+			// Events the pump has taken are out already. Only a 0 must
+			// also come after the events still queued (the last CLOSED
+			// among them: the proxy's loop ends on 0 with nothing pending);
+			// otherwise the reply overtakes them, so that it never waits
+			// behind a stream that goes on (issue 11).
 			n, err := hub.Active(p.hub)
-			p.drain()
+			if err == nil && n == 0 {
+				p.drain()
+			}
 			s.reply(m, err, wire.Int(int64(n)))
 		})
 	case wire.OpConnNew:

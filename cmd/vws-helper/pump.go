@@ -128,9 +128,14 @@ func (p *pump) runCalls() {
 	}
 }
 
-// drain forwards every event queued right now.
+// drain forwards the events queued right now, not those that arrive
+// meanwhile: under a stream that goes on it would never end.
 func (p *pump) drain() {
-	for {
+	n, err := hub.Pending(p.hub)
+	if err != nil {
+		return
+	}
+	for ; n > 0; n-- {
 		ev, ok, err := hub.NextEvent(p.hub, 0)
 		if err != nil || !ok {
 			return

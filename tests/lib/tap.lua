@@ -15,6 +15,28 @@
 
 local tap = {}
 
+-- Lua 5.1 (LuaJIT) .. 5.4: the suite is written in 5.1 style; on 5.2+ these
+-- globals come back as what replaced them (setfenv has no equivalent: use
+-- tap.load_env, which gives a chunk its globals the way each version can).
+unpack = unpack or table.unpack
+loadstring = loadstring or load
+tap.lua = _VERSION:match("%d+%.%d+") -- "5.1" .. "5.4" (LuaJIT: "5.1")
+
+-- execute(cmd) -> true when cmd exited with status 0 (os.execute gives 0 on 5.1, true on 5.2+).
+function tap.execute(cmd)
+	local r = os.execute(cmd)
+	return r == 0 or r == true
+end
+
+-- load_env(code, env[, name]) -> chunk whose globals are env: setfenv on 5.1,
+-- load's env (the chunk's _ENV upvalue) on 5.2+, as a Luup host loads a plugin.
+function tap.load_env(code, env, name)
+	if setfenv then
+		return setfenv(assert(loadstring(code, name)), env)
+	end
+	return assert(load(code, name, "t", env))
+end
+
 local okreq, ws = pcall(require, "verawebsockets")
 tap.ws = okreq and ws or nil
 tap.load_error = not okreq and tostring(ws) or nil
