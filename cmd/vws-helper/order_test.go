@@ -124,7 +124,8 @@ func TestOOPFailInOrder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a C program")
 	}
-	prog, helper := buildOOP(t, "proxy/testdata/order_test.c")
+	dir, prog := buildProxy(t, "order_test")
+	helper := buildHelper(t, dir)
 	peer := newOrderPeer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
