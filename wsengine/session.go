@@ -644,6 +644,9 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 	s.failPending = true
 	s.c.mu.Unlock()
 	s.c.emit(Event{Type: EventFailPending, Code: ce.Code, Data: []byte(ce.Reason)})
+	if uc, ab := s.c.stopped(); uc || ab { // closing already: handlers cannot send
+		return ab
+	}
 	t := time.NewTimer(s.c.opts.closeTimeout)
 	defer t.Stop()
 	for {
