@@ -447,6 +447,20 @@ func vws_server_listen(s C.vws_server, err *C.char, errlen C.size_t) (rc C.int) 
 	return status(err, errlen, hub.ServerListen(uint64(s)))
 }
 
+//export vws_http_respond
+func vws_http_respond(req C.vws_conn, code C.int, headers, body *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
+	defer recoverStatus(&rc, err, errlen)
+	h := ""
+	if headers != nil {
+		h = C.GoString((*C.char)(unsafe.Pointer(headers)))
+	}
+	p, e := goBytes(body, n, "body")
+	if e != nil {
+		return status(err, errlen, e)
+	}
+	return status(err, errlen, hub.HTTPRespond(uint64(req), int(code), h, p))
+}
+
 //export vws_server_port
 func vws_server_port(s C.vws_server) (rc C.int) {
 	defer recoverStatus(&rc, nil, 0)

@@ -68,6 +68,12 @@ typedef uint64_t vws_server;
 #define VWS_EV_SERVER_RECEIVE      6 /* LWS_CALLBACK_RECEIVE: opcode, data = whole message */
 #define VWS_EV_SERVER_RECEIVE_PONG 7 /* LWS_CALLBACK_RECEIVE_PONG: data = pong payload */
 #define VWS_EV_SERVER_WRITEABLE   11 /* LWS_CALLBACK_SERVER_WRITEABLE: the send queue drained to 0 */
+/* A plain HTTP request (not an upgrade) to a server with http_handler = 1: */
+#define VWS_EV_HTTP               12 /* LWS_CALLBACK_HTTP: conn = the request's own handle (answer it with
+                                        vws_http_respond; vws_conn_server names the server), data =
+                                        "METHOD TARGET PEER\n" (TARGET as sent, "/path?query"; PEER
+                                        "127.0.0.1:54321"), the request headers as "Name: value\n"
+                                        lines as sent, "\n", then the body */
 
 /* Message opcodes (RFC 6455 section 5.2). */
 #define VWS_OP_TEXT    1
@@ -284,7 +290,20 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *                              429. "" = no limit (default)
  *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
  *   pong_events, writeable_events   as for connections, applied to every accepted one
- *   compression                "0" | "1": accept permessage-deflate offers (default 0) */
+ *   compression                "0" | "1": accept permessage-deflate offers (default 0)
+ * Plain HTTP requests (no Upgrade: websocket) on the same port, answered with
+ * "Connection: close" (no keep-alive); handshake_rate and max_clients_per_ip apply to
+ * them (429, 503), the origins policy and max_clients do not:
+ *   http_handler               "0" | "1": deliver each as VWS_EV_HTTP and wait (up to
+ *                              handshake_timeout, then HTTP 503) for vws_http_respond
+ *   http_root                  directory: GET and HEAD requests not answered by the handler
+ *                              (status 0) get its files (Content-Type by extension,
+ *                              Last-Modified / If-Modified-Since, index.html of a directory;
+ *                              ".." segments, also percent-encoded, and symlinks leaving it
+ *                              403, missing 404, other methods 405). Neither option set: plain
+ *                              requests get HTTP 400 as before; only the handler: 404
+ *   max_http_body              bytes, 0..1073741824 (default 1048576): larger request bodies
+ *                              get HTTP 413 */
 int vws_server_set_option(vws_server s, const char *name, const char *value, char *err, size_t errlen);
 
 /* Binds and starts accepting in the background. Fails (with the reason in err) when
@@ -302,6 +321,16 @@ int vws_server_broadcast(vws_server s, int opcode, const char *data, size_t len,
 /* Writes up to n handles of the server's open clients into out; returns how many it
  * has in all (>= 0; call again with a larger array when that is over n). */
 int vws_server_clients(vws_server s, vws_conn *out, size_t n);
+
+/* Answers HTTP request req (a VWS_EV_HTTP event's conn) with status (200..599; 0 = not
+ * handled: the server serves it from http_root, or answers 404), header lines ("Name:
+ * value", separated by "\n"; Content-Length, Connection and Transfer-Encoding are the
+ * server's; without Content-Type a non-empty body is sent as text/plain) and body
+ * (len bytes; not sent for HEAD). The handle is invalid afterwards (also when the call
+ * fails: a bad status or header answers the request with HTTP 500). VWS_ESTATE when the
+ * server gave up on the request already (503 after handshake_timeout, or it closed). */
+int vws_http_respond(vws_conn req, int status, const char *headers, const char *body, size_t len,
+                     char *err, size_t errlen);
 
 /* Stops listening and starts the closing handshake with every client with code (1001
  * if 0) and reason; their CLOSED events follow. Closing a closed server is VWS_OK. */

@@ -52,7 +52,7 @@ static int traceback(lua_State *L)
 
 /* Reports the error message at -1 on stderr and, in a Luup host, with luup.log of
  * the environment at fenv (0: none) as well. */
-static void report(vl_state *st, int type, lua_State *L, int fenv)
+void vl_report(vl_state *st, int type, lua_State *L, int fenv)
 {
 	const char *msg = lua_tostring(L, -1);
 	fprintf(stderr, "verawebsockets: error in handler for event %d: %s\n", type, msg ? msg : "(no message)");
@@ -86,6 +86,8 @@ static int deliver_cf(lua_State *L)
 	lua_settop(L, 0);
 	lua_pushcfunction(L, traceback);
 	mh = 1;
+	if (ev->type == VWS_EV_HTTP)
+		return vl_deliver_http(L, st, ev);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
 	push_num_handle(L, ev->conn);
 	lua_rawget(L, -2);
@@ -178,7 +180,7 @@ static int deliver_cf(lua_State *L)
 		lua_pushvalue(L, wso);
 	nargs = lua_gettop(L) - base;
 	if (lua_pcall(L, nargs, 0, mh) != 0)
-		report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
 	lua_settop(L, 0);
 	return 0;
 }
@@ -228,7 +230,7 @@ static void deliver_one(deliver_args *a, lua_State *L, vws_event *ev, int top)
 {
 	a->ev = ev;
 	if (lua_cpcall(L, deliver_cf, a) != 0)
-		report(a->st, ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
+		vl_report(a->st, ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
 	lua_settop(L, top);
 }
 
@@ -319,7 +321,7 @@ int vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max)
 done:
 	if (!VL_STOPPED(st) && (left == 0 || (left < 0 && vws_ctx_pending(ctx) == 0))) {
 		if (lua_cpcall(L, drop_dying_cf, &a) != 0)
-			report(st, 0, L, 0);
+			vl_report(st, 0, L, 0);
 		lua_settop(L, top);
 	}
 	st->delivering--;

@@ -28,7 +28,83 @@ vl_server *vl_to_server(lua_State *L, int idx)
 static const char *const listen_keys[] = {
 	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
 	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
-	"close_timeout", "compression", "max_clients_per_ip", "handshake_rate", "origins", NULL};
+	"close_timeout", "compression", "max_clients_per_ip", "handshake_rate", "origins", "http", "http_root",
+	"max_http_body", NULL};
+
+/* protocols = {name = handlers, ...} (each value an event_handlers table for the
+ * clients that choose that subprotocol; array entries are names that use
+ * event_handlers) -> env.protocols = {name = {handlers, named}} and the
+ * "protocols" option "n1,n2". Other forms go to vl_opt_protocols. */
+static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *writeable)
+{
+	lua_State *L = o->L;
+	luaL_Buffer b;
+	int protos, names = 0, keyed = 0;
+
+	if (lua_istable(L, idx)) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			if (lua_type(L, -2) == LUA_TSTRING)
+				keyed = 1;
+			lua_pop(L, 1);
+		}
+	}
+	if (!keyed) {
+		vl_opt_protocols(o, idx);
+		return;
+	}
+	lua_newtable(L);
+	protos = lua_gettop(L);
+	lua_newtable(L); /* the names, as an array */
+	names = lua_gettop(L);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		int v = lua_gettop(L);
+		const char *name;
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			lua_pushvalue(L, -2);
+			if (!lua_istable(L, v))
+				vl_opts_error(o, "protocols.%s: %s", lua_tostring(L, -1), "an event_handlers table expected");
+		} else if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, v) == LUA_TSTRING) {
+			lua_pushvalue(L, v); /* a name of the list: event_handlers */
+		} else {
+			vl_opts_error(o, "%s: %s", "protocols", "{name = event_handlers, ...} or a list of names expected");
+		}
+		name = lua_tostring(L, -1);
+		if (lua_objlen(L, -1) == 0 || strchr(name, ',') || strlen(name) != lua_objlen(L, -1))
+			vl_opts_error(o, "%s: %s", "protocols", "non-empty names without commas or NUL bytes expected");
+		lua_rawseti(L, names, (int)lua_objlen(L, names) + 1);
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			int sub;
+			lua_newtable(L);
+			sub = lua_gettop(L);
+			lua_newtable(L);
+			lua_setfield(L, sub, "handlers");
+			lua_newtable(L);
+			lua_setfield(L, sub, "named");
+			vl_opt_handlers(o, v, sub, vl_server_events, pong, writeable);
+			lua_pushvalue(L, -3); /* the name */
+			lua_pushvalue(L, sub);
+			lua_rawset(L, protos);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	luaL_buffinit(L, &b);
+	{
+		int i, n = (int)lua_objlen(L, names);
+		for (i = 1; i <= n; i++) {
+			if (i > 1)
+				luaL_addchar(&b, ',');
+			lua_rawgeti(L, names, i);
+			luaL_addvalue(&b);
+		}
+	}
+	luaL_pushresult(&b);
+	vl_opts_add(o, "protocols", lua_tostring(L, -1));
+	lua_pop(L, 2);
+	lua_setfield(L, env, "protocols");
+}
 
 /* origins = "*" | "scheme://host[:port]" | {origin, ...} -> "o1,o2" (the engine
  * checks each origin's form). */
@@ -147,7 +223,16 @@ int vl_ws_listen(lua_State *L)
 			lua_pop(L, 1);
 			continue;
 		}
-		if (strcmp(k, "protocols") == 0) vl_opt_protocols(&o, v);
+		if (strcmp(k, "protocols") == 0) opt_protocol_handlers(&o, v, env, &pong, &writeable);
+		else if (strcmp(k, "http") == 0) {
+			if (!lua_isfunction(L, v))
+				vl_opts_type_error(&o, k, "function", v);
+			lua_pushvalue(L, v);
+			lua_setfield(L, env, "http");
+			vl_opts_add(&o, "http_handler", "1");
+		}
+		else if (strcmp(k, "http_root") == 0) vl_opt_string(&o, v, k);
+		else if (strcmp(k, "max_http_body") == 0) vl_opt_integer(&o, v, k, 0, 1073741824.0);
 		else if (strcmp(k, "max_clients") == 0) vl_opt_integer(&o, v, k, 1, 100000);
 		else if (strcmp(k, "handshake_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
 		else if (strcmp(k, "ping_interval") == 0) vl_opt_seconds(&o, v, k, 1);
@@ -247,13 +332,31 @@ int vl_accept(lua_State *L, vl_state *st, vws_conn h)
 	c->standalone = ((vl_server *)lua_touserdata(L, srv))->standalone;
 	luaL_getmetatable(L, VL_CONN_MT);
 	lua_setmetatable(L, -2);
-	/* env = { handlers, named, fenv = the server's, url = "accepted", server = srv } */
+	/* env = { handlers, named, fenv = the server's, url = "accepted", server = srv }:
+	 * the handlers of the client's subprotocol (protocols = {name = handlers}),
+	 * else the server's event_handlers. */
 	lua_newtable(L);
 	lua_getuservalue(L, srv);
+	lua_pushvalue(L, -1);
+	lua_getfield(L, -1, "protocols");
+	if (lua_istable(L, -1)) {
+		char proto[256] = "";
+		vws_conn_protocol(h, proto, sizeof proto);
+		lua_getfield(L, -1, proto);
+		if (proto[0] && lua_istable(L, -1)) {
+			lua_replace(L, -3);
+			lua_pop(L, 1);
+		} else {
+			lua_pop(L, 2);
+		}
+	} else {
+		lua_pop(L, 1);
+	}
 	lua_getfield(L, -1, "handlers");
-	lua_setfield(L, -3, "handlers");
+	lua_setfield(L, -4, "handlers");
 	lua_getfield(L, -1, "named");
-	lua_setfield(L, -3, "named");
+	lua_setfield(L, -4, "named");
+	lua_pop(L, 1);
 	lua_getfield(L, -1, "fenv");
 	lua_setfield(L, -3, "fenv");
 	lua_pop(L, 1);

@@ -14,6 +14,7 @@
  *   conn.c     ws.create and the wso functions
  *   server.c   ws.listen and the server functions
  *   deliver.c  the one protected path every handler is called through
+ *   http.c     plain HTTP requests of ws.listen servers: the req table, the `http` handler
  *   wait.c     ws.loop, ws.dispatch, ws.event_fd and every wait of the script's thread
  *   delivery.c how Luup-mode events reach a thread that may run Lua (mode choice,
  *              the count hook, the dispatcher thread of lock-holding hosts)
@@ -271,6 +272,12 @@ int        vl_accept(lua_State *L, vl_state *st, vws_conn h);
 int  vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max); /* under lock */
 int  vl_live_set_cf(lua_State *L); /* (st lightuserdata, wso, handle): live[h] = wso; pcall it */
 void vl_push_traceback_fn(lua_State *L); /* the message handler of every handler call */
+/* Reports the error message at -1 (stderr; luup.log of the environment at fenv, 0: none). */
+void vl_report(vl_state *st, int type, lua_State *L, int fenv);
+
+/* http.c: delivers a VWS_EV_HTTP event (under lua_cpcall; the message handler at
+ * index 1) and answers the request, whatever happens. */
+int  vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev);
 
 /* wait.c */
 int  vl_event_fd(vl_state *st, vws_ctx ctx);

@@ -1010,6 +1010,38 @@ int vws_conn_server(vws_conn c, vws_server *out)
 	return cn ? VWS_OK : VWS_EARG;
 }
 
+int vws_http_respond(vws_conn req, int status, const char *headers, const char *body, size_t len,
+                     char *err, size_t errlen)
+{
+	struct px_conn *cn;
+	struct px_buf b;
+	int rc;
+	if (!body && len) {
+		px_seterr(err, errlen, "body is NULL with a non-zero length");
+		return VWS_EARG;
+	}
+	px_buf_start(&b, WIRE_OP_HTTP_RESPOND);
+	px_buf_int(&b, (int64_t)req);
+	px_buf_int(&b, status);
+	px_buf_bytes(&b, headers ? headers : "", headers ? strlen(headers) : 0);
+	px_buf_tail(&b, body, len);
+	rc = conn_call_status(req, &b, DEAD_NOTOPEN, err, errlen);
+	/* The request's entry (made by the reader on its event) goes with the answer. */
+	pthread_mutex_lock(&px.mu);
+	cn = px_conn_find(req);
+	if (cn && cn->request)
+		conn_unlink(cn);
+	else
+		cn = NULL;
+	pthread_mutex_unlock(&px.mu);
+	if (cn) {
+		pthread_mutex_lock(&px.revive_mu);
+		pthread_mutex_unlock(&px.revive_mu);
+		conn_destroy(cn);
+	}
+	return rc;
+}
+
 /* ---- servers ----------------------------------------------------------------------
  * A server lives in the helper that made it; when that helper dies it is gone
  * for good (its clients were reported closed): it is then not listening. */

@@ -79,6 +79,7 @@ struct px_conn {
 	uint64_t taken;           /* ctx->calls of the call that last took one of its events (0: none) */
 	char *url;                /* NULL for an accepted connection */
 	uint64_t server;          /* the server that accepted it; 0 for a client */
+	int request;              /* an HTTP request (VWS_EV_HTTP) until vws_http_respond */
 	struct px_opt *opts, **opts_tail;
 };
 

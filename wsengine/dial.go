@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -334,7 +335,7 @@ func netError(err error) error {
 	switch {
 	case errors.As(err, &dns):
 		return failf(err, "getaddrinfo (ipv4) failed: %v", dns.Err)
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case refused(err):
 		return failf(err, "connect failed: connection refused")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return err
@@ -344,6 +345,18 @@ func netError(err error) error {
 		return err
 	}
 	return failf(err, "connect failed: %v", err)
+}
+
+// refused reports a refused connect. qemu-user hands an emulated guest the
+// host's errno through SO_ERROR unchanged, so a mips binary run under qemu on
+// x86 sees 111 (x86's ECONNREFUSED; no errno of MIPS has that number) where
+// real MIPS hardware gives 146.
+func refused(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var en syscall.Errno
+	return (runtime.GOARCH == "mips" || runtime.GOARCH == "mipsle") && errors.As(err, &en) && en == 111
 }
 
 // tlsError maps TLS handshake errors.

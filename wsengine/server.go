@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -80,13 +81,20 @@ type Server struct {
 	handshakes       int                // in progress
 	closeCode        int
 	closeReason      string
+
+	// Plain HTTP (http.go).
+	httpRoot    string // http_root: serve files from here ("" none)
+	httpHandler bool   // http_handler: hand requests to onHTTP first
+	maxHTTPBody int64
+	onHTTP      HTTPFunc
+	requests    map[*Request]struct{} // waiting for onHTTP's answer
 }
 
 // NewServer returns a Server with default options that is not listening yet.
 func NewServer(accept AcceptFunc) *Server {
 	return &Server{
 		accept: accept, opts: defaultOptions(), host: DefaultHost, port: -1,
-		maxClients: DefaultMaxClients, handshakeTimeout: DefaultHandshakeTimeout,
+		maxClients: DefaultMaxClients, handshakeTimeout: DefaultHandshakeTimeout, maxHTTPBody: DefaultMaxHTTPBody,
 		clients: make(map[*Conn]string), perIP: make(map[string]int),
 	}
 }
@@ -100,7 +108,10 @@ func NewServer(accept AcceptFunc) *Server {
 // allowed besides the same host, or "*"), max_clients_per_ip (0 = no
 // limit), handshake_rate ("rate[,burst]" handshakes per second per address,
 // "" = no limit), protocols (accepted subprotocols), compression (accept
-// permessage-deflate), and the per-connection options max_message_size,
+// permessage-deflate), http_root (a directory whose files plain HTTP GET and
+// HEAD requests get), http_handler ("1": plain HTTP requests go to the
+// HTTPFunc first), max_http_body (bytes; larger request bodies get 413),
+// and the per-connection options max_message_size,
 // max_send_queue, ping_interval, pong_timeout, close_timeout, pong_events,
 // writeable_events. It fails with ErrBusy once Listen was called and with
 // *OptionError for a bad name or value.
@@ -159,6 +170,18 @@ func (s *Server) SetOption(name, v string) error {
 		if r, b, err = parseRate(v); err == nil {
 			s.rate, s.burst = r, b
 		}
+	case "http_root":
+		if v != "" && !validHeaderValue(v) {
+			return optErr(name, "contains control bytes")
+		}
+		s.httpRoot = v
+	case "http_handler":
+		s.httpHandler, err = parseBool(name, v)
+	case "max_http_body":
+		s.maxHTTPBody, err = parseInt(name, v, 0, maxSizeLimit)
+		if err != nil {
+			s.maxHTTPBody = DefaultMaxHTTPBody
+		}
 	case "protocols", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
 		"close_timeout", "pong_events", "writeable_events", "compression":
 		o := s.opts // a rejected value leaves the option as it was
@@ -197,6 +220,11 @@ func (s *Server) Listen() error {
 	}
 	if err := s.clientAuth(tlsConf); err != nil {
 		return err
+	}
+	if s.httpRoot != "" {
+		if fi, err := os.Stat(s.httpRoot); err != nil || !fi.IsDir() {
+			return optErr("http_root", "%s is not a directory", s.httpRoot)
+		}
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 	if err != nil {
@@ -343,6 +371,7 @@ func (s *Server) stop(code int, reason string) []*Conn {
 		s.closeCode, s.closeReason = code, reason
 	}
 	s.listening, s.closed = false, true
+	s.giveUpRequests()
 	out := make([]*Conn, 0, len(s.clients))
 	for c := range s.clients {
 		out = append(out, c)
@@ -411,6 +440,28 @@ func (s *Server) handshake(nc net.Conn) {
 			peerCert = cs.PeerCertificates[0].Subject.String() // verified: only with ssl_ca_filepath
 		}
 	}
+	// The request's head decides: a WebSocket upgrade, or plain HTTP (served
+	// when http_root or http_handler is set; else refused by the upgrader).
+	br := bufio.NewReaderSize(nc, maxRequestLine)
+	head, upgrade, status := readHead(br)
+	s.mu.Lock()
+	plain := !upgrade && (s.httpRoot != "" || s.httpHandler)
+	s.mu.Unlock()
+	switch {
+	case status != 0:
+		(&httpWriter{nc: nc}).status(status, "request head too large")
+		fail()
+		return
+	case head == nil:
+		fail()
+		return
+	case plain:
+		s.mu.Lock()
+		s.handshakes--
+		s.mu.Unlock()
+		s.serveHTTP(nc, head, br, ip, timeout)
+		return
+	}
 	var (
 		path         string
 		headers      [][2]string
@@ -478,7 +529,10 @@ func (s *Server) handshake(nc net.Conn) {
 			return ws.HandshakeHeaderString(""), nil
 		},
 	}
-	hs, err := u.Upgrade(nc)
+	hs, err := u.Upgrade(struct {
+		io.Reader
+		io.Writer
+	}{io.MultiReader(bytes.NewReader(head), br), nc})
 	if err != nil {
 		lwslog.Printf(lwslog.Info, "wsengine: server: handshake with %s failed: %v", nc.RemoteAddr(), err)
 		fail()
@@ -526,7 +580,12 @@ func (s *Server) handshake(nc net.Conn) {
 	c.emitMu.Unlock()
 	go func() {
 		defer s.forget(c)
-		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(nc, readChunk), protocol: hs.Protocol, deflate: deflate})
+		var rd io.Reader = nc
+		if n := br.Buffered(); n > 0 { // frames the client sent right behind its request
+			early, _ := br.Peek(n)
+			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		}
+		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate})
 	}()
 }
 

@@ -107,6 +107,7 @@ type server struct {
 	// pumps register the connections that servers accept.
 	mu           sync.Mutex
 	conns        map[uint64]connRef // conn tag -> hub connection
+	reqs         map[uint64]connRef // HTTP request tag -> hub request, until OpHTTPRespond
 	acceptBase   uint64             // accepted connections are tagged acceptBase+1, +2, ...
 	lastAccepted uint64             // below wire.AcceptedTagSpan
 }
@@ -123,7 +124,7 @@ type srvRef struct {
 
 func newServer(w io.Writer) *server {
 	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump),
-		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
+		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), reqs: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
 }
 
 func (s *server) conn(tag uint64) (connRef, bool) {
@@ -234,6 +235,11 @@ func (s *server) call(m *wire.Msg) {
 			p.freed = true // the pump registers no more accepted connections
 			for ct := range p.connTags {
 				delete(s.conns, ct)
+			}
+			for rt, ref := range s.reqs {
+				if ref.p == p {
+					delete(s.reqs, rt)
+				}
 			}
 			s.mu.Unlock()
 			for st, ref := range s.servers {
@@ -369,6 +375,24 @@ func (s *server) call(m *wire.Msg) {
 			ref.p.setTag(ref.hub, 0)
 			s.reply(m, err)
 		})
+	case wire.OpHTTPRespond:
+		tag, status, headers, body := a.Uint(), a.Int(), a.String(), a.Bytes()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		s.mu.Lock()
+		ref, ok := s.reqs[tag]
+		delete(s.reqs, tag)
+		s.mu.Unlock()
+		if !ok {
+			s.reply(m, &hub.HandleError{Kind: "HTTP request", Handle: tag})
+			return
+		}
+		if body == nil {
+			body = []byte{}
+		}
+		s.reply(m, hub.HTTPRespond(ref.hub, int(status), headers, body))
 	case wire.OpServerSetOption, wire.OpServerListen, wire.OpServerPort, wire.OpBroadcast,
 		wire.OpServerClients, wire.OpServerClose:
 		s.serverCall(m, op, a)

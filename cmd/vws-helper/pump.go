@@ -86,6 +86,30 @@ func (p *pump) accept(h uint64) (tag, srv uint64) {
 	return tag, srv
 }
 
+// request tags hub HTTP request h (its EventHTTP is being forwarded) from
+// the accepted connections' counter and returns its tag and its server's
+// tag, or zeros when its server or the context was freed meanwhile (the
+// engine then answers it with 503 after the handshake timeout, or at once
+// when the server closed).
+func (p *pump) request(h uint64) (tag, srv uint64) {
+	sid, err := hub.ConnServer(h)
+	p.mu.Lock()
+	srv = p.tags[sid]
+	p.mu.Unlock()
+	if err != nil || sid == 0 || srv == 0 {
+		return 0, 0
+	}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	if p.freed || p.s.lastAccepted == wire.AcceptedTagSpan-1 {
+		return 0, 0
+	}
+	p.s.lastAccepted++
+	tag = p.s.acceptBase + p.s.lastAccepted
+	p.s.reqs[tag] = connRef{hub: h, p: p}
+	return tag, srv
+}
+
 // setTag maps hub connection or server h to the tag the proxy knows it by (0: forget it).
 func (p *pump) setTag(h, tag uint64) {
 	p.mu.Lock()
@@ -150,14 +174,17 @@ func (p *pump) send(ev hub.Event) {
 	p.mu.Unlock()
 	code := int64(ev.Code)
 	if tag == 0 {
-		if ev.Type != hub.EventServerEstablished {
+		var srv uint64
+		switch ev.Type {
+		case hub.EventServerEstablished:
+			tag, srv = p.accept(ev.Conn)
+		case hub.EventHTTP:
+			tag, srv = p.request(ev.Conn)
+		}
+		if tag == 0 {
 			return // freed by the proxy
 		}
-		var srv uint64
-		if tag, srv = p.accept(ev.Conn); tag == 0 {
-			return
-		}
-		code = int64(srv) // SERVER_ESTABLISHED: code = the server's tag
+		code = int64(srv) // SERVER_ESTABLISHED, HTTP: code = the server's tag
 	}
 	st, err := hub.State(ev.Conn)
 	if err != nil {

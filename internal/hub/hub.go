@@ -65,7 +65,7 @@ func recoverTo(err *error) {
 
 // Status maps an error of this package to a status code: nil -> OK; bad
 // handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
-// wsengine.ErrNotOpen, ErrBusy, ErrServerClosed, ErrAccepted -> EState; ErrQueueFull -> EFull; ErrTooBig ->
+// wsengine.ErrNotOpen, ErrBusy, ErrServerClosed, ErrAccepted, ErrRequestDone -> EState; ErrQueueFull -> EFull; ErrTooBig ->
 // ETooBig; anything else -> EInternal.
 func Status(err error) int {
 	var (
@@ -77,7 +77,7 @@ func Status(err error) int {
 	case err == nil:
 		return OK
 	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy), errors.Is(err, wsengine.ErrServerClosed),
-		errors.Is(err, wsengine.ErrAccepted):
+		errors.Is(err, wsengine.ErrAccepted), errors.Is(err, wsengine.ErrRequestDone):
 		return EState
 	case errors.Is(err, wsengine.ErrQueueFull):
 		return EFull
@@ -125,14 +125,16 @@ type conn struct {
 
 // The handle tables. Handles come from monotonic counters and are never reused.
 var reg = struct {
-	mu      sync.Mutex
-	ctxs    map[uint64]*context
-	conns   map[uint64]*conn
-	servers map[uint64]*server
-}{ctxs: make(map[uint64]*context), conns: make(map[uint64]*conn), servers: make(map[uint64]*server)}
+	mu       sync.Mutex
+	ctxs     map[uint64]*context
+	conns    map[uint64]*conn
+	servers  map[uint64]*server
+	requests map[uint64]*request // HTTP requests waiting for HTTPRespond
+}{ctxs: make(map[uint64]*context), conns: make(map[uint64]*conn), servers: make(map[uint64]*server),
+	requests: make(map[uint64]*request)}
 
-// Connection and server handles come from one counter: a handle names
-// one or the other, never both.
+// Connection, server and HTTP request handles come from one counter: a
+// handle names one of them, never two.
 var lastCtx, lastConn atomic.Uint64
 
 func lookupContext(id uint64) (*context, error) {

@@ -15,6 +15,7 @@ const (
 	EventServerReceive     wsengine.EventType = 6  // LWS_CALLBACK_RECEIVE
 	EventServerReceivePong wsengine.EventType = 7  // LWS_CALLBACK_RECEIVE_PONG
 	EventServerWriteable   wsengine.EventType = 11 // LWS_CALLBACK_SERVER_WRITEABLE
+	EventHTTP              wsengine.EventType = 12 // LWS_CALLBACK_HTTP: a plain HTTP request
 )
 
 func serverEventType(t wsengine.EventType) wsengine.EventType {
@@ -74,6 +75,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 		lwslog.Printf(lwslog.Client, "verawebsockets: server %d accepted conn %d: %s", sid, c.id, path)
 		return c.emit
 	})
+	sv.srv.HandleHTTP(func(r *wsengine.Request) bool { return sv.request(ctx, r) })
 	reg.mu.Lock()
 	if reg.ctxs[ctx] != cx {
 		reg.mu.Unlock()
@@ -195,9 +197,16 @@ func FreeServer(id uint64) (err error) {
 }
 
 // ConnServer returns the handle of the server that accepted c, or 0 for a
-// client connection.
+// client connection. For an HTTP request handle (EventHTTP) it is the
+// server the request came to.
 func ConnServer(c uint64) (id uint64, err error) {
 	defer recoverTo(&err)
+	reg.mu.Lock()
+	rq := reg.requests[c]
+	reg.mu.Unlock()
+	if rq != nil {
+		return rq.server, nil
+	}
 	cn, err := lookupConn(c)
 	if err != nil {
 		return 0, err

@@ -44,6 +44,7 @@
 //	OpRequestHeaders   conn                               -> (headers: "Name: value\n" lines)
 //	OpPeer             conn                               -> (address)
 //	OpPeerCert         conn                               -> (client certificate subject, "" if none)
+//	OpHTTPRespond      request, status, headers, body     -> ()
 //	OpConnFail         conn                               (no reply: sent with id 0)
 //
 // Servers and the proxy's connections take their tags from one counter, so
@@ -51,7 +52,9 @@
 // helper, which tags it base+n (n = 1, 2, ... below AcceptedTagSpan) and
 // announces it with its first event, SERVER_ESTABLISHED (type 0), whose code
 // value is the tag of the server that accepted it (the proxy reports code 0
-// to its caller). From then on the proxy names it like its own connections
+// to its caller). A plain HTTP request to a server (event HTTP, type 12) is
+// tagged the same way, from the same counter, with code = the server's tag;
+// its tag is only good for one OpHTTPRespond. From then on the proxy names it like its own connections
 // (OpSend, OpClose, ..., OpConnFree). base is AcceptedTagBase unless the
 // proxy's first frame, OpAcceptBase (no reply), sets another: the proxy gives
 // each helper it starts its own span, AcceptedTagBase + k*AcceptedTagSpan for

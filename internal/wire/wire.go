@@ -55,8 +55,11 @@ const (
 	OpPeer            Op = 25
 	OpPeerCert        Op = 26
 
+	// Plain HTTP requests of servers (EventHTTP).
+	OpHTTPRespond Op = 27
+
 	// Failing in order (protocol version 3).
-	OpConnFail Op = 27
+	OpConnFail Op = 28
 )
 
 // EventFailPending is the event type (op) of the marker the helper sends

@@ -28,7 +28,7 @@ var cases = []struct {
 	{"hello", Msg{Kind: KindHello, Op: Version, Args: []Value{Int(4242), Int(1)}},
 		"00000018 04 03 00000000 01 0000000000001092 01 0000000000000001"},
 	{"conn fail", Msg{Kind: KindCall, Op: uint8(OpConnFail), Args: []Value{Int(9)}},
-		"0000000f 01 1b 00000000 01 0000000000000009"},
+		"0000000f 01 1c 00000000 01 0000000000000009"},
 	{"fail pending event", Msg{Kind: KindEvent, Op: EventFailPending, Args: []Value{Int(1), Int(9), Int(0), Int(0), Int(1002), Int(0), Int(2), String("bad")}},
 		"0000004d 03 40 00000000 01 0000000000000001 01 0000000000000009 01 0000000000000000 01 0000000000000000" +
 			" 01 00000000000003ea 01 0000000000000000 01 0000000000000002 02 00000003 626164"},

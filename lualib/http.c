@@ -1,0 +1,186 @@
+/*
+ * http.c - plain HTTP requests of a ws.listen server (VWS_EV_HTTP): the req
+ * table, the `http` handler called through the protected path, its answer
+ * given back with vws_http_respond.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vws_lua.h"
+
+/* Pushes the req table of an event's data: "METHOD TARGET PEER\n", header
+ * lines "Name: value\n", "\n", body. Header names are lower-cased; a header
+ * sent more than once gets its values joined with ", ". */
+static void push_request(lua_State *L, const char *d, size_t len)
+{
+	const char *end = d + len, *nl, *sp1, *sp2, *q;
+	luaL_Buffer b;
+
+	lua_createtable(L, 0, 8);
+	nl = memchr(d, '\n', len);
+	if (!nl)
+		nl = end;
+	sp1 = memchr(d, ' ', (size_t)(nl - d));
+	sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(nl - sp1 - 1)) : NULL;
+	if (!sp1 || !sp2)
+		sp1 = sp2 = nl;
+	lua_pushlstring(L, d, (size_t)(sp1 - d));
+	lua_setfield(L, -2, "method");
+	if (sp2 > sp1) {
+		const char *t = sp1 + 1;
+		lua_pushlstring(L, t, (size_t)(sp2 - t));
+		lua_setfield(L, -2, "target");
+		q = memchr(t, '?', (size_t)(sp2 - t));
+		lua_pushlstring(L, t, (size_t)((q ? q : sp2) - t));
+		lua_setfield(L, -2, "path");
+		lua_pushlstring(L, q ? q + 1 : "", q ? (size_t)(sp2 - q - 1) : 0);
+		lua_setfield(L, -2, "query");
+		lua_pushlstring(L, sp2 + 1, (size_t)(nl - sp2 - 1));
+		lua_setfield(L, -2, "peer");
+	}
+	lua_newtable(L);
+	d = nl < end ? nl + 1 : end;
+	while (d < end && *d != '\n') {
+		const char *colon, *v;
+		size_t i, vn;
+		nl = memchr(d, '\n', (size_t)(end - d));
+		if (!nl)
+			nl = end;
+		colon = memchr(d, ':', (size_t)(nl - d));
+		if (colon) {
+			luaL_buffinit(L, &b);
+			for (i = 0; d + i < colon; i++)
+				luaL_addchar(&b, (char)tolower((unsigned char)d[i]));
+			luaL_pushresult(&b);
+			v = colon + 1;
+			while (v < nl && *v == ' ')
+				v++;
+			vn = (size_t)(nl - v);
+			lua_pushvalue(L, -1);
+			lua_rawget(L, -3);
+			if (lua_isstring(L, -1)) {
+				lua_pushliteral(L, ", ");
+				lua_pushlstring(L, v, vn);
+				lua_concat(L, 3);
+			} else {
+				lua_pop(L, 1);
+				lua_pushlstring(L, v, vn);
+			}
+			lua_rawset(L, -3);
+		}
+		d = nl < end ? nl + 1 : end;
+	}
+	lua_setfield(L, -2, "headers");
+	if (d < end)
+		d++; /* the empty line */
+	lua_pushlstring(L, d, (size_t)(end - d));
+	lua_setfield(L, -2, "body");
+}
+
+/* Answers request h with a short text (the request failed in Lua). */
+static void respond_text(vws_conn h, int status, const char *text)
+{
+	vws_http_respond(h, status, "Content-Type: text/plain; charset=utf-8", text, strlen(text), NULL, 0);
+}
+
+/* Collects the handler's headers table at idx as "Name: value\n" lines
+ * (pushed); returns 0 (nothing pushed) when it is not a table of strings. */
+static int push_header_text(lua_State *L, int idx)
+{
+	luaL_Buffer b;
+	if (lua_isnil(L, idx)) {
+		lua_pushliteral(L, "");
+		return 1;
+	}
+	if (!lua_istable(L, idx))
+		return 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
+			lua_pop(L, 2);
+			return 0;
+		}
+		lua_pop(L, 1);
+	}
+	luaL_buffinit(L, &b);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pushvalue(L, -2);
+		luaL_addvalue(&b);
+		luaL_addlstring(&b, ": ", 2);
+		luaL_addvalue(&b); /* the value (a number becomes text) */
+		luaL_addchar(&b, '\n');
+	}
+	luaL_pushresult(&b);
+	return 1;
+}
+
+/* Delivers a VWS_EV_HTTP event (under lua_cpcall, stack: [1] = message
+ * handler): finds the server's `http` handler, calls it with the req table
+ * and answers with what it returns; nil (or no handler) = not handled (the
+ * server goes on with http_root, or 404); an error = 500, reported. */
+int vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev)
+{
+	vws_server sh = 0;
+	int srv, fenv, base, status;
+	size_t blen = 0;
+	const char *body, *msg;
+	char err[VL_ERRLEN] = "";
+
+	if (vws_conn_server(ev->conn, &sh) != VWS_OK || sh == 0) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)sh);
+	lua_rawget(L, -2);
+	lua_remove(L, -2);
+	if (!vl_to_server(L, -1)) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	srv = lua_gettop(L);
+	lua_getuservalue(L, srv);
+	lua_getfield(L, -1, "fenv");
+	fenv = lua_gettop(L);
+	lua_getfield(L, fenv - 1, "http");
+	if (!lua_isfunction(L, -1)) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	base = lua_gettop(L);
+	push_request(L, ev->data ? ev->data : "", ev->len);
+	if (lua_pcall(L, 1, 3, 1) != 0) {
+		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		respond_text(ev->conn, 500, "internal server error\n");
+		return 0;
+	}
+	/* status, headers, body at base .. base+2 */
+	if (lua_isnil(L, base)) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	msg = NULL;
+	status = 0;
+	if (lua_type(L, base) != LUA_TNUMBER)
+		msg = "http handler: status (a number) or nil expected as its first result";
+	else if ((status = (int)lua_tonumber(L, base)) < 200 || status > 599)
+		msg = "http handler: status 200..599 expected";
+	else if (!lua_isnil(L, base + 2) && !lua_isstring(L, base + 2))
+		msg = "http handler: body (a string) expected as its third result";
+	else if (!push_header_text(L, base + 1))
+		msg = "http handler: headers ({[\"Name\"] = \"value\"}) expected as its second result";
+	if (msg) {
+		lua_pushstring(L, msg);
+		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		respond_text(ev->conn, 500, "internal server error\n");
+		return 0;
+	}
+	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
+	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
+		lua_pushfstring(L, "http handler: %s", err);
+		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+	}
+	return 0;
+}
