@@ -22,8 +22,11 @@ part "lua suite, out-of-process variant" build/test-lua.sh oop amd64
 part "lua suite, in-process variant under LuaJIT" env LUA=luajit VWS_TEST_TIME_FACTOR=1 build/test-lua.sh inproc amd64
 part "lua suite, in-process variant on Lua 5.2, 5.3, 5.4 (one binding source)" build/test-lua-versions.sh
 part "install: luarocks make, make install/uninstall, make dist's tarball" build/test-install.sh
-part "conformance (RFC 6455, Autobahn-style cases, client and server role), in-process variant" build/test-conformance.sh inproc amd64
-part "conformance (RFC 6455, Autobahn-style cases, client and server role), out-of-process variant" build/test-conformance.sh oop amd64
+# Strict: every case OK (NON-STRICT, a message's echo missing before a failure, fails).
+part "conformance (RFC 6455, Autobahn-style cases, client and server role), in-process variant" \
+	env VWS_CONFORMANCE_STRICT=1 build/test-conformance.sh inproc amd64
+part "conformance (RFC 6455, Autobahn-style cases, client and server role), out-of-process variant" \
+	env VWS_CONFORMANCE_STRICT=1 build/test-conformance.sh oop amd64
 part "race-detecting Lua (self-test)" build/test-race.sh
 part "LuaUPnP-like host (luup and lock modes, race-detecting Lua)" build/test-host.sh
 part "Luup suite on the race-detecting Lua, both variants" build/test-lua-race.sh

@@ -143,6 +143,26 @@ void px_push(struct px_ctx *c, const vws_event *ev)
 		pthread_cond_broadcast(&c->cond);
 }
 
+/* Unlinks the oldest event; the queue must not be empty. */
+static struct px_ev *queue_pop(struct px_ctx *c)
+{
+	struct px_ev *e = c->head;
+	c->head = e->next;
+	if (!c->head)
+		c->tail = NULL;
+	if (--c->n == 0)
+		pipe_drain(c);
+	return e;
+}
+
+/* Marks the connection of ev as having an event taken by the caller's current call. */
+static void mark_taken(struct px_ctx *c, const vws_event *ev)
+{
+	struct px_conn *cn = px_conn_find(ev->conn);
+	if (cn)
+		cn->taken = c->calls;
+}
+
 static void queue_clear(struct px_ctx *c)
 {
 	struct px_ev *e, *next;
@@ -216,6 +236,62 @@ static void fire(int op, uint64_t arg, unsigned gen)
 	pthread_mutex_unlock(&px.mu);
 }
 
+/* ---- failing in order --------------------------------------------------------------
+ * A protocol violation of a connection's peer that the helper reports behind
+ * the connection's events (a WIRE_EVENT_FAIL_PENDING marker) waits in the
+ * queue until the caller has handled those events: the caller's next call for
+ * events finds the marker at the head (it takes events one batch at a time and
+ * calls again once their handlers ran), drops it and sends WIRE_OP_CONN_FAIL.
+ * A caller that never comes back: the helper fails it after close_timeout. */
+
+struct fail_arg {
+	uint64_t conn;
+	unsigned gen;
+};
+
+static void *fail_main(void *arg)
+{
+	struct fail_arg a = *(struct fail_arg *)arg;
+	free(arg);
+	fire(WIRE_OP_CONN_FAIL, a.conn, a.gen);
+	return NULL;
+}
+
+/* The reader, px.mu held: the marker of cn (from helper gen) arrived. When none
+ * of cn's events waits (none queued, none taken by the caller's latest call), cn
+ * fails now, told from a thread of its own: the reader never writes to the
+ * helper (both could block on full sockets). Else, or without a thread, the
+ * marker is queued (gen in its attempt). */
+void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen)
+{
+	struct fail_arg *a;
+	struct px_ev *e;
+	vws_event ev;
+	int waiting = cn->taken && cn->taken == c->calls;
+	for (e = c->head; e && !waiting; e = e->next)
+		waiting = e->ev.conn == cn->id;
+	if (!waiting && (a = malloc(sizeof *a))) {
+		pthread_attr_t ta;
+		pthread_t tid;
+		int rc;
+		a->conn = cn->id;
+		a->gen = gen;
+		pthread_attr_init(&ta);
+		pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&ta, 128 << 10);
+		rc = pthread_create(&tid, &ta, fail_main, a);
+		pthread_attr_destroy(&ta);
+		if (rc == 0)
+			return;
+		free(a);
+	}
+	memset(&ev, 0, sizeof ev);
+	ev.type = WIRE_EVENT_FAIL_PENDING;
+	ev.conn = cn->id;
+	ev.attempt = (int)gen;
+	px_push(c, &ev);
+}
+
 int vws_ctx_free(vws_ctx ctx)
 {
 	struct px_ctx **pp, *c;
@@ -279,18 +355,25 @@ int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 		return VWS_EARG;
 	}
 	c->refs++;
+	c->calls++; /* the caller is back: it handled the events it took before */
 	for (;;) {
 		if (c->freed) {
 			rc = VWS_EARG;
 			break;
 		}
+		if ((e = c->head) && e->ev.type == WIRE_EVENT_FAIL_PENDING) {
+			vws_conn conn = e->ev.conn;
+			unsigned hgen = (unsigned)e->ev.attempt;
+			free(queue_pop(c));
+			pthread_mutex_unlock(&px.mu);
+			fire(WIRE_OP_CONN_FAIL, conn, hgen);
+			pthread_mutex_lock(&px.mu);
+			continue;
+		}
 		if ((e = c->head)) {
-			c->head = e->next;
-			if (!c->head)
-				c->tail = NULL;
-			if (--c->n == 0)
-				pipe_drain(c);
+			queue_pop(c);
 			*ev = e->ev;
+			mark_taken(c, ev);
 			free(e);
 			rc = 1;
 			break;
@@ -344,7 +427,7 @@ static void batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
 }
 
 /* The first event as vws_ctx_next_event takes it, the rest from the queue while their
- * data fit: no call to the helper. */
+ * data fit, up to a marker (the next call handles it): no call to the helper. */
 int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 {
 	struct px_ctx *c;
@@ -362,12 +445,10 @@ int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 	batch_put(b, 0, &ev, &off);
 	pthread_mutex_lock(&px.mu);
 	c = px_ctx_find(ctx);
-	while (c && !c->freed && n < b->max && (e = c->head) && (e->ev.len == 0 || off + e->ev.len <= b->buflen)) {
-		c->head = e->next;
-		if (!c->head)
-			c->tail = NULL;
-		if (--c->n == 0)
-			pipe_drain(c);
+	while (c && !c->freed && n < b->max && (e = c->head) && e->ev.type != WIRE_EVENT_FAIL_PENDING &&
+		(e->ev.len == 0 || off + e->ev.len <= b->buflen)) {
+		queue_pop(c);
+		mark_taken(c, &e->ev);
 		batch_put(b, n++, &e->ev, &off);
 		free(e);
 	}

@@ -773,6 +773,12 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 	}
 	v->v[7].b = NULL;
 	cn = px_conn_find(ev.conn);
+	if (type == WIRE_EVENT_FAIL_PENDING) { /* a marker, never an application event */
+		free(ev.data);
+		if (cn && cn->gen == h->gen)
+			px_fail_pending(c, cn, h->gen);
+		return;
+	}
 	if (type == VWS_EV_SERVER_ESTABLISHED || type == VWS_EV_HTTP) {
 		/* A connection a server accepted, or an HTTP request, tagged by the
 		 * helper; code names the server (the caller asks vws_conn_server). A

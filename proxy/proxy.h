@@ -48,6 +48,7 @@ struct px_ctx {
 	int rfd, wfd;             /* event pipe, -1 until vws_ctx_event_fd */
 	unsigned gen;             /* helper generation that has this context (0 none) */
 	struct px_conn *conns;    /* its connections, via cnext */
+	uint64_t calls;           /* calls for events: a new one means those taken before were handled */
 };
 
 /* A server; its id is the handle the caller sees (and the helper's tag). It
@@ -75,6 +76,7 @@ struct px_conn {
 	int state;                /* VWS_STATE_* as seen from events (for helper death) */
 	int attempt;              /* last attempt number reported */
 	unsigned events;          /* events seen (orders a reply against events) */
+	uint64_t taken;           /* ctx->calls of the call that last took one of its events (0: none) */
 	char *url;                /* NULL for an accepted connection */
 	uint64_t server;          /* the server that accepted it; 0 for a client */
 	int request;              /* an HTTP request (VWS_EV_HTTP) until vws_http_respond */
@@ -150,6 +152,7 @@ PX_HIDDEN struct px_ctx *px_ctx_find(uint64_t id);
 PX_HIDDEN struct px_conn *px_conn_find(uint64_t id);
 PX_HIDDEN struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, uint64_t server);
 PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
+PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
 
 /* buffers */
 PX_HIDDEN void px_buf_start(struct px_buf *b, int op);

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 2
+#define WIRE_VERSION 3
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -51,6 +51,13 @@
 /* A plain HTTP request (event HTTP, 12) is tagged like an accepted connection,
  * with code = the server's tag; its tag is good for one WIRE_OP_HTTP_RESPOND. */
 #define WIRE_OP_HTTP_RESPOND      27  /* request, status, headers, body -> () */
+/* Failing in order (version 3): the helper reports a protocol violation that
+ * waits behind the events before it as an event of type
+ * WIRE_EVENT_FAIL_PENDING (code, data: the close code and reason), never
+ * handed to the application; once those events were handled the proxy sends
+ * WIRE_OP_CONN_FAIL (no reply) and the helper fails the connection. */
+#define WIRE_OP_CONN_FAIL         28  /* conn -> no reply */
+#define WIRE_EVENT_FAIL_PENDING   64
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

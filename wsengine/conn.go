@@ -37,6 +37,7 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 	flow        func(stop <-chan struct{}) bool // see SetFlowControl
+	failInOrder bool                            // see SetFailInOrder
 
 	accepted bool        // accepted by a Server (server role); never dials
 	uri      string      // accepted: the request URI of the opening handshake
@@ -70,6 +71,38 @@ func (c *Conn) SetFlowControl(wait func(stop <-chan struct{}) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flow = wait
+}
+
+// SetFailInOrder makes a protocol violation of the peer (close code 1002,
+// 1007 or 1009) fail the connection in order with the events emitted before
+// it. Instead of sending its close frame at once, the connection reads no
+// more, emits EventFailPending as its reader's last event and stays open, so
+// that the handlers of the earlier events can still send, until FailNow,
+// Close or Abandon is called or close_timeout passes; then its close frame
+// goes out behind the messages queued so far (not ahead of them, as without
+// it). The consumer of the events calls FailNow when it reaches
+// EventFailPending, having handled what came before. Set it before Connect
+// (for an accepted connection, in the server's AcceptFunc).
+func (c *Conn) SetFailInOrder(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failInOrder = on
+}
+
+// FailNow fails the connection whose EventFailPending its consumer reached
+// (see SetFailInOrder). It does nothing unless such a failure is pending, so
+// a late call never touches a later connection of the same Conn that has no
+// violation pending. It returns at once.
+func (c *Conn) FailNow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sess; s != nil && s.failPending {
+		s.failPending = false
+		select {
+		case s.failGo <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // SetOption sets one option from its text form (names and syntax as in

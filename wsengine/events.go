@@ -11,6 +11,13 @@ const (
 	EventReceive         EventType = 8
 	EventReceivePong     EventType = 9
 	EventWriteable       EventType = 10
+
+	// EventFailPending is no application event: it is how a connection with
+	// SetFailInOrder reports a protocol violation of the peer, behind the
+	// events emitted before it. Code and Data are the close code and reason
+	// the connection fails with once its consumer calls FailNow. Its number
+	// is outside the libwebsockets reasons of the VWS_EV_* events.
+	EventFailPending EventType = 64
 )
 
 // OpCode of a message (RFC 6455 section 5.2).

@@ -74,6 +74,9 @@ type session struct {
 	// the reader waits for the event consumer (flow), when the peer cannot be
 	// heard and so is not judged.
 	recvd, waiting atomic.Bool
+	inOrder        bool // Conn.failInOrder: a violation waits for FailNow
+
+	failGo chan struct{} // FailNow's signal (cap 1)
 
 	// guarded by c.mu
 	ctrl        []outFrame
@@ -81,6 +84,7 @@ type session struct {
 	queued      int
 	closeQueued bool
 	writing     bool  // a frame is being written (by the writer or a write-through)
+	failPending bool  // EventFailPending was emitted; FailNow not called yet
 	throughErr  error // a write-through failed: the writer ends with it
 
 	wWake        chan struct{} // wakes the writer (cap 1)
@@ -94,7 +98,7 @@ type session struct {
 func newSession(c *Conn, est *established) *session {
 	s := &session{
 		c: c, nc: est.nc, br: est.br, bw: bufio.NewWriterSize(est.nc, 16<<10), server: c.accepted,
-		wWake: make(chan struct{}, 1), stop: make(chan struct{}),
+		wWake: make(chan struct{}, 1), stop: make(chan struct{}), failGo: make(chan struct{}, 1),
 		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
 	}
 	s.sc = spillConnOf(est.nc)
@@ -114,6 +118,7 @@ func newSession(c *Conn, est *established) *session {
 		}
 	}
 	s.flow = c.flow
+	s.inOrder = c.failInOrder
 	return s
 }
 
@@ -574,11 +579,25 @@ func (s *session) serve() Event {
 				return s.finish(clean, code, reason)
 			case r.fail != nil:
 				lwslog.Printf(lwslog.Client, "wsengine: %s: failing connection: %d %s", s.c.target.u, r.fail.Code, r.fail.Reason)
+				wait := min(failCloseWait, max(o.closeTimeout, 100*time.Millisecond))
+				if s.inOrder {
+					if s.awaitFailNow(r.fail) {
+						s.waitCloseWritten(abandonWait)
+						return s.finish(false, CloseGoingAway, "abandoned")
+					}
+					wait = max(o.closeTimeout, 100*time.Millisecond) // the queued messages go first
+				}
 				s.c.mu.Lock()
 				s.c.state = StateClosing
-				s.pushCtrl(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)}, true)
+				s.failPending = false
+				switch {
+				case !s.inOrder:
+					s.pushCtrl(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)}, true)
+				case !s.closeQueued: // else Close queued the user's close frame meanwhile
+					s.pushData(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)})
+				}
 				s.c.mu.Unlock()
-				s.waitCloseWritten(min(failCloseWait, max(o.closeTimeout, 100*time.Millisecond)))
+				s.waitCloseWritten(wait)
 				return s.finish(false, r.fail.Code, r.fail.Reason)
 			default:
 				return s.finish(false, CloseAbnormal, r.reason)
@@ -611,6 +630,38 @@ func (s *session) serve() Event {
 			}
 		case <-closeC:
 			return s.finish(false, CloseAbnormal, "close timeout")
+		}
+	}
+}
+
+// awaitFailNow reports the violation ce as EventFailPending, behind the
+// events emitted before it, and waits until the consumer has handled those
+// (FailNow), Close is called, the writer ends or close_timeout passes. The
+// connection stays open meanwhile (the reader has stopped), so handlers can
+// still send. It reports whether Abandon was called.
+func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
+	s.c.mu.Lock()
+	s.failPending = true
+	s.c.mu.Unlock()
+	s.c.emit(Event{Type: EventFailPending, Code: ce.Code, Data: []byte(ce.Reason)})
+	if uc, ab := s.c.stopped(); uc || ab { // closing already: handlers cannot send
+		return ab
+	}
+	t := time.NewTimer(s.c.opts.closeTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.failGo:
+			return false
+		case <-t.C:
+			lwslog.Printf(lwslog.Client, "wsengine: %s: events before the violation not handled within close_timeout: failing anyway", s.c.target.u)
+			return false
+		case <-s.wExit:
+			return false
+		case <-s.c.kick:
+			if uc, ab := s.c.stopped(); uc || ab {
+				return ab
+			}
 		}
 	}
 }

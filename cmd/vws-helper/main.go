@@ -140,9 +140,9 @@ func (s *server) pumpFor(ctag uint64) (*pump, error) {
 	if p := s.ctxs[ctag]; p != nil {
 		return p, nil
 	}
-	id := hub.NewContext()
+	id := hub.NewRelayContext() // the proxy's queue orders protocol failures (OpConnFail)
 	if id == 0 {
-		return nil, &hub.PanicError{Value: "hub.NewContext failed"}
+		return nil, &hub.PanicError{Value: "hub.NewRelayContext failed"}
 	}
 	p := newPump(s, ctag, id)
 	s.ctxs[ctag] = p
@@ -527,6 +527,10 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 			p, err = hub.Peer(c)
 		}
 		res = []wire.Value{wire.String(p)}
+	case wire.OpConnFail:
+		if err = a.Err(); err == nil {
+			err = hub.FailNow(c)
+		}
 	case wire.OpPeerCert:
 		var p string
 		if err = a.Err(); err == nil {

@@ -168,6 +168,26 @@ func buildProxy(t *testing.T, name string) (dir, prog string) {
 	return dir, prog
 }
 
+// buildHelper builds the helper into dir, or returns VWS_TEST_HELPER when set.
+func buildHelper(t *testing.T, dir string) string {
+	t.Helper()
+	if helper := os.Getenv("VWS_TEST_HELPER"); helper != "" {
+		return helper
+	}
+	helper := filepath.Join(dir, "vws-helper")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		//lint:ignore SA1019 a fallback for a machine without go on PATH
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(gobin, "build", "-o", helper, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return helper
+}
+
 // TestOOP builds the proxy (proxy/*.c) as a shared library and the helper,
 // then runs proxy/testdata/oop_test.c through them against a local echo
 // server: calls, events, 16 MiB messages, threads, wake, kill -9 of the
@@ -180,21 +200,7 @@ func TestOOP(t *testing.T) {
 		t.Skip("builds and runs a C program")
 	}
 	dir, prog := buildProxy(t, "oop_test")
-	helper := os.Getenv("VWS_TEST_HELPER")
-	if helper == "" {
-		helper = filepath.Join(dir, "vws-helper")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			//lint:ignore SA1019 a fallback for a machine without go on PATH
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(gobin, "build", "-o", helper, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
-
+	helper := buildHelper(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog)

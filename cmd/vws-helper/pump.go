@@ -194,7 +194,11 @@ func (p *pump) send(ev hub.Event) {
 	if ev.Clean {
 		clean = 1
 	}
-	p.s.write(&wire.Msg{Kind: wire.KindEvent, Op: uint8(ev.Type), Args: []wire.Value{
+	op := uint8(ev.Type)
+	if ev.Type == wsengine.EventFailPending {
+		op = wire.EventFailPending // the proxy answers OpConnFail once the events before it were handled
+	}
+	p.s.write(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(ev.Opcode)), wire.Int(clean),
 		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
 	}})

@@ -103,6 +103,7 @@ func asArg(err error) error {
 type Event struct {
 	Conn uint64
 	wsengine.Event
+	src *conn // the connection, while queued
 }
 
 // conn is a registered connection.
@@ -116,6 +117,10 @@ type conn struct {
 	// a connection closed just before it emits that event; counting it as
 	// active until then keeps Active from reaching 0 with the event unqueued.
 	unsettled atomic.Bool
+	// Guarded by cx.mu: its events in the queue, and the call of the
+	// consumer that last took one (context.calls, from 1; 0: none taken).
+	queued int
+	taken  uint64
 }
 
 // The handle tables. Handles come from monotonic counters and are never reused.
@@ -153,8 +158,21 @@ func lookupConn(id uint64) (*conn, error) {
 }
 
 // NewContext creates a context with an empty event queue and returns its
-// handle (never 0, except after a recovered panic).
-func NewContext() (id uint64) {
+// handle (never 0, except after a recovered panic). A protocol violation of
+// one of its connections fails it in order (wsengine.Conn.SetFailInOrder):
+// its close frame goes out once the consumer has handled the events queued
+// before the violation and is back for more (NextEvent, NextEvents), or after
+// close_timeout when it does not come back.
+func NewContext() (id uint64) { return newCtx(false) }
+
+// NewRelayContext is NewContext for a consumer that forwards the events to
+// an application elsewhere (the helper's pump): its queue hands out the
+// wsengine.EventFailPending markers (Code, Data: the close code and reason)
+// like events, and the consumer calls FailNow when the application is done
+// with the events before one.
+func NewRelayContext() (id uint64) { return newCtx(true) }
+
+func newCtx(relay bool) (id uint64) {
 	defer func() {
 		if r := recover(); r != nil {
 			lwslog.Printf(lwslog.Err, "verawebsockets: recovered panic: %v\n%s", r, debug.Stack())
@@ -162,7 +180,7 @@ func NewContext() (id uint64) {
 		}
 	}()
 	id = lastCtx.Add(1)
-	cx := newContext(id)
+	cx := newContext(id, relay)
 	reg.mu.Lock()
 	reg.ctxs[id] = cx
 	reg.mu.Unlock()
@@ -343,6 +361,7 @@ func NewConn(ctx uint64, url string) (id uint64, err error) {
 		return 0, asArg(err)
 	}
 	ws.SetFlowControl(cx.room)
+	ws.SetFailInOrder(true)
 	c.ws = ws
 	reg.mu.Lock()
 	if reg.ctxs[ctx] != cx { // freed meanwhile
@@ -379,7 +398,24 @@ func (c *conn) emit(ev wsengine.Event) {
 	if c.server != 0 {
 		ev.Type = serverEventType(ev.Type)
 	}
-	c.cx.pushThen(Event{Conn: c.id, Event: ev}, settle)
+	if ev.Type == wsengine.EventFailPending {
+		c.cx.pushFail(c, Event{Conn: c.id, Event: ev, src: c})
+		return
+	}
+	c.cx.pushThen(Event{Conn: c.id, Event: ev, src: c}, settle)
+}
+
+// FailNow fails c now if a protocol violation of its peer waits for the
+// events before it to be handled: the relay consumer's answer to an
+// EventFailPending it forwarded (see NewRelayContext). Otherwise it does nothing.
+func FailNow(c uint64) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	cn.ws.FailNow()
+	return nil
 }
 
 // SetOption sets one option of c from its text form (see the header).

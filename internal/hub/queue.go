@@ -4,6 +4,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/verawebsockets/verawebsockets/wsengine"
 )
 
 // compactAt is the number of consumed slots after which the queue's backing
@@ -37,10 +39,15 @@ type context struct {
 	wfd     int
 	bytes   int           // event data bytes in q[head:]
 	roomCh  chan struct{} // closed when the queue is back under half the high water; nil: nobody waits
+	// relay: the consumer is no application but forwards events to one (the
+	// helper's pump): EventFailPending markers are handed out like events,
+	// and the consumer calls FailNow. Else the queue keeps them (see next).
+	relay bool
+	calls uint64 // calls of next: a new one means the events taken before were handled
 }
 
-func newContext(id uint64) *context {
-	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), rfd: -1, wfd: -1}
+func newContext(id uint64, relay bool) *context {
+	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), rfd: -1, wfd: -1, relay: relay}
 	cx.cond.L = &cx.mu
 	return cx
 }
@@ -58,6 +65,9 @@ func (cx *context) pushThen(ev Event, after func()) {
 	}
 	cx.q = append(cx.q, ev)
 	cx.bytes += len(ev.Data)
+	if ev.src != nil {
+		ev.src.queued++
+	}
 	if after != nil {
 		after()
 	}
@@ -69,6 +79,27 @@ func (cx *context) pushThen(ev Event, after func()) {
 	}
 }
 
+// pushFail queues the EventFailPending marker ev of connection c (see
+// wsengine.Conn.SetFailInOrder) when its consumer has not handled all of c's
+// earlier events yet: some are queued, or the consumer's latest call took
+// some and it has not called again since (it delivers one batch at a time).
+// Else it fails c at once. In a relay context the marker is always queued.
+func (cx *context) pushFail(c *conn, ev Event) {
+	cx.mu.Lock()
+	now := !cx.relay && c.queued == 0 && (c.taken == 0 || c.taken != cx.calls)
+	cx.mu.Unlock()
+	if now {
+		c.ws.FailNow()
+		return
+	}
+	cx.push(ev)
+}
+
+// marker reports whether ev is a marker this queue keeps from its consumer.
+func (cx *context) marker(ev *Event) bool {
+	return !cx.relay && ev.Type == wsengine.EventFailPending
+}
+
 // pending returns the number of queued events.
 func (cx *context) pending() (int, bool) {
 	cx.mu.Lock()
@@ -78,6 +109,11 @@ func (cx *context) pending() (int, bool) {
 
 // next pops the oldest event, waiting up to timeout for one. ok is false on
 // timeout, after a wake, or when the context was freed (alive false).
+//
+// A call is the consumer coming back: it has handled every event it took
+// before. So an EventFailPending marker at the head of the queue is popped
+// here, never handed out (unless the context relays), and its connection
+// fails now, behind what the handlers of its earlier events sent.
 func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
 	cx.mu.Lock()
 	defer cx.mu.Unlock()
@@ -86,9 +122,14 @@ func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
 		timer    *time.Timer
 		gen      uint64
 	)
+	cx.calls++
 	for {
 		if cx.freed {
 			return Event{}, false, false
+		}
+		for len(cx.q) > cx.head && cx.marker(&cx.q[cx.head]) {
+			// Conn.mu after cx.mu, as conn.emit's settle takes it.
+			cx.pop().src.ws.FailNow()
 		}
 		if len(cx.q) > cx.head {
 			return cx.pop(), true, true
@@ -121,8 +162,9 @@ func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
 
 // nextBatch pops events into dst (at most len(dst)) as next pops one: the
 // first waits up to timeout; further ones are taken while their data fit in
-// budget bytes together (the first is always taken). left is the number of
-// events still pending.
+// budget bytes together (the first is always taken) and up to the next
+// EventFailPending marker, which the next call handles. left is the number
+// of events still pending (markers included).
 func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget int) (n, left int, alive bool) {
 	ev, ok, alive := cx.next(timeout)
 	if !ok {
@@ -132,7 +174,7 @@ func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget int) (n,
 	n, budget = 1, budget-len(ev.Data)
 	cx.mu.Lock()
 	defer cx.mu.Unlock()
-	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && len(cx.q[cx.head].Data) <= budget {
+	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && len(cx.q[cx.head].Data) <= budget && !cx.marker(&cx.q[cx.head]) {
 		budget -= len(cx.q[cx.head].Data)
 		dst[n] = cx.pop()
 		n++
@@ -168,6 +210,10 @@ func (cx *context) pop() Event {
 	cx.q[cx.head] = Event{}
 	cx.head++
 	cx.bytes -= len(ev.Data)
+	if ev.src != nil {
+		ev.src.queued--
+		ev.src.taken = cx.calls
+	}
 	if cx.roomCh != nil && len(cx.q)-cx.head <= highEvents/2 && cx.bytes <= highBytes/2 {
 		close(cx.roomCh)
 		cx.roomCh = nil

@@ -68,6 +68,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 		}
 		c := &conn{id: lastConn.Add(1), cx: cx, ws: ws, server: sid}
 		ws.SetFlowControl(cx.room)
+		ws.SetFailInOrder(true)
 		c.unsettled.Store(true)
 		reg.conns[c.id] = c
 		cx.conns[c.id] = c

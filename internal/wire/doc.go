@@ -45,6 +45,7 @@
 //	OpPeer             conn                               -> (address)
 //	OpPeerCert         conn                               -> (client certificate subject, "" if none)
 //	OpHTTPRespond      request, status, headers, body     -> ()
+//	OpConnFail         conn                               (no reply: sent with id 0)
 //
 // Servers and the proxy's connections take their tags from one counter, so
 // they never collide. A connection accepted by a server is made inside the
@@ -72,6 +73,18 @@
 // after the event, as the helper saw it), data (bytes, always the last value
 // so a reader can receive it straight into its own buffer). SERVER_ESTABLISHED:
 // code = the tag of the server that accepted the connection.
+//
+// A protocol violation of a connection's peer found after events the helper
+// forwarded does not fail the connection at once: the helper sends an event
+// of type EventFailPending (code and data: the close code and reason) behind
+// them, and the connection stays open, so the application's handlers of those
+// events can still send. The proxy never hands it to the application: its
+// queue holds it until the application has handled the events before it
+// (the application's next call for events finds it at the head; or at once,
+// when none of that connection's events waits), then sends OpConnFail, and the
+// helper fails the connection with that code, its close frame behind the
+// messages sent meanwhile. A connection whose OpConnFail does not come fails
+// after its close_timeout.
 //
 // The helper sends one hello first: op Version, values pid, ABI version.
 package wire

@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 2
+const Version = 3
 
 // Kind says what a frame is.
 type Kind uint8
@@ -57,7 +57,16 @@ const (
 
 	// Plain HTTP requests of servers (EventHTTP).
 	OpHTTPRespond Op = 27
+
+	// Failing in order (protocol version 3).
+	OpConnFail Op = 28
 )
+
+// EventFailPending is the event type (op) of the marker the helper sends
+// when a protocol violation of a connection's peer waits for the events
+// before it to be handled (wsengine.EventFailPending): never handed to the
+// application; the proxy answers with OpConnFail.
+const EventFailPending = 64
 
 // Tags of connections accepted by servers, which the helper makes: base+1,
 // base+2, ... up to base+AcceptedTagSpan-1, where base (OpAcceptBase) is

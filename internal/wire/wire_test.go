@@ -26,7 +26,12 @@ var cases = []struct {
 	wire string // with length prefix
 }{
 	{"hello", Msg{Kind: KindHello, Op: Version, Args: []Value{Int(4242), Int(1)}},
-		"00000018 04 02 00000000 01 0000000000001092 01 0000000000000001"},
+		"00000018 04 03 00000000 01 0000000000001092 01 0000000000000001"},
+	{"conn fail", Msg{Kind: KindCall, Op: uint8(OpConnFail), Args: []Value{Int(9)}},
+		"0000000f 01 1c 00000000 01 0000000000000009"},
+	{"fail pending event", Msg{Kind: KindEvent, Op: EventFailPending, Args: []Value{Int(1), Int(9), Int(0), Int(0), Int(1002), Int(0), Int(2), String("bad")}},
+		"0000004d 03 40 00000000 01 0000000000000001 01 0000000000000009 01 0000000000000000 01 0000000000000000" +
+			" 01 00000000000003ea 01 0000000000000000 01 0000000000000002 02 00000003 626164"},
 	{"call no args", Msg{Kind: KindCall, Op: uint8(OpCheck), ID: 7},
 		"00000006 01 06 00000007"},
 	{"conn new", Msg{Kind: KindCall, Op: uint8(OpConnNew), ID: 0x01020304, Args: []Value{Int(1), Int(2), String("ws://h/")}},
