@@ -201,6 +201,9 @@ function tap.pump(seconds)
 end
 
 -- ---------------------------------------------------------------- connections
+-- tracked() -> the connections tap.track recorded for the running test.
+function tap.tracked() return current and current.conns or {} end
+
 function tap.track(wso)
 	if current and wso then current.conns[#current.conns + 1] = wso end
 	return wso
