@@ -176,7 +176,10 @@ check_run() {
 		notok "$label: lr_vws_* registered in devices 11 and 12 (the plugins' contexts)" "registered in: ${devs:-none}" \
 			"$(grep -E 'register_handler|unknown global' "$l" 2>/dev/null | head -5)"
 	fi
-	local min=$(((s - 4) * rate * 9 / 10))
+	# the plugins pace themselves with call_delay/call_timer: on a loaded machine they fall
+	# behind, so this only checks that they ran (half the nominal rate); what was sent must
+	# all come back, in order, below
+	local min=$(((s - 4) * rate / 2))
 	for dev in 11 12; do
 		local file tag sent recv bad missing
 		file=$(rep "$r" $dev file)
