@@ -87,7 +87,7 @@ int vl_ws_create(lua_State *L)
 				lua_pop(L, 1);
 				continue;
 			}
-			if (strcmp(k, "protocols") == 0) vl_opt_protocols(&o, v);
+			if (strcmp(k, "protocols") == 0) vl_opt_list(&o, v, "protocols", "names");
 			else if (strcmp(k, "headers") == 0) vl_opt_headers(&o, v);
 			else if (strcmp(k, "origin") == 0) vl_opt_string(&o, v, k);
 			else if (strcmp(k, "proxy") == 0) vl_opt_string(&o, v, k);

@@ -112,23 +112,28 @@ void vl_opt_string(vl_opts *o, int idx, const char *name)
 	vl_opts_add(o, name, vl_opts_string_value(o, idx, name));
 }
 
-void vl_opt_protocols(vl_opts *o, int idx)
+/* A list option (protocols, origins): a string "a,b", or an array of non-empty
+ * strings without commas or NUL bytes (items names them in the error), handed to
+ * the engine comma-joined as `name`. Returns the array's length, -1 for a string. */
+int vl_opt_list(vl_opts *o, int idx, const char *name, const char *items)
 {
 	lua_State *L = o->L;
 	luaL_Buffer b;
 	int i, n;
 	if (lua_type(L, idx) == LUA_TSTRING) {
-		vl_opts_add(o, "protocols", vl_opts_string_value(o, idx, "protocols"));
-		return;
+		vl_opts_add(o, name, vl_opts_string_value(o, idx, name));
+		return -1;
 	}
 	if (!lua_istable(L, idx))
-		vl_opts_type_error(o, "protocols", "table or string", idx);
+		vl_opts_type_error(o, name, "table or string", idx);
 	n = (int)lua_objlen(L, idx);
 	for (i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
 		if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || strchr(lua_tostring(L, -1), ',') ||
-		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
-			vl_opts_error(o, "%s: %s", "protocols", "non-empty names without commas or NUL bytes expected");
+		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1)) {
+			lua_pushfstring(L, "non-empty %s without commas or NUL bytes expected", items);
+			vl_opts_error(o, "%s: %s", name, lua_tostring(L, -1));
+		}
 		lua_pop(L, 1);
 	}
 	luaL_buffinit(L, &b);
@@ -139,8 +144,9 @@ void vl_opt_protocols(vl_opts *o, int idx)
 		luaL_addvalue(&b);
 	}
 	luaL_pushresult(&b);
-	vl_opts_add(o, "protocols", lua_tostring(L, -1));
+	vl_opts_add(o, name, lua_tostring(L, -1));
 	lua_pop(L, 1);
+	return n;
 }
 
 /* An HTTP header name is an RFC 7230 token: no separators, no controls. */

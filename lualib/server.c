@@ -34,7 +34,7 @@ static const char *const listen_keys[] = {
 /* protocols = {name = handlers, ...} (each value an event_handlers table for the
  * clients that choose that subprotocol; array entries are names that use
  * event_handlers) -> env.protocols = {name = {handlers, named}} and the
- * "protocols" option "n1,n2". Other forms go to vl_opt_protocols. */
+ * "protocols" option "n1,n2". Other forms go to vl_opt_list. */
 static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *writeable)
 {
 	lua_State *L = o->L;
@@ -50,7 +50,7 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *
 		}
 	}
 	if (!keyed) {
-		vl_opt_protocols(o, idx);
+		vl_opt_list(o, idx, "protocols", "names");
 		return;
 	}
 	lua_newtable(L);
@@ -110,35 +110,8 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *
  * checks each origin's form). */
 static void opt_origins(vl_opts *o, int idx)
 {
-	lua_State *L = o->L;
-	luaL_Buffer b;
-	int i, n;
-	if (lua_type(L, idx) == LUA_TSTRING) {
-		vl_opts_add(o, "origins", vl_opts_string_value(o, idx, "origins"));
-		return;
-	}
-	if (!lua_istable(L, idx))
-		vl_opts_type_error(o, "origins", "table or string", idx);
-	n = (int)lua_objlen(L, idx);
-	for (i = 1; i <= n; i++) {
-		lua_rawgeti(L, idx, i);
-		if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0 || strchr(lua_tostring(L, -1), ',') ||
-		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
-			vl_opts_error(o, "%s: %s", "origins", "non-empty origins without commas or NUL bytes expected");
-		lua_pop(L, 1);
-	}
-	if (n == 0)
+	if (vl_opt_list(o, idx, "origins", "origins") == 0)
 		vl_opts_error(o, "%s: %s", "origins", "an empty list allows nothing more than the default (leave it out)");
-	luaL_buffinit(L, &b);
-	for (i = 1; i <= n; i++) {
-		if (i > 1)
-			luaL_addchar(&b, ',');
-		lua_rawgeti(L, idx, i);
-		luaL_addvalue(&b);
-	}
-	luaL_pushresult(&b);
-	vl_opts_add(o, "origins", lua_tostring(L, -1));
-	lua_pop(L, 1);
 }
 
 /* handshake_rate = rate | {rate = r[, burst = b]} -> "r" | "r,b" (per second,

@@ -228,7 +228,7 @@ void        vl_opt_integer(vl_opts *o, int idx, const char *name, lua_Number min
 void        vl_opt_bool(vl_opts *o, int idx, const char *name, const char *engine_name);
 int         vl_opt_flag(vl_opts *o, int idx, const char *name); /* boolean, or a number as lua_toboolean reads it */
 void        vl_opt_string(vl_opts *o, int idx, const char *name);
-void        vl_opt_protocols(vl_opts *o, int idx);
+int         vl_opt_list(vl_opts *o, int idx, const char *name, const char *items); /* protocols, origins */
 void        vl_opt_headers(vl_opts *o, int idx);
 void        vl_opt_reconnect(vl_opts *o, int idx);
 void        vl_opt_client_ssl(vl_opts *o, int idx);
