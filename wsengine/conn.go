@@ -421,6 +421,14 @@ func (c *Conn) run(done, prev chan struct{}) {
 // and reports whether to reconnect (never for an accepted connection, whose
 // options have no reconnect policy).
 func (c *Conn) runSession(est *established, opened Event) (retry bool) {
+	if est.answer != nil {
+		// The 101, under c.mu: no frame (a broadcast's write-through) can
+		// come before it, and none is refused for want of a session after it.
+		if err := est.answer.Flush(); err != nil {
+			lwslog.Printf(lwslog.Info, "wsengine: %s: writing the 101 failed: %v", c.target.u, err)
+		}
+		est.nc.SetWriteDeadline(time.Time{})
+	}
 	s := newSession(c, est)
 	c.sess = s
 	c.state = StateOpen

@@ -47,6 +47,7 @@ type established struct {
 	br       *bufio.Reader
 	protocol string
 	deflate  *wsflate.Parameters
+	answer   *bufio.Writer // an accepted connection's 101, not yet written
 }
 
 // dial connects to t (following redirects) within the connect timeout.

@@ -529,16 +529,21 @@ func (s *Server) handshake(nc net.Conn) {
 			return ws.HandshakeHeaderString(""), nil
 		},
 	}
+	// The answer (101 or a refusal) is held in hw; the 101 goes out when the
+	// client is one of s.clients with its session (runSession): a client that
+	// has read its 101 is in every broadcast made after that.
+	hw := bufio.NewWriterSize(nc, 1024)
 	hs, err := u.Upgrade(struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytes.NewReader(head), br), nc})
+	}{io.MultiReader(bytes.NewReader(head), br), hw})
 	if err != nil {
+		hw.Flush()
 		lwslog.Printf(lwslog.Info, "wsengine: server: handshake with %s failed: %v", nc.RemoteAddr(), err)
 		fail()
 		return
 	}
-	nc.SetDeadline(time.Time{})
+	nc.SetReadDeadline(time.Time{}) // the write deadline bounds the 101 (runSession clears it)
 
 	c := &Conn{
 		target:   &target{u: &url.URL{Scheme: "ws", Host: nc.RemoteAddr().String()}},
@@ -561,7 +566,8 @@ func (s *Server) handshake(nc net.Conn) {
 	if !s.listening {
 		s.release(ip)
 		s.mu.Unlock()
-		ws.WriteFrame(nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		ws.WriteFrame(hw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		hw.Flush()
 		nc.Close()
 		return
 	}
@@ -571,7 +577,8 @@ func (s *Server) handshake(nc net.Conn) {
 	emit := s.accept(c, path)
 	if emit == nil {
 		s.forget(c)
-		ws.WriteFrame(nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		ws.WriteFrame(hw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+		hw.Flush()
 		nc.Close()
 		return
 	}
@@ -585,7 +592,8 @@ func (s *Server) handshake(nc net.Conn) {
 			early, _ := br.Peek(n)
 			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 		}
-		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate})
+		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate,
+			answer: hw})
 	}()
 }
 

@@ -290,6 +290,26 @@ func TestServerConcurrentClients(t *testing.T) {
 	wg.Wait()
 }
 
+// TestServerBroadcastReachesAnsweredClient: a client that has read its 101
+// is in every broadcast made after that, before the server's Lua side has
+// seen its open event (the 101 used to go out before the client was one of
+// the server's clients: a broadcast in between missed it).
+func TestServerBroadcastReachesAnsweredClient(t *testing.T) {
+	s, acc := testServer(t, false)
+	for i := 0; i < 200; i++ {
+		nc, br, _ := rawClient(t, s, "")
+		nextAccepted(t, acc)
+		if n, err := s.Broadcast(OpText, []byte("now")); err != nil || n < 1 {
+			t.Fatalf("round %d: broadcast reached %d clients: %v", i, n, err)
+		}
+		f, err := ws.ReadFrame(br)
+		if err != nil || string(f.Payload) != "now" {
+			t.Fatalf("round %d: %q %v", i, f.Payload, err)
+		}
+		nc.Close()
+	}
+}
+
 // rawClient completes an opening handshake with s as a raw TCP client,
 // sending the extra header lines (each ending in "\r\n"); it fails the test
 // unless the answer is 101. It returns the connection, its reader and the
