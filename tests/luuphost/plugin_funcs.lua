@@ -18,7 +18,7 @@ local TAG = "[funcs]"
 local URL = os.getenv("VWS_LUUPHOST_ECHO_URL")
 local RATE = tonumber(os.getenv("LUUPHOST_RATE") or "") or 20
 local STOP_BEFORE_END = 3
-local LOG_EVERY = 25 -- messages between two luup.log lines of the message handler
+local LOG_EVERY = 25 -- messages between two luup.log lines of the message handler (and the first)
 
 local st = lib.new_stats()
 local count = { open = 0, error = 0, close = 0, ctx_bad = 0, wrong_wso = 0, send_fail = 0, handler_calls = 0, decoy = 0 }
@@ -56,7 +56,7 @@ local function handle_message(data, kind, w)
 	context(w)
 	local ok, why = lib.echo(st, data, kind, socket.gettime())
 	if not ok and st.bad <= 5 then luup.log(TAG .. " ERROR: " .. why, 1) end
-	if st.received % LOG_EVERY == 0 then
+	if st.received % LOG_EVERY == 0 or st.received == 1 then
 		luup.log(string.format("%s message: %d echoes back, %d bad, last latency %.1f ms", TAG, st.received, st.bad,
 			st.lat[#st.lat] or -1))
 	end

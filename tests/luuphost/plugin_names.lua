@@ -18,7 +18,7 @@ local TAG = "[names]"
 local URL = os.getenv("VWS_LUUPHOST_ECHO_URL")
 local RATE = tonumber(os.getenv("LUUPHOST_RATE") or "") or 20
 local STOP_BEFORE_END = 3 -- seconds before the run ends: stop sending, let echoes drain
-local LOG_EVERY = 25 -- messages between two luup.log lines of the message handler
+local LOG_EVERY = 25 -- messages between two luup.log lines of the message handler (and the first)
 
 local st = lib.new_stats()
 local count = { open = 0, error = 0, close = 0, ctx_bad = 0, wrong_wso = 0, send_fail = 0, handler_calls = 0 }
@@ -50,7 +50,7 @@ function on_message(data, kind, w)
 	context(w)
 	local ok, why = lib.echo(st, data, kind, socket.gettime())
 	if not ok and st.bad <= 5 then luup.log(TAG .. " ERROR: " .. why, 1) end
-	if st.received % LOG_EVERY == 0 then
+	if st.received % LOG_EVERY == 0 or st.received == 1 then
 		luup.log(string.format("%s on_message: %d echoes back, %d bad, last latency %.1f ms", TAG, st.received, st.bad,
 			st.lat[#st.lat] or -1))
 	end
