@@ -74,6 +74,14 @@ typedef uint64_t vws_server;
                                         "METHOD TARGET PEER\n" (TARGET as sent, "/path?query"; PEER
                                         "127.0.0.1:54321"), the request headers as "Name: value\n"
                                         lines as sent, "\n", then the body */
+/* A WebSocket handshake to a server with filter = 1, before its 101 (admitted by the
+ * Origin policy and the limits): */
+#define VWS_EV_FILTER             20 /* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: conn = the request's own
+                                        handle, data as for VWS_EV_HTTP with the subject of the client
+                                        certificate the server verified as the body ("" without one).
+                                        Answer with vws_http_respond: status 0 accepts (the 101
+                                        follows), 300..599 refuses with that status, headers, body;
+                                        no answer within handshake_timeout refuses with 503 */
 
 /* Message opcodes (RFC 6455 section 5.2). */
 #define VWS_OP_TEXT    1
@@ -288,6 +296,9 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *   handshake_rate             "rate[,burst]": handshakes per second per client address (a
  *                              token bucket of burst, default rate rounded up); over it HTTP
  *                              429. "" = no limit (default)
+ *   filter                     "0" | "1": deliver every handshake these checks admit as
+ *                              VWS_EV_FILTER and wait (up to handshake_timeout, then HTTP
+ *                              503) for vws_http_respond: 0 accepts, 300..599 refuses
  *   max_message_size, max_send_queue, ping_interval, pong_timeout, close_timeout,
  *   pong_events, writeable_events   as for connections, applied to every accepted one
  *   compression                "0" | "1": accept permessage-deflate offers (default 0)
@@ -323,7 +334,8 @@ int vws_server_broadcast(vws_server s, int opcode, const char *data, size_t len,
 int vws_server_clients(vws_server s, vws_conn *out, size_t n);
 
 /* Answers HTTP request req (a VWS_EV_HTTP event's conn) with status (200..599; 0 = not
- * handled: the server serves it from http_root, or answers 404), header lines ("Name:
+ * handled: the server serves it from http_root, or answers 404), or a handshake (a
+ * VWS_EV_FILTER event's conn: 0 accepts, 300..599 refuses), header lines ("Name:
  * value", separated by "\n"; Content-Length, Connection and Transfer-Encoding are the
  * server's; without Content-Type a non-empty body is sent as text/plain) and body
  * (len bytes; not sent for HEAD). The handle is invalid afterwards (also when the call

@@ -88,6 +88,8 @@ static int deliver_cf(lua_State *L)
 	mh = 1;
 	if (ev->type == VWS_EV_HTTP)
 		return vl_deliver_http(L, st, ev);
+	if (ev->type == VWS_EV_FILTER)
+		return vl_deliver_filter(L, st, ev);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
 	push_num_handle(L, ev->conn);
 	lua_rawget(L, -2);

@@ -116,43 +116,56 @@ static int push_header_text(lua_State *L, int idx)
 	return 1;
 }
 
+/* Pushes the server of request ev's handler `name` (from the server's
+ * uservalue) and its fenv: on success the stack ends ... fenv, handler and
+ * *fenv is fenv's index (0 when it is no table); else nothing is left and 0
+ * returned. */
+static int push_handler(lua_State *L, vl_state *st, const vws_event *ev, const char *name, int *fenv)
+{
+	vws_server sh = 0;
+	int top = lua_gettop(L), srv;
+
+	if (vws_conn_server(ev->conn, &sh) != VWS_OK || sh == 0)
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
+	lua_pushnumber(L, (lua_Number)sh);
+	lua_rawget(L, -2);
+	lua_remove(L, -2);
+	if (!vl_to_server(L, -1)) {
+		lua_settop(L, top);
+		return 0;
+	}
+	srv = lua_gettop(L);
+	lua_getuservalue(L, srv);
+	lua_getfield(L, -1, "fenv");
+	*fenv = lua_istable(L, -1) ? lua_gettop(L) : 0;
+	lua_getfield(L, srv + 1, name);
+	if (!lua_isfunction(L, -1)) {
+		lua_settop(L, top);
+		return 0;
+	}
+	return 1;
+}
+
 /* Delivers a VWS_EV_HTTP event (under lua_cpcall, stack: [1] = message
  * handler): finds the server's `http` handler, calls it with the req table
  * and answers with what it returns; nil (or no handler) = not handled (the
  * server goes on with http_root, or 404); an error = 500, reported. */
 int vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev)
 {
-	vws_server sh = 0;
-	int srv, fenv, base, status;
+	int fenv, base, status;
 	size_t blen = 0;
 	const char *body, *msg;
 	char err[VL_ERRLEN] = "";
 
-	if (vws_conn_server(ev->conn, &sh) != VWS_OK || sh == 0) {
-		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
-		return 0;
-	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, st->conns_ref);
-	lua_pushnumber(L, (lua_Number)sh);
-	lua_rawget(L, -2);
-	lua_remove(L, -2);
-	if (!vl_to_server(L, -1)) {
-		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
-		return 0;
-	}
-	srv = lua_gettop(L);
-	lua_getuservalue(L, srv);
-	lua_getfield(L, -1, "fenv");
-	fenv = lua_gettop(L);
-	lua_getfield(L, fenv - 1, "http");
-	if (!lua_isfunction(L, -1)) {
+	if (!push_handler(L, st, ev, "http", &fenv)) {
 		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
 		return 0;
 	}
 	base = lua_gettop(L);
 	push_request(L, ev->data ? ev->data : "", ev->len);
 	if (lua_pcall(L, 1, 3, 1) != 0) {
-		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		vl_report(st, ev->type, L, fenv);
 		respond_text(ev->conn, 500, "internal server error\n");
 		return 0;
 	}
@@ -173,14 +186,106 @@ int vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev)
 		msg = "http handler: headers ({[\"Name\"] = \"value\"}) expected as its second result";
 	if (msg) {
 		lua_pushstring(L, msg);
-		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		vl_report(st, ev->type, L, fenv);
 		respond_text(ev->conn, 500, "internal server error\n");
 		return 0;
 	}
 	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
 	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
 		lua_pushfstring(L, "http handler: %s", err);
-		vl_report(st, ev->type, L, lua_istable(L, fenv) ? fenv : 0);
+		vl_report(st, ev->type, L, fenv);
+	}
+	return 0;
+}
+
+/* Sets req.protocols (the offered subprotocols, a list) from req.headers
+ * and moves req.body (the verified client certificate's subject) to
+ * req.peer_cert (nil without one); req at idx. */
+static void filter_fields(lua_State *L, int idx)
+{
+	const char *p;
+	int n = 0;
+
+	lua_newtable(L);
+	lua_getfield(L, idx, "headers");
+	lua_getfield(L, -1, "sec-websocket-protocol");
+	p = lua_tostring(L, -1);
+	while (p && *p) {
+		const char *e;
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		e = p;
+		while (*e && *e != ',' && *e != ' ' && *e != '\t')
+			e++;
+		if (e > p) {
+			lua_pushlstring(L, p, (size_t)(e - p));
+			lua_rawseti(L, -4, ++n);
+		}
+		p = e;
+	}
+	lua_pop(L, 2);
+	lua_setfield(L, idx, "protocols");
+	lua_getfield(L, idx, "body");
+	if (lua_objlen(L, -1) > 0)
+		lua_setfield(L, idx, "peer_cert");
+	else
+		lua_pop(L, 1);
+	lua_pushnil(L);
+	lua_setfield(L, idx, "body");
+}
+
+/* Delivers a VWS_EV_FILTER event (under lua_cpcall, stack: [1] = message
+ * handler): calls the server's `filter` with the req table. nil or true
+ * accepts; false refuses with 403; status (300..599), headers, body refuse
+ * with them. An error, or anything else, refuses with 500 and is reported:
+ * a filter that fails lets nobody in. */
+int vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev)
+{
+	int fenv, base, status;
+	size_t blen = 0;
+	const char *body, *msg;
+	char err[VL_ERRLEN] = "";
+
+	if (!push_handler(L, st, ev, "filter", &fenv)) {
+		respond_text(ev->conn, 503, "server going away\n");
+		return 0;
+	}
+	base = lua_gettop(L);
+	push_request(L, ev->data ? ev->data : "", ev->len);
+	filter_fields(L, base + 1);
+	if (lua_pcall(L, 1, 3, 1) != 0) {
+		vl_report(st, ev->type, L, fenv);
+		respond_text(ev->conn, 500, "internal server error\n");
+		return 0;
+	}
+	if (lua_isnil(L, base) || (lua_isboolean(L, base) && lua_toboolean(L, base))) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	if (lua_isboolean(L, base)) {
+		respond_text(ev->conn, 403, "forbidden\n");
+		return 0;
+	}
+	msg = NULL;
+	status = 0;
+	if (lua_type(L, base) != LUA_TNUMBER)
+		msg = "filter: true, nil, false or a status (a number) expected as its first result";
+	else if ((status = (int)lua_tonumber(L, base)) < 300 || status > 599)
+		msg = "filter: a refusal's status must be 300..599";
+	else if (!lua_isnil(L, base + 2) && !lua_isstring(L, base + 2))
+		msg = "filter: body (a string) expected as its third result";
+	else if (!push_header_text(L, base + 1))
+		msg = "filter: headers ({[\"Name\"] = \"value\"}) expected as its second result";
+	if (msg) {
+		lua_pushstring(L, msg);
+		vl_report(st, ev->type, L, fenv);
+		respond_text(ev->conn, 500, "internal server error\n");
+		return 0;
+	}
+	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
+	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
+		lua_pushfstring(L, "filter: %s", err);
+		vl_report(st, ev->type, L, fenv);
 	}
 	return 0;
 }

@@ -29,7 +29,7 @@ static const char *const listen_keys[] = {
 	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
 	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
 	"close_timeout", "compression", "max_clients_per_ip", "handshake_rate", "origins", "http", "http_root",
-	"max_http_body", NULL};
+	"max_http_body", "filter", NULL};
 
 /* protocols = {name = handlers, ...} (each value an event_handlers table for the
  * clients that choose that subprotocol; array entries are names that use
@@ -197,12 +197,12 @@ int vl_ws_listen(lua_State *L)
 			continue;
 		}
 		if (strcmp(k, "protocols") == 0) opt_protocol_handlers(&o, v, env, &pong, &writeable);
-		else if (strcmp(k, "http") == 0) {
+		else if (strcmp(k, "http") == 0 || strcmp(k, "filter") == 0) {
 			if (!lua_isfunction(L, v))
 				vl_opts_type_error(&o, k, "function", v);
 			lua_pushvalue(L, v);
-			lua_setfield(L, env, "http");
-			vl_opts_add(&o, "http_handler", "1");
+			lua_setfield(L, env, k);
+			vl_opts_add(&o, k[0] == 'h' ? "http_handler" : "filter", "1");
 		}
 		else if (strcmp(k, "http_root") == 0) vl_opt_string(&o, v, k);
 		else if (strcmp(k, "max_http_body") == 0) vl_opt_integer(&o, v, k, 0, 1073741824.0);

@@ -278,6 +278,7 @@ void vl_report(vl_state *st, int type, lua_State *L, int fenv);
 /* http.c: delivers a VWS_EV_HTTP event (under lua_cpcall; the message handler at
  * index 1) and answers the request, whatever happens. */
 int  vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev);
+int  vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev);
 
 /* wait.c */
 int  vl_event_fd(vl_state *st, vws_ctx ctx);

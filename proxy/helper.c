@@ -779,14 +779,14 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 			px_fail_pending(c, cn, h->gen);
 		return;
 	}
-	if (type == VWS_EV_SERVER_ESTABLISHED || type == VWS_EV_HTTP) {
+	if (type == VWS_EV_SERVER_ESTABLISHED || type == VWS_EV_HTTP || type == VWS_EV_FILTER) {
 		/* A connection a server accepted, or an HTTP request, tagged by the
 		 * helper; code names the server (the caller asks vws_conn_server). A
 		 * request's entry lives until vws_http_respond; it is never "open", so
 		 * the helper's death reports nothing for it. */
 		if (!cn) {
 			cn = px_conn_accepted(c, ev.conn, h->gen, (uint64_t)v->v[4].i);
-			if (cn && type == VWS_EV_HTTP) {
+			if (cn && type != VWS_EV_SERVER_ESTABLISHED) {
 				cn->state = VWS_STATE_CLOSED;
 				cn->request = 1;
 			}

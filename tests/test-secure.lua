@@ -61,7 +61,7 @@ local function listen(opts)
 	local opened = {}
 	opts.port = opts.port or 0
 	opts.host = opts.host or "127.0.0.1"
-	opts.standalone = true
+	if opts.standalone == nil then opts.standalone = true end
 	opts.event_handlers = opts.event_handlers or {
 		open = function(wso, path) opened[#opened + 1] = { wso = wso, path = path } end,
 	}
@@ -397,6 +397,165 @@ stest("handshake_rate = {rate = 1, burst = 2}: a burst of handshakes gets 429", 
 	local status, tcp = handshake(n:port(), "x")
 	eq(status, 101, "a number form")
 	tcp:close()
+end, true)
+
+-- ---------------------------------------------------------------- handshake filter
+-- answer(port, target, extra[, no_dispatch]) -> status, headers (lower-case names), body,
+-- tcp: a raw handshake whose whole answer is read while this script dispatches
+-- (the filter runs in ws.dispatch); tcp is open after a 101 (close it).
+local function answer(port, target, extra, no_dispatch)
+	local tcp = assert(socket.tcp())
+	tcp:settimeout(5 * tap.factor)
+	assert(tcp:connect("127.0.0.1", port))
+	assert(tcp:send("GET " .. target .. " HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nUpgrade: websocket\r\n" ..
+		"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" ..
+		(extra or "") .. "\r\n"))
+	tcp:settimeout(no_dispatch and 5 * tap.factor or 0)
+	local parts, deadline = {}, tap.now() + 10 * tap.factor
+	while true do
+		local d, e, part = tcp:receive(no_dispatch and "*l" or "*a")
+		if d and no_dispatch then d = d .. "\r\n" end
+		if d and d ~= "" then parts[#parts + 1] = d end
+		if part and part ~= "" then parts[#parts + 1] = part end
+		local res = table.concat(parts)
+		local status = tonumber(res:match("^HTTP/1%.1 (%d%d%d)"))
+		if status == 101 and res:find("\r\n\r\n", 1, true) then return 101, {}, "", tcp end
+		if (d and not no_dispatch) or e == "closed" or (no_dispatch and e) then break end
+		if tap.now() > deadline then break end
+		if not no_dispatch then ws.dispatch(10) end
+	end
+	tcp:close()
+	local res = table.concat(parts)
+	local head, body = res:match("^(.-)\r\n\r\n(.*)$")
+	local h = {}
+	for k, v in (head or ""):gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do h[k:lower()] = v end
+	return tonumber(res:match("^HTTP/1%.1 (%d%d%d)")), h, body
+end
+
+local function token_filter(calls)
+	return function(req)
+		calls[#calls + 1] = req
+		if req.headers.authorization == "Bearer good" or req.query == "token=good" then return true end
+		if req.path == "/forbidden" then return false end
+		if req.path == "/boom" then error("the filter broke") end
+		return 401, { ["WWW-Authenticate"] = 'Bearer realm="vera"' }, "token please\n"
+	end
+end
+
+for _, standalone in ipairs({ true, false }) do
+	local mode = standalone and "standalone" or "Luup mode (hook delivery)"
+	stest("filter (" .. mode .. "): 401 with WWW-Authenticate and body before the upgrade; a token gets in; req fields", function()
+		local calls = {}
+		local srv, opened = listen({ filter = token_filter(calls), standalone = standalone })
+		local port = srv:port()
+		local status, h, body = answer(port, "/raw?x=1", "Sec-WebSocket-Protocol: chat, superchat\r\nX-Test: yes\r\n")
+		eq(status, 401, "no token")
+		eq(h["www-authenticate"], 'Bearer realm="vera"', "its header")
+		eq(body, "token please\n", "its body")
+		local r = calls[1]
+		ok(r, "the filter ran")
+		eq(r.method, "GET")
+		eq(r.path, "/raw")
+		eq(r.query, "x=1")
+		eq(r.target, "/raw?x=1")
+		like(r.peer, "^127%.0%.0%.1:%d+$", "peer")
+		eq(r.headers["x-test"], "yes", "a request header")
+		eq(r.headers.host, "127.0.0.1:" .. port, "Host")
+		eq(table.concat(r.protocols, ","), "chat,superchat", "offered subprotocols")
+		eq(r.peer_cert, nil, "no client certificate on ws://")
+		eq(r.body, nil, "no body field")
+		settle()
+		eq(#opened, 0, "a refused client never reaches the open handler")
+		local st, _, _, tcp = answer(port, "/raw?token=good")
+		eq(st, 101, "a token in the query")
+		tcp:close()
+		local wso = tap.open("ws://127.0.0.1:" .. port .. "/lib", { headers = { Authorization = "Bearer good" } })
+		tap.wait(function() return #opened == 2 end, 5, "two open events")
+		tap.close_and_wait(wso)
+	end, true)
+end
+
+stest("filter: false refuses with 403; an error refuses with 500 (reported) and the next client still gets in", function()
+	local calls = {}
+	local srv, opened = listen({ filter = token_filter(calls) })
+	local port = srv:port()
+	eq((answer(port, "/forbidden")), 403, "false")
+	eq((answer(port, "/boom")), 500, "a filter that raises lets nobody in")
+	local st, _, _, tcp = answer(port, "/ok", "Authorization: Bearer good\r\n")
+	eq(st, 101, "delivery goes on after the error")
+	tcp:close()
+	tap.wait(function() return #opened == 1 end, 5, "open event")
+end, true)
+
+stest("filter: no answer within handshake_timeout (1 s) refuses with 503", function()
+	local calls = {}
+	local srv, opened = listen({ filter = token_filter(calls), handshake_timeout = 1 })
+	local port = srv:port()
+	local t0 = tap.now()
+	-- this script does not dispatch while it waits: the filter cannot run
+	local status = answer(port, "/late", "Authorization: Bearer good\r\n", true)
+	eq(status, 503, "no answer in time")
+	ok(tap.now() - t0 < 5 * tap.factor, "answered after the handshake timeout, not later")
+	tap.pump(0.3) -- the late event is delivered; its answer goes nowhere
+	eq(#opened, 0, "no open event")
+	local st, _, _, tcp = answer(port, "/ok", "Authorization: Bearer good\r\n")
+	eq(st, 101, "the next client gets in")
+	tcp:close()
+end, true)
+
+stest("filter + mutual TLS: the verified certificate's subject is in req.peer_cert", function()
+	local subjects = {}
+	local srv, opened = listen({
+		ssl_settings = { ssl_cert_filepath = tap.cert("server.pem"), ssl_private_key_filepath = tap.cert("server.key"),
+			ssl_ca_filepath = tap.cert("ca.pem") },
+		filter = function(req)
+			subjects[#subjects + 1] = req.peer_cert or "none"
+			if req.peer_cert == "CN=vws test client" then return true end
+			return 401, nil, "certificate please\n"
+		end,
+	})
+	local u = "wss://127.0.0.1:" .. srv:port() .. "/mtls"
+	local wso = tap.open(u, { ssl_settings = client_ssl("client") })
+	tap.wait(function() return #opened == 1 end, 5, "open event")
+	eq(subjects[1], "CN=vws test client", "the subject given to the filter")
+	tap.close_and_wait(wso)
+	like(refused(u, { ssl_settings = client_ssl() }), "401", "no certificate: the filter refuses")
+	eq(subjects[2], "none", "no certificate, no subject")
+end)
+
+stest("filter: bad values raise; a bad answer refuses with 500 (child: reported with its traceback)", function()
+	local okl, err = pcall(ws.listen, { port = 0, standalone = true, filter = "token_filter" })
+	ok(not okl and tostring(err):find("filter: function expected", 1, true), tostring(err))
+	local out, okr = tap.run_lua([[
+		local ws = require "verawebsockets"
+		local socket = require "socket"
+		local srv = assert(ws.listen{port = 0, standalone = true, filter = function(req)
+			if req.path == "/boom" then error("the filter broke") end
+			return 200 -- not a refusal's status
+		end})
+		for _, path in ipairs({"/boom", "/twohundred"}) do
+			local t = assert(socket.tcp())
+			t:settimeout(0)
+			t:connect("127.0.0.1", srv:port())
+			t:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			local line
+			for _ = 1, 200 do
+				line = t:receive("*l")
+				if line then break end
+				ws.dispatch(20)
+			end
+			print("STATUS " .. path .. " " .. tostring(line))
+			t:close()
+		end
+		ws.close(srv)
+		ws.loop(2000)
+	]])
+	ok(okr, "child failed: " .. out)
+	like(out, "STATUS /boom HTTP/1.1 500", "an error: 500")
+	like(out, "STATUS /twohundred HTTP/1.1 500", "status 200: 500")
+	like(out, "error in handler for event 20: [^\n]*the filter broke\nstack traceback:", "the error with its traceback")
+	like(out, "error in handler for event 20: filter: a refusal's status must be 300..599", "the bad answer reported")
 end, true)
 
 stest("refusals are logged at notice level (child)", function()

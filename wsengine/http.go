@@ -47,6 +47,10 @@ type Request struct {
 	Header [][2]string // as sent, in order (Host first when sent first)
 	Body   []byte      // the whole body (at most max_http_body bytes)
 	Peer   string      // the client's address ("127.0.0.1:54321")
+	// Upgrade: a WebSocket handshake for the filter (option "filter"), not a
+	// plain request. Body is then the subject of the client certificate the
+	// server verified ("" without one); Status 0 accepts it, 300..599 refuses.
+	Upgrade bool
 
 	mu     sync.Mutex
 	answer *Response
@@ -66,6 +70,9 @@ type Response struct {
 // Respond answers r; it fails with ErrRequestDone when r was answered or
 // given up already, and with *OptionError for a bad status or header.
 func (r *Request) Respond(resp Response) error {
+	if r.Upgrade && resp.Status != 0 && (resp.Status < 300 || resp.Status > 599) {
+		return &OptionError{Name: "status", Msg: fmt.Sprintf("%d is not 0 (accept) or 300..599 (refuse)", resp.Status)}
+	}
 	if resp.Status != 0 && (resp.Status < 200 || resp.Status > 599) {
 		return &OptionError{Name: "status", Msg: fmt.Sprintf("%d is not 0 (not handled) or 200..599", resp.Status)}
 	}

@@ -85,6 +85,7 @@ type Server struct {
 	// Plain HTTP (http.go).
 	httpRoot    string // http_root: serve files from here ("" none)
 	httpHandler bool   // http_handler: hand requests to onHTTP first
+	filter      bool   // filter: hand every admitted handshake to onHTTP before the 101
 	maxHTTPBody int64
 	onHTTP      HTTPFunc
 	requests    map[*Request]struct{} // waiting for onHTTP's answer
@@ -177,6 +178,8 @@ func (s *Server) SetOption(name, v string) error {
 		s.httpRoot = v
 	case "http_handler":
 		s.httpHandler, err = parseBool(name, v)
+	case "filter":
+		s.filter, err = parseBool(name, v)
 	case "max_http_body":
 		s.maxHTTPBody, err = parseInt(name, v, 0, maxSizeLimit)
 		if err != nil {
@@ -412,6 +415,8 @@ func (s *Server) acceptLoop(ln net.Listener) {
 func (s *Server) handshake(nc net.Conn) {
 	s.mu.Lock()
 	opts, timeout, maxClients, requireCert := s.opts, s.handshakeTimeout, s.maxClients, s.caFile != ""
+	filter := s.filter && s.onHTTP != nil
+	onFilter := s.onHTTP
 	s.mu.Unlock()
 	ip := addrIP(nc.RemoteAddr())
 	reserved := false // counted in perIP by OnBeforeUpgrade
@@ -424,7 +429,8 @@ func (s *Server) handshake(nc net.Conn) {
 		}
 		s.mu.Unlock()
 	}
-	nc.SetDeadline(time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	nc.SetDeadline(deadline)
 	peerCert := ""
 	if tc, ok := nc.(*tls.Conn); ok {
 		if err := tc.Handshake(); err != nil {
@@ -468,6 +474,7 @@ func (s *Server) handshake(nc net.Conn) {
 		hbytes       int
 		host, origin string
 		deflate      *wsflate.Parameters // the permessage-deflate response, if accepted
+		refusal      *Response           // the filter's refusal
 	)
 	addHeader := func(k, v []byte) error {
 		hbytes += len(k) + len(v)
@@ -526,19 +533,28 @@ func (s *Server) handshake(nc net.Conn) {
 				return nil, ws.RejectConnectionError(rej...)
 			}
 			reserved = true
+			if filter {
+				return s.filterHandshake(onFilter, head, nc, peerCert, deadline, &refusal)
+			}
 			return ws.HandshakeHeaderString(""), nil
 		},
 	}
 	// The answer (101 or a refusal) is held in hw; the 101 goes out when the
 	// client is one of s.clients with its session (runSession): a client that
 	// has read its 101 is in every broadcast made after that.
-	hw := bufio.NewWriterSize(nc, 1024)
+	hw := bufio.NewWriterSize(nc, 4096)
 	hs, err := u.Upgrade(struct {
 		io.Reader
 		io.Writer
 	}{io.MultiReader(bytes.NewReader(head), br), hw})
 	if err != nil {
-		hw.Flush()
+		if refusal != nil { // the filter's own answer instead of the upgrader's
+			hw.Reset(nc)
+			nc.SetWriteDeadline(time.Now().Add(timeout)) // the handshake's may have passed waiting for it
+			(&httpWriter{nc: nc}).write(refusal.Status, refusal.Header, refusal.Body, false)
+		} else {
+			hw.Flush()
+		}
 		lwslog.Printf(lwslog.Info, "wsengine: server: handshake with %s failed: %v", nc.RemoteAddr(), err)
 		fail()
 		return
@@ -595,6 +611,36 @@ func (s *Server) handshake(nc net.Conn) {
 		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate,
 			answer: hw})
 	}()
+}
+
+// errFiltered ends an upgrade the filter refused (its answer is written instead).
+var errFiltered = errors.New("refused by the handshake filter")
+
+// filterHandshake hands an admitted handshake to the filter (f, as a Request
+// with Upgrade set: its head, the verified client certificate's subject as
+// Body) and waits for the answer until deadline (the handshake timeout): 0
+// goes on with the 101, a status refuses with it (*refusal is set), no answer
+// in time refuses with 503.
+func (s *Server) filterHandshake(f HTTPFunc, head []byte, nc net.Conn, peerCert string, deadline time.Time,
+	refusal **Response) (ws.HandshakeHeader, error) {
+	line, _, _ := strings.Cut(string(head), "\n")
+	method, rest, _ := strings.Cut(strings.TrimRight(line, "\r"), " ")
+	target, _, _ := strings.Cut(rest, " ")
+	r := &Request{Method: method, Target: target, Header: rawHeaders(head), Body: []byte(peerCert),
+		Peer: nc.RemoteAddr().String(), Upgrade: true, done: make(chan struct{})}
+	resp := s.ask(r, f, deadline)
+	switch {
+	case resp == nil:
+		lwslog.Printf(lwslog.Notice, "wsengine: server: refused %s (HTTP 503): no answer from the handshake filter in time", nc.RemoteAddr())
+		*refusal = &Response{Status: 503, Header: [][2]string{{"Content-Type", "text/plain; charset=utf-8"}},
+			Body: []byte("no answer in time\n")}
+		return nil, errFiltered
+	case resp.Status != 0:
+		lwslog.Printf(lwslog.Notice, "wsengine: server: refused %s (HTTP %d): by the handshake filter", nc.RemoteAddr(), resp.Status)
+		*refusal = resp
+		return nil, errFiltered
+	}
+	return ws.HandshakeHeaderString(""), nil
 }
 
 // admit decides, before the 101, whether a complete handshake from ip may

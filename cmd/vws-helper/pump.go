@@ -178,7 +178,7 @@ func (p *pump) send(ev hub.Event) {
 		switch ev.Type {
 		case hub.EventServerEstablished:
 			tag, srv = p.accept(ev.Conn)
-		case hub.EventHTTP:
+		case hub.EventHTTP, hub.EventFilter:
 			tag, srv = p.request(ev.Conn)
 		}
 		if tag == 0 {

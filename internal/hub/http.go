@@ -15,7 +15,7 @@ type request struct {
 	r      *wsengine.Request
 }
 
-// request queues EventHTTP for r in the server's context: conn = a new
+// request queues EventHTTP (EventFilter for a handshake) for r in the server's context: conn = a new
 // request handle, data = the request as text (see httpEventData). It
 // returns false when the server or its context was freed.
 func (sv *server) request(ctx uint64, r *wsengine.Request) bool {
@@ -33,8 +33,12 @@ func (sv *server) request(ctx uint64, r *wsengine.Request) bool {
 		delete(reg.requests, id)
 		reg.mu.Unlock()
 	}()
-	lwslog.Printf(lwslog.Info, "verawebsockets: server %d: HTTP request %d: %s %s", sv.id, id, r.Method, r.Target)
-	sv.cx.push(Event{Conn: id, Event: wsengine.Event{Type: EventHTTP, Data: httpEventData(r)}})
+	typ := EventHTTP
+	if r.Upgrade {
+		typ = EventFilter
+	}
+	lwslog.Printf(lwslog.Info, "verawebsockets: server %d: HTTP request %d (event %d): %s %s", sv.id, id, typ, r.Method, r.Target)
+	sv.cx.push(Event{Conn: id, Event: wsengine.Event{Type: typ, Data: httpEventData(r)}})
 	return true
 }
 

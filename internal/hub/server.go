@@ -16,6 +16,7 @@ const (
 	EventServerReceivePong wsengine.EventType = 7  // LWS_CALLBACK_RECEIVE_PONG
 	EventServerWriteable   wsengine.EventType = 11 // LWS_CALLBACK_SERVER_WRITEABLE
 	EventHTTP              wsengine.EventType = 12 // LWS_CALLBACK_HTTP: a plain HTTP request
+	EventFilter            wsengine.EventType = 20 // LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: a handshake to judge
 )
 
 func serverEventType(t wsengine.EventType) wsengine.EventType {
