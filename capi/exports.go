@@ -168,7 +168,7 @@ func cEvent(e *hub.Event) C.vws_event {
 		attempt: C.int(e.Attempt),
 	}
 	switch e.Type {
-	case wsengine.EventReceive, hub.EventServerReceive:
+	case wsengine.EventReceive, hub.EventServerReceive, hub.EventFilter: // FILTER: 403 = refused Origin
 		out.opcode = C.int(e.Opcode)
 	case wsengine.EventClosed:
 		out.code = C.int(e.Code)

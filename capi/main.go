@@ -50,6 +50,7 @@ var (
 	_ = [1]int{}[int(hub.EventServerReceivePong)-C.VWS_EV_SERVER_RECEIVE_PONG]
 	_ = [1]int{}[int(hub.EventServerWriteable)-C.VWS_EV_SERVER_WRITEABLE]
 	_ = [1]int{}[int(hub.EventHTTP)-C.VWS_EV_HTTP]
+	_ = [1]int{}[int(hub.EventFilter)-C.VWS_EV_FILTER]
 
 	_ = [1]int{}[int(wsengine.OpText)-C.VWS_OP_TEXT]
 	_ = [1]int{}[int(wsengine.OpBinary)-C.VWS_OP_BINARY]

@@ -81,7 +81,9 @@ typedef uint64_t vws_server;
                                         certificate the server verified as the body ("" without one).
                                         Answer with vws_http_respond: status 0 accepts (the 101
                                         follows), 300..599 refuses with that status, headers, body;
-                                        no answer within handshake_timeout refuses with 503 */
+                                        no answer within handshake_timeout refuses with 503. opcode =
+                                        403 when the Origin policy refuses the handshake's Origin
+                                        (only with origins = "filter"), else 0 */
 
 /* Message opcodes (RFC 6455 section 5.2). */
 #define VWS_OP_TEXT    1
@@ -290,7 +292,9 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen);
  *   origins                    comma separated origins "scheme://host[:port]" allowed besides
  *                              the server's own host, or "*" (any). A handshake whose Origin
  *                              names another host than its Host header and is not listed gets
- *                              HTTP 403 (no Origin: accepted). Default "" (same host only)
+ *                              HTTP 403 (no Origin: accepted). Default "" (same host only).
+ *                              "filter": such handshakes go to the filter instead (opcode 403;
+ *                              needs filter = 1, else they get 403)
  *   max_clients_per_ip         0..100000 (default 0 = no limit): open connections per client
  *                              address; further handshakes get HTTP 503
  *   handshake_rate             "rate[,burst]": handshakes per second per client address (a

@@ -116,14 +116,14 @@ static int push_header_text(lua_State *L, int idx)
 	return 1;
 }
 
-/* Pushes the server of request ev's handler `name` (from the server's
- * uservalue) and its fenv: on success the stack ends ... fenv, handler and
- * *fenv is fenv's index (0 when it is no table); else nothing is left and 0
- * returned. */
-static int push_handler(lua_State *L, vl_state *st, const vws_event *ev, const char *name, int *fenv)
+/* Pushes the uservalue table of request ev's server and its fenv: on
+ * success the stack ends ... uservalue, fenv, *uv and *fenv are their
+ * indexes (*fenv 0 when it is no table); else nothing is left and 0 is
+ * returned (the server is gone). */
+static int push_server_env(lua_State *L, vl_state *st, const vws_event *ev, int *uv, int *fenv)
 {
 	vws_server sh = 0;
-	int top = lua_gettop(L), srv;
+	int top = lua_gettop(L);
 
 	if (vws_conn_server(ev->conn, &sh) != VWS_OK || sh == 0)
 		return 0;
@@ -135,11 +135,22 @@ static int push_handler(lua_State *L, vl_state *st, const vws_event *ev, const c
 		lua_settop(L, top);
 		return 0;
 	}
-	srv = lua_gettop(L);
-	lua_getuservalue(L, srv);
+	lua_getuservalue(L, -1);
+	lua_remove(L, -2);
+	*uv = lua_gettop(L);
 	lua_getfield(L, -1, "fenv");
 	*fenv = lua_istable(L, -1) ? lua_gettop(L) : 0;
-	lua_getfield(L, srv + 1, name);
+	return 1;
+}
+
+/* push_server_env, then the server's handler `name` (a function) on top. */
+static int push_handler(lua_State *L, vl_state *st, const vws_event *ev, const char *name, int *fenv)
+{
+	int top = lua_gettop(L), uv;
+
+	if (!push_server_env(L, st, ev, &uv, fenv))
+		return 0;
+	lua_getfield(L, uv, name);
 	if (!lua_isfunction(L, -1)) {
 		lua_settop(L, top);
 		return 0;
@@ -235,24 +246,55 @@ static void filter_fields(lua_State *L, int idx)
 }
 
 /* Delivers a VWS_EV_FILTER event (under lua_cpcall, stack: [1] = message
- * handler): calls the server's `filter` with the req table. nil or true
- * accepts; false refuses with 403; status (300..599), headers, body refuse
- * with them. An error, or anything else, refuses with 500 and is reported:
- * a filter that fails lets nobody in. */
+ * handler). A handshake the Origin policy refuses (opcode 403, origins
+ * given as a function) first goes to origins(origin, req): falsy refuses
+ * with 403. Then the server's `filter`, if any, with the req table: nil or
+ * true accepts; false refuses with 403; status (300..599), headers, body
+ * refuse with them. An error, or anything else, refuses with 500 and is
+ * reported: a filter that fails lets nobody in. */
 int vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev)
 {
-	int fenv, base, status;
+	int uv, fenv, req, base, status;
 	size_t blen = 0;
 	const char *body, *msg;
 	char err[VL_ERRLEN] = "";
 
-	if (!push_handler(L, st, ev, "filter", &fenv)) {
+	if (!push_server_env(L, st, ev, &uv, &fenv)) {
 		respond_text(ev->conn, 503, "server going away\n");
 		return 0;
 	}
-	base = lua_gettop(L);
 	push_request(L, ev->data ? ev->data : "", ev->len);
-	filter_fields(L, base + 1);
+	req = lua_gettop(L);
+	filter_fields(L, req);
+	if (ev->opcode == 403) {
+		lua_getfield(L, uv, "origins");
+		lua_getfield(L, req, "headers");
+		lua_getfield(L, -1, "origin");
+		lua_remove(L, -2);
+		lua_pushvalue(L, req);
+		if (!lua_isfunction(L, -3)) {
+			lua_settop(L, req);
+			respond_text(ev->conn, 403, "origin not allowed\n");
+			return 0;
+		}
+		if (lua_pcall(L, 2, 1, 1) != 0) {
+			vl_report(st, ev->type, L, fenv);
+			respond_text(ev->conn, 500, "internal server error\n");
+			return 0;
+		}
+		if (!lua_toboolean(L, -1)) {
+			respond_text(ev->conn, 403, "origin not allowed\n");
+			return 0;
+		}
+		lua_settop(L, req);
+	}
+	lua_getfield(L, uv, "filter");
+	if (!lua_isfunction(L, -1)) {
+		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
+		return 0;
+	}
+	base = lua_gettop(L);
+	lua_pushvalue(L, req);
 	if (lua_pcall(L, 1, 3, 1) != 0) {
 		vl_report(st, ev->type, L, fenv);
 		respond_text(ev->conn, 500, "internal server error\n");

@@ -107,9 +107,17 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *
 }
 
 /* origins = "*" | "scheme://host[:port]" | {origin, ...} -> "o1,o2" (the engine
- * checks each origin's form). */
-static void opt_origins(vl_opts *o, int idx)
+ * checks each origin's form); a function -> env.origins and "filter" (the
+ * handshakes the policy refuses go to it, see vl_deliver_filter). */
+static void opt_origins(vl_opts *o, int idx, int env)
 {
+	if (lua_isfunction(o->L, idx)) {
+		lua_pushvalue(o->L, idx);
+		lua_setfield(o->L, env, "origins");
+		vl_opts_add(o, "origins", "filter");
+		vl_opts_add(o, "filter", "1");
+		return;
+	}
 	if (vl_opt_list(o, idx, "origins", "origins") == 0)
 		vl_opts_error(o, "%s: %s", "origins", "an empty list allows nothing more than the default (leave it out)");
 }
@@ -214,7 +222,7 @@ int vl_ws_listen(lua_State *L)
 		else if (strcmp(k, "compression") == 0) vl_opt_bool(&o, v, k, k);
 		else if (strcmp(k, "max_clients_per_ip") == 0) vl_opt_integer(&o, v, k, 0, 100000);
 		else if (strcmp(k, "handshake_rate") == 0) opt_handshake_rate(&o, v);
-		else if (strcmp(k, "origins") == 0) opt_origins(&o, v);
+		else if (strcmp(k, "origins") == 0) opt_origins(&o, v, env);
 		else vl_opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
 		lua_pop(L, 1);
 	}

@@ -523,6 +523,41 @@ stest("filter + mutual TLS: the verified certificate's subject is in req.peer_ce
 	eq(subjects[2], "none", "no certificate, no subject")
 end)
 
+stest("origins as a function: asked only for an Origin the policy refuses; true accepts, false 403; with a filter", function()
+	local asked, filtered = {}, 0
+	local srv, opened = listen({
+		origins = function(origin, req)
+			asked[#asked + 1] = origin .. " " .. req.path
+			return origin:match("^https://[%w%.]*trusted%.example$") ~= nil
+		end,
+		filter = function(req) filtered = filtered + 1 end,
+	})
+	local port = srv:port()
+	local here = "127.0.0.1:" .. port
+	local st, _, body, tcp = answer(port, "/a", "Origin: https://app.trusted.example\r\n")
+	eq(st, 101, "an origin the function allows")
+	tcp:close()
+	st, _, body = answer(port, "/b", "Origin: http://evil.example\r\n")
+	eq(st, 403, "an origin the function refuses")
+	eq(body, "origin not allowed\n")
+	st, _, _, tcp = answer(port, "/c", "Origin: http://" .. here .. "\r\n")
+	eq(st, 101, "the server's own host: not asked")
+	tcp:close()
+	st, _, _, tcp = answer(port, "/d")
+	eq(st, 101, "no Origin: not asked")
+	tcp:close()
+	eq(table.concat(asked, "|"), "https://app.trusted.example /a|http://evil.example /b", "what the function was asked")
+	eq(filtered, 3, "the filter ran for the three admitted handshakes")
+	tap.wait(function() return #opened == 3 end, 5, "three open events")
+	-- without a filter; an error in the function refuses with 500
+	local srv2 = listen({ origins = function(origin) if origin:find("boom") then error("origins broke") end return false end })
+	eq((answer(srv2:port(), "/e", "Origin: http://boom.example\r\n")), 500, "an error: 500")
+	eq((answer(srv2:port(), "/f", "Origin: http://other.example\r\n")), 403, "false: 403")
+	st, _, _, tcp = answer(srv2:port(), "/g")
+	eq(st, 101, "no Origin, no filter: accepted")
+	tcp:close()
+end, true)
+
 stest("filter: bad values raise; a bad answer refuses with 500 (child: reported with its traceback)", function()
 	local okl, err = pcall(ws.listen, { port = 0, standalone = true, filter = "token_filter" })
 	ok(not okl and tostring(err):find("filter: function expected", 1, true), tostring(err))

@@ -51,6 +51,9 @@ type Request struct {
 	// plain request. Body is then the subject of the client certificate the
 	// server verified ("" without one); Status 0 accepts it, 300..599 refuses.
 	Upgrade bool
+	// CrossOrigin: the handshake's Origin is one the Origin policy refuses
+	// (delivered only with origins = "filter"; the filter decides).
+	CrossOrigin bool
 
 	mu     sync.Mutex
 	answer *Response

@@ -86,6 +86,9 @@ type Server struct {
 	httpRoot    string // http_root: serve files from here ("" none)
 	httpHandler bool   // http_handler: hand requests to onHTTP first
 	filter      bool   // filter: hand every admitted handshake to onHTTP before the 101
+	// origins = "filter": a handshake the Origin policy refuses goes to the
+	// filter (Request.CrossOrigin) instead of getting 403
+	originsFilter bool
 	maxHTTPBody int64
 	onHTTP      HTTPFunc
 	requests    map[*Request]struct{} // waiting for onHTTP's answer
@@ -157,7 +160,10 @@ func (s *Server) SetOption(name, v string) error {
 	case "origins":
 		var list []string
 		var all bool
-		if list, all, err = parseOrigins(v); err == nil {
+		s.originsFilter = strings.TrimSpace(v) == "filter"
+		if s.originsFilter {
+			s.origins, s.anyOrigin = nil, false
+		} else if list, all, err = parseOrigins(v); err == nil {
 			s.origins, s.anyOrigin = list, all
 		}
 	case "max_clients_per_ip":
@@ -475,6 +481,7 @@ func (s *Server) handshake(nc net.Conn) {
 		host, origin string
 		deflate      *wsflate.Parameters // the permessage-deflate response, if accepted
 		refusal      *Response           // the filter's refusal
+		crossOrigin  bool                // the Origin policy refuses it (origins = "filter": the filter decides)
 	)
 	addHeader := func(k, v []byte) error {
 		hbytes += len(k) + len(v)
@@ -523,7 +530,7 @@ func (s *Server) handshake(nc net.Conn) {
 			return false
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			status, reason := s.admit(ip, host, origin, maxClients)
+			status, reason := s.admit(ip, host, origin, maxClients, &crossOrigin)
 			if status != 0 {
 				lwslog.Printf(lwslog.Notice, "wsengine: server: refused %s (HTTP %d): %s", nc.RemoteAddr(), status, reason)
 				rej := []ws.RejectOption{ws.RejectionStatus(status), ws.RejectionReason(reason)}
@@ -534,7 +541,7 @@ func (s *Server) handshake(nc net.Conn) {
 			}
 			reserved = true
 			if filter {
-				return s.filterHandshake(onFilter, head, nc, peerCert, deadline, &refusal)
+				return s.filterHandshake(onFilter, head, nc, peerCert, crossOrigin, deadline, &refusal)
 			}
 			return ws.HandshakeHeaderString(""), nil
 		},
@@ -621,13 +628,13 @@ var errFiltered = errors.New("refused by the handshake filter")
 // Body) and waits for the answer until deadline (the handshake timeout): 0
 // goes on with the 101, a status refuses with it (*refusal is set), no answer
 // in time refuses with 503.
-func (s *Server) filterHandshake(f HTTPFunc, head []byte, nc net.Conn, peerCert string, deadline time.Time,
-	refusal **Response) (ws.HandshakeHeader, error) {
+func (s *Server) filterHandshake(f HTTPFunc, head []byte, nc net.Conn, peerCert string, crossOrigin bool,
+	deadline time.Time, refusal **Response) (ws.HandshakeHeader, error) {
 	line, _, _ := strings.Cut(string(head), "\n")
 	method, rest, _ := strings.Cut(strings.TrimRight(line, "\r"), " ")
 	target, _, _ := strings.Cut(rest, " ")
 	r := &Request{Method: method, Target: target, Header: rawHeaders(head), Body: []byte(peerCert),
-		Peer: nc.RemoteAddr().String(), Upgrade: true, done: make(chan struct{})}
+		Peer: nc.RemoteAddr().String(), Upgrade: true, CrossOrigin: crossOrigin, done: make(chan struct{})}
 	resp := s.ask(r, f, deadline)
 	switch {
 	case resp == nil:
@@ -647,13 +654,14 @@ func (s *Server) filterHandshake(f HTTPFunc, head []byte, nc net.Conn, peerCert 
 // go on: it returns 0, having counted the client in perIP, or the refusal's
 // HTTP status and reason. The checks, in order: handshake_rate (429), the
 // Origin policy (403), max_clients and max_clients_per_ip (503).
-func (s *Server) admit(ip, host, origin string, maxClients int) (status int, reason string) {
+func (s *Server) admit(ip, host, origin string, maxClients int, crossOrigin *bool) (status int, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	*crossOrigin = !originAllowed(origin, host, s.secure, s.origins, s.anyOrigin)
 	switch {
 	case !s.takeToken(ip, time.Now()):
 		return 429, fmt.Sprintf("too many handshakes from %s (handshake_rate %g/s, burst %g)", ip, s.rate, s.burst)
-	case !originAllowed(origin, host, s.secure, s.origins, s.anyOrigin):
+	case *crossOrigin && !(s.originsFilter && s.filter && s.onHTTP != nil):
 		return 403, fmt.Sprintf("origin %q is not allowed for host %q (see the origins option)", origin, host)
 	case len(s.clients) >= maxClients:
 		return 503, fmt.Sprintf("too many clients (max_clients %d)", maxClients)

@@ -38,7 +38,11 @@ func (sv *server) request(ctx uint64, r *wsengine.Request) bool {
 		typ = EventFilter
 	}
 	lwslog.Printf(lwslog.Info, "verawebsockets: server %d: HTTP request %d (event %d): %s %s", sv.id, id, typ, r.Method, r.Target)
-	sv.cx.push(Event{Conn: id, Event: wsengine.Event{Type: typ, Data: httpEventData(r)}})
+	ev := Event{Conn: id, Event: wsengine.Event{Type: typ, Data: httpEventData(r)}}
+	if r.CrossOrigin {
+		ev.Opcode = 403 // EventFilter: the Origin policy would refuse it
+	}
+	sv.cx.push(ev)
 	return true
 }
 
