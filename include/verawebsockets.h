@@ -246,11 +246,13 @@ int vws_conn_free(vws_conn c);
 /* Returns in *out the server that accepted c, or 0 when c is a client connection. */
 int vws_conn_server(vws_conn c, vws_server *out);
 
-/* For a connection accepted by a server: copies the request headers of its opening
- * handshake into buf as "Name: value\n" lines, as the client sent them (Host first; the
- * handshake's own Upgrade, Connection and Sec-WebSocket-* headers left out), truncated
- * to fit and NUL-terminated. Returns the length of the whole text (>= buflen: it was
- * truncated), or a negative status (VWS_EARG for a client connection). */
+/* Copies the headers of the other side's opening handshake into buf as "Name: value\n"
+ * lines, as sent, truncated to fit and NUL-terminated: for a connection accepted by a
+ * server the client's request (Host first; the handshake's own Upgrade, Connection and
+ * Sec-WebSocket-* headers left out); for a client connection every header of the 101
+ * response of its last connect. Returns the length of the whole text (>= buflen: it was
+ * truncated), or a negative status (VWS_ESTATE for a client connection that never
+ * opened). */
 int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen);
 
 /* For a connection accepted by a server: copies the client's address

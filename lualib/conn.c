@@ -338,7 +338,7 @@ int vl_ws_headers(lua_State *L)
 		n = vws_conn_request_headers(c->h, buf, cap);
 		vl_lock_release(&st->lock);
 		if (n < 0)
-			return vl_push_fail(L, n, n == VWS_EARG ? "not a connection accepted by a server" : NULL);
+			return vl_push_fail(L, n, n == VWS_ESTATE ? "not opened yet (no handshake response)" : NULL);
 		if ((size_t)n < cap)
 			break;
 		cap = (size_t)n + 1; /* a Lua-owned buffer: nothing leaks if a later call raises */

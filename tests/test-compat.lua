@@ -198,6 +198,8 @@ local function peer_suite(peer, port)
 		local c = websocket.client.sync { timeout = T }
 		local r = pack(c:connect(base .. "/echo"))
 		eq(r[1], true); eq(r[2], nil); eq(type(r[3]), "table")
+		like(r[3]["sec-websocket-accept"], "^[%w+/]+=*$", "every header of the 101: Sec-WebSocket-Accept")
+		if peer == "python" then like(r[3].server, "websockets", "... and the peer's Server header") end
 		eq(c:send("hello " .. peer), true)
 		same(pack(c:receive()), pack("hello " .. peer, 1), "text")
 		eq(c:send("\0\1\2\255", websocket.BINARY), true)

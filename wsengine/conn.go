@@ -42,6 +42,7 @@ type Conn struct {
 	accepted bool        // accepted by a Server (server role); never dials
 	uri      string      // accepted: the request URI of the opening handshake
 	request  [][2]string // accepted: its request headers (set before the Conn is shared, then read-only)
+	response [][2]string // client: the 101's headers of the last connect (under mu)
 	peer     string      // accepted: the client's address
 	peerCert string      // accepted: the subject of its verified client certificate, or ""
 }
@@ -431,6 +432,9 @@ func (c *Conn) runSession(est *established, opened Event) (retry bool) {
 	}
 	s := newSession(c, est)
 	c.sess = s
+	if !c.accepted {
+		c.response = est.response
+	}
 	c.state = StateOpen
 	c.protocol = est.protocol
 	c.mu.Unlock()

@@ -48,6 +48,7 @@ type established struct {
 	protocol string
 	deflate  *wsflate.Parameters
 	answer   *bufio.Writer // an accepted connection's 101, not yet written
+	response [][2]string   // a client's: the 101's headers, as sent
 }
 
 // dial connects to t (following redirects) within the connect timeout.
@@ -162,7 +163,7 @@ func (c *Conn) dialOnce(ctx context.Context, t *target) (est *established, loc *
 		}
 		return nil, nil, failf(err, "%s", reason)
 	}
-	est = &established{nc: nc, br: br, protocol: hs.Protocol}
+	est = &established{nc: nc, br: br, protocol: hs.Protocol, response: responseHeaders(rec.in.Bytes())}
 	for _, e := range hs.Extensions {
 		if !bytes.Equal(e.Name, wsflate.ExtensionNameBytes) {
 			continue
@@ -184,6 +185,17 @@ func (c *Conn) dialOnce(ctx context.Context, t *target) (est *established, loc *
 		est.br = bufio.NewReaderSize(nc, 32<<10)
 	}
 	return est, nil, nil
+}
+
+// responseHeaders returns the header lines of the handshake response at the
+// start of b (up to its blank line), as sent.
+func responseHeaders(b []byte) [][2]string {
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		b = b[:i]
+	} else if i = bytes.Index(b, []byte("\n\n")); i >= 0 {
+		b = b[:i]
+	}
+	return rawHeaders(b)
 }
 
 func isRedirect(err error) bool {
@@ -444,7 +456,7 @@ func (r *recorder) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	n, err := r.rw.Read(p)
-	if room := 16<<10 - r.in.Len(); room > 0 {
+	if room := maxResponseHeaderBytes + 2*maxResponseHeaders + 1024 - r.in.Len(); room > 0 { // the whole head
 		r.in.Write(p[:min(n, room)])
 	}
 	if !r.headDone {

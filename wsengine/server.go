@@ -733,6 +733,18 @@ func (c *Conn) RequestHeaders() (h [][2]string, ok bool) {
 	return c.request, c.accepted
 }
 
+// ResponseHeaders returns the headers of the 101 a client connection got at
+// its last connect, as the server sent them (all of them); ok is false for an
+// accepted connection and for one that never opened.
+func (c *Conn) ResponseHeaders() (h [][2]string, ok bool) {
+	if c.accepted {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.response, c.response != nil
+}
+
 // Peer returns the remote address ("127.0.0.1:54321") of an accepted
 // connection; ok is false for a client connection.
 func (c *Conn) Peer() (addr string, ok bool) {

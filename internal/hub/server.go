@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
@@ -215,9 +216,10 @@ func ConnServer(c uint64) (id uint64, err error) {
 	return cn.server, nil
 }
 
-// RequestHeaders returns the request headers of the opening handshake of a
-// connection accepted by a server, one "Name: value\n" line each, as the
-// client sent them (Host first; the handshake's own headers left out).
+// RequestHeaders returns the headers of the other side's opening handshake,
+// one "Name: value\n" line each, as sent: for a connection accepted by a
+// server the client's request (Host first; the handshake's own headers left
+// out), for a client connection the server's 101 of its last connect (all).
 func RequestHeaders(c uint64) (text string, err error) {
 	defer recoverTo(&err)
 	cn, err := lookupConn(c)
@@ -226,7 +228,9 @@ func RequestHeaders(c uint64) (text string, err error) {
 	}
 	h, ok := cn.ws.RequestHeaders()
 	if !ok {
-		return "", argf("hub: connection %d was not accepted by a server", c)
+		if h, ok = cn.ws.ResponseHeaders(); !ok {
+			return "", fmt.Errorf("hub: connection %d has not opened yet: %w", c, wsengine.ErrNotOpen)
+		}
 	}
 	var b strings.Builder
 	for _, kv := range h {

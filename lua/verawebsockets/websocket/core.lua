@@ -171,8 +171,8 @@ function Conn:connect(url, protocol)
 	local done = self.wait(function() return self.opened or self.failed or self.closeinfo end, deadline_of(self, 2))
 	if done and self.opened and not self.failed then
 		self.state = "OPEN"
-		local headers = { upgrade = "websocket", connection = "upgrade",
-			["sec-websocket-protocol"] = self.protocol }
+		-- the 101's headers, names in lower case (as lua-websockets' handshake parser gives them)
+		local headers = ws.headers(wso) or {}
 		return true, self.protocol, headers
 	end
 	local reason = self.failed or (not done and "timeout") or "closed"
