@@ -89,9 +89,9 @@ type Server struct {
 	// origins = "filter": a handshake the Origin policy refuses goes to the
 	// filter (Request.CrossOrigin) instead of getting 403
 	originsFilter bool
-	maxHTTPBody int64
-	onHTTP      HTTPFunc
-	requests    map[*Request]struct{} // waiting for onHTTP's answer
+	maxHTTPBody   int64
+	onHTTP        HTTPFunc
+	requests      map[*Request]struct{} // waiting for onHTTP's answer
 }
 
 // NewServer returns a Server with default options that is not listening yet.
