@@ -353,6 +353,9 @@ int vws_http_respond(vws_conn req, int status, const char *headers, const char *
 /* Stops listening and starts the closing handshake with every client with code (1001
  * if 0) and reason; their CLOSED events follow. Closing a closed server is VWS_OK. */
 int vws_server_close(vws_server s, int code, const char *reason, size_t len, char *err, size_t errlen);
+/* code -1: stop listening only: the port is released at once, handshakes in progress
+ * are closed (1001), the clients go on (broadcast still reaches them; vws_ctx_active
+ * counts them, not the server); a later vws_server_close with a code closes them. */
 
 /* Stops listening, closes the clients (1001, no further events) and invalidates the
  * server handle. The clients' handles stay valid until vws_conn_free. */

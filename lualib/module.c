@@ -58,7 +58,7 @@ static const luaL_Reg conn_methods[] = {
 
 static const luaL_Reg server_methods[] = {
 	{"port", vl_ws_port}, {"broadcast", vl_ws_broadcast}, {"clients", vl_ws_clients}, {"close", vl_srv_close},
-	{NULL, NULL}};
+	{"stop_listening", vl_ws_stop_listening}, {NULL, NULL}};
 
 static const luaL_Reg module_funcs[] = {
 	{"create", vl_ws_create},     {"connect", vl_ws_connect},   {"send", vl_ws_send},
@@ -67,7 +67,7 @@ static const luaL_Reg module_funcs[] = {
 	{"dispatch", vl_ws_dispatch}, {"event_fd", vl_ws_event_fd}, {"set_log_level", ws_set_log_level},
 	{"listen", vl_ws_listen},     {"port", vl_ws_port},         {"broadcast", vl_ws_broadcast},
 	{"clients", vl_ws_clients},   {"headers", vl_ws_headers},   {"peer", vl_ws_peer},
-	{"peer_cert", vl_ws_peer_cert},
+	{"peer_cert", vl_ws_peer_cert}, {"stop_listening", vl_ws_stop_listening},
 	{"set_delivery", vl_ws_set_delivery}, {"delivery", vl_ws_delivery},
 	{"set_luup_port", vl_ws_set_luup_port},
 	{NULL, NULL}};

@@ -474,6 +474,23 @@ int vl_srv_close(lua_State *L)
 	return vl_server_close(L, check_server(L, 1));
 }
 
+/* ws.stop_listening(server): the port is released, the clients stay (a
+ * later ws.close(server) closes them). */
+int vl_ws_stop_listening(lua_State *L)
+{
+	vl_server *s = check_server(L, 1);
+	vl_state *st = vl_upstate(L);
+	char err[VL_ERRLEN] = "";
+	int rc, bad;
+
+	if ((bad = srv_unusable(L, st, s)) != 0)
+		return bad;
+	vl_lock_acquire(&st->lock);
+	rc = vws_server_close(s->h, -1, NULL, 0, err, sizeof err);
+	vl_lock_release(&st->lock);
+	return vl_push_result(L, rc, err);
+}
+
 int vl_server_gc(lua_State *L)
 {
 	vl_server *s = luaL_checkudata(L, 1, VL_SERVER_MT);

@@ -261,6 +261,7 @@ int        vl_ws_port(lua_State *L);
 int        vl_ws_broadcast(lua_State *L);
 int        vl_ws_clients(lua_State *L);
 int        vl_srv_close(lua_State *L);
+int        vl_ws_stop_listening(lua_State *L);
 int        vl_server_gc(lua_State *L);
 int        vl_server_tostring(lua_State *L);
 int        vl_live_clear_cf(lua_State *L); /* (st lightuserdata, handle): live[h] = nil; pcall it */

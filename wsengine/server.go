@@ -80,6 +80,7 @@ type Server struct {
 	swept            time.Time          // when buckets were last swept
 	handshakes       int                // in progress
 	closeCode        int
+	kept             bool // StopListening: no listener, the clients go on
 	closeReason      string
 
 	// Plain HTTP (http.go).
@@ -122,7 +123,7 @@ func NewServer(accept AcceptFunc) *Server {
 func (s *Server) SetOption(name, v string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listening || s.closed {
+	if s.listening || s.closed || s.kept {
 		return ErrBusy
 	}
 	var err error
@@ -210,7 +211,7 @@ func (s *Server) SetOption(name, v string) error {
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listening || s.closed {
+	if s.listening || s.closed || s.kept {
 		return ErrBusy
 	}
 	if s.port < 0 {
@@ -319,7 +320,7 @@ func (s *Server) Broadcast(op OpCode, p []byte) (int, error) {
 		return 0, &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
 	}
 	s.mu.Lock()
-	if !s.listening {
+	if !s.listening && !s.kept {
 		s.mu.Unlock()
 		return 0, ErrServerClosed
 	}
@@ -360,6 +361,23 @@ func (s *Server) Close(code int, reason string) error {
 	return nil
 }
 
+// StopListening closes the listener (the port is free at once) and keeps
+// the clients: they go on as before, Broadcast still reaches them, and Close
+// or Abandon ends them later. Handshakes still in progress are closed (1001).
+// Listening reports false from now on. A no-op unless listening.
+func (s *Server) StopListening() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.listening {
+		return
+	}
+	s.ln.Close()
+	s.ln = nil
+	s.listening, s.kept = false, true
+	s.giveUpRequests()
+	lwslog.Printf(lwslog.Notice, "wsengine: server on port %d stopped listening; %d clients kept", s.port, len(s.clients))
+}
+
 // Abandon stops listening and abandons every client (close 1001 without
 // waiting, no more events).
 func (s *Server) Abandon() {
@@ -379,7 +397,7 @@ func (s *Server) stop(code int, reason string) []*Conn {
 	if !s.closed {
 		s.closeCode, s.closeReason = code, reason
 	}
-	s.listening, s.closed = false, true
+	s.listening, s.closed, s.kept = false, true, false
 	s.giveUpRequests()
 	out := make([]*Conn, 0, len(s.clients))
 	for c := range s.clients {

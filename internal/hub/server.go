@@ -167,6 +167,10 @@ func ServerClose(id uint64, code int, reason string) (err error) {
 	if err != nil {
 		return err
 	}
+	if code == -1 { // stop listening, keep the clients
+		sv.srv.StopListening()
+		return nil
+	}
 	if code == 0 {
 		code = wsengine.CloseGoingAway
 	}

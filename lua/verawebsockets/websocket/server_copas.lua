@@ -123,6 +123,7 @@ function M.listen(opts)
 		glue.pump()
 		accepting = false
 		if keep_clients then
+			ws.stop_listening(srv) -- the port is free; the clients go on
 			stop_if_done()
 			return
 		end
