@@ -14,11 +14,39 @@
 
 #include "vws_lua.h"
 
-static const char *const create_keys[] = {
-	"url", "event_handlers", "ssl_settings", "standalone", "protocols", "headers", "origin",
-	"connect_timeout", "ping_interval", "pong_timeout", "close_timeout", "reconnect",
-	"max_message_size", "max_send_queue", "compression", "proxy", "max_redirects", "pong_events",
-	NULL};
+static void parse_headers(vl_opts *o, int idx, int env, const vl_optdef *d)
+{
+	(void)env, (void)d;
+	vl_opt_headers(o, idx);
+}
+
+static void parse_reconnect(vl_opts *o, int idx, int env, const vl_optdef *d)
+{
+	(void)env, (void)d;
+	vl_opt_reconnect(o, idx);
+}
+
+/* The options of ws.create{...}. */
+static const vl_optdef create_opts[] = {
+	{"url", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"event_handlers", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"ssl_settings", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"standalone", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"protocols", VL_OPT_LIST, 0, 0, "names", NULL},
+	{"headers", VL_OPT_PARSE, 0, 0, NULL, parse_headers},
+	{"origin", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"connect_timeout", VL_OPT_SECONDS, 1, 0, NULL, NULL},
+	{"ping_interval", VL_OPT_SECONDS, 0, 0, NULL, NULL},
+	{"pong_timeout", VL_OPT_SECONDS, 1, 0, NULL, NULL},
+	{"close_timeout", VL_OPT_SECONDS, 0, 0, NULL, NULL},
+	{"reconnect", VL_OPT_PARSE, 0, 0, NULL, parse_reconnect},
+	{"max_message_size", VL_OPT_INTEGER, 1, 9007199254740992.0, NULL, NULL},
+	{"max_send_queue", VL_OPT_INTEGER, 1, 9007199254740992.0, NULL, NULL},
+	{"compression", VL_OPT_BOOL, 0, 0, NULL, NULL},
+	{"proxy", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"max_redirects", VL_OPT_INTEGER, 0, 10, NULL, NULL},
+	{"pong_events", VL_OPT_BOOL, 0, 0, NULL, NULL},
+	{NULL, 0, 0, 0, NULL, NULL}};
 
 /* ws.create{url=, event_handlers=, ssl_settings=, standalone=, ...}
  * ws.create(url, event_handlers, ssl_settings, standalone) */
@@ -26,7 +54,7 @@ int vl_ws_create(lua_State *L)
 {
 	vl_state *st = vl_upstate(L);
 	vl_opts o;
-	int tableform, env, v, i, rc = VWS_OK, pong = 0, writeable = 0, standalone = 0;
+	int tableform, env, rc = VWS_OK, standalone = 0;
 	int n_handlers_arg, n_ssl_arg, n_std_arg;
 	const char *url;
 	vl_conn *c;
@@ -47,7 +75,7 @@ int vl_ws_create(lua_State *L)
 	env = vl_opts_begin(&o, L, 1); /* env of the wso: { handlers = {}, named = {}, url = url } */
 
 	if (tableform) {
-		vl_opts_check_keys(&o, 1, create_keys);
+		vl_opts_check_keys(&o, 1, create_opts, NULL, NULL);
 		lua_getfield(L, 1, "url");
 		url = vl_opts_string_value(&o, -1, "url");
 		lua_setfield(L, env, "url");
@@ -68,45 +96,21 @@ int vl_ws_create(lua_State *L)
 
 	if (!tableform)
 		o.narg = 2;
-	vl_opt_handlers(&o, n_handlers_arg, env, vl_client_events, &pong, &writeable);
+	vl_opt_handlers(&o, n_handlers_arg, env, vl_client_events, &o.pong, &o.writeable);
 	if (!tableform)
 		o.narg = 3;
-	vl_opt_client_ssl(&o, n_ssl_arg);
+	vl_opt_ssl(&o, n_ssl_arg, vl_client_ssl_opts, NULL);
 	if (!tableform)
 		o.narg = 4;
 	if (!lua_isnil(L, n_std_arg))
 		standalone = vl_opt_flag(&o, n_std_arg, "standalone");
 	o.narg = 1;
 
-	if (tableform) {
-		for (i = 4; create_keys[i]; i++) {
-			const char *k = create_keys[i];
-			lua_getfield(L, 1, k);
-			v = lua_gettop(L);
-			if (lua_isnil(L, v)) {
-				lua_pop(L, 1);
-				continue;
-			}
-			if (strcmp(k, "protocols") == 0) vl_opt_list(&o, v, "protocols", "names");
-			else if (strcmp(k, "headers") == 0) vl_opt_headers(&o, v);
-			else if (strcmp(k, "origin") == 0) vl_opt_string(&o, v, k);
-			else if (strcmp(k, "proxy") == 0) vl_opt_string(&o, v, k);
-			else if (strcmp(k, "connect_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
-			else if (strcmp(k, "ping_interval") == 0) vl_opt_seconds(&o, v, k, 1);
-			else if (strcmp(k, "pong_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
-			else if (strcmp(k, "close_timeout") == 0) vl_opt_seconds(&o, v, k, 1);
-			else if (strcmp(k, "reconnect") == 0) vl_opt_reconnect(&o, v);
-			else if (strcmp(k, "max_message_size") == 0) vl_opt_integer(&o, v, k, 1, 9007199254740992.0);
-			else if (strcmp(k, "max_send_queue") == 0) vl_opt_integer(&o, v, k, 1, 9007199254740992.0);
-			else if (strcmp(k, "compression") == 0) vl_opt_bool(&o, v, k, k);
-			else if (strcmp(k, "max_redirects") == 0) vl_opt_integer(&o, v, k, 0, 10);
-			else if (strcmp(k, "pong_events") == 0) vl_opt_bool(&o, v, k, k);
-			lua_pop(L, 1);
-		}
-	}
-	if (pong) /* a pong handler implies pong events */
+	if (tableform)
+		vl_opts_collect(&o, 1, create_opts, "", env);
+	if (o.pong) /* a pong handler implies pong events */
 		vl_opts_add(&o, "pong_events", "1");
-	if (writeable)
+	if (o.writeable)
 		vl_opts_add(&o, "writeable_events", "1");
 
 	/* The wso exists before the connection does, so nothing leaks if a later

@@ -242,32 +242,6 @@ void vl_opt_reconnect(vl_opts *o, int idx)
 	vl_opts_add(o, "reconnect", buf);
 }
 
-void vl_opt_client_ssl(vl_opts *o, int idx)
-{
-	lua_State *L = o->L;
-	if (lua_isnil(L, idx))
-		return;
-	if (!lua_istable(L, idx))
-		vl_opts_type_error(o, "ssl_settings", "table", idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		int v = lua_gettop(L);
-		if (k && (strcmp(k, "client_ssl_cert_filepath") == 0 ||
-		          strcmp(k, "client_ssl_private_key_filepath") == 0 ||
-		          strcmp(k, "client_ssl_ca_filepath") == 0)) {
-			lua_pushfstring(L, "ssl_settings.%s", k);
-			vl_opts_add(o, k, vl_opts_string_value(o, v, lua_tostring(L, -1)));
-			lua_pop(L, 1);
-		} else if (k && strcmp(k, "allow_self_signed") == 0) {
-			vl_opts_add(o, k, vl_opt_flag(o, v, "ssl_settings.allow_self_signed") ? "1" : "0");
-		} else {
-			vl_opts_error(o, "%s: unknown key '%s'", "ssl_settings", k ? k : luaL_typename(L, -2));
-		}
-		lua_pop(L, 1);
-	}
-}
-
 /* Starts an option collection for argument narg: pushes the {name, value, ...}
  * list and the env table { handlers = {}, named = {} } of the new object;
  * returns the env's stack index. */
@@ -277,6 +251,7 @@ int vl_opts_begin(vl_opts *o, lua_State *L, int narg)
 	o->L = L;
 	o->narg = narg;
 	o->n = 0;
+	o->pong = o->writeable = 0;
 	lua_newtable(L);
 	o->opts = lua_gettop(L);
 	lua_newtable(L);
@@ -288,22 +263,87 @@ int vl_opts_begin(vl_opts *o, lua_State *L, int narg)
 	return env;
 }
 
-/* Raises for a key of the options table at idx that is not in keys. */
-void vl_opts_check_keys(vl_opts *o, int idx, const char *const *keys)
+static const vl_optdef *find_def(const vl_optdef *defs, const char *k)
+{
+	for (; k && defs->key; defs++)
+		if (strcmp(k, defs->key) == 0)
+			return defs;
+	return NULL;
+}
+
+void vl_opts_check_keys(vl_opts *o, int idx, const vl_optdef *defs, const char *what, const char *hint)
 {
 	lua_State *L = o->L;
-	int i;
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		for (i = 0; keys[i]; i++)
-			if (k && strcmp(k, keys[i]) == 0)
-				break;
-		if (!keys[i])
-			vl_opts_error(o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
+		if (!find_def(defs, k)) {
+			if (!what)
+				vl_opts_error(o, "%s '%s'", "unknown option", k ? k : luaL_typename(L, -2));
+			lua_pushfstring(L, "%s: unknown key '%s'%s", what, k ? k : luaL_typename(L, -2), hint ? hint : "");
+			luaL_argerror(L, o->narg, lua_tostring(L, -1));
+		}
 		lua_pop(L, 1);
 	}
 }
+
+void vl_opts_collect(vl_opts *o, int idx, const vl_optdef *defs, const char *prefix, int env)
+{
+	lua_State *L = o->L;
+	char buf[32];
+	const char *name;
+	int v;
+
+	for (; defs->key; defs++) {
+		if (defs->kind == VL_OPT_CALLER)
+			continue;
+		lua_getfield(L, idx, defs->key);
+		v = lua_gettop(L);
+		if (lua_isnil(L, v)) {
+			lua_pop(L, 1);
+			continue;
+		}
+		lua_pushfstring(L, "%s%s", prefix, defs->key); /* the name errors give */
+		name = lua_tostring(L, -1);
+		switch (defs->kind) {
+		case VL_OPT_SECONDS: vl_opt_seconds(o, v, defs->key, defs->lo == 0); break;
+		case VL_OPT_INTEGER: vl_opt_integer(o, v, defs->key, defs->lo, defs->hi); break;
+		case VL_OPT_BOOL: vl_opt_bool(o, v, defs->key, defs->key); break;
+		case VL_OPT_FLAG:
+			snprintf(buf, sizeof buf, "%d", vl_opt_flag(o, v, name) ? 1 : 0);
+			vl_opts_add(o, defs->key, buf);
+			break;
+		case VL_OPT_STRING: vl_opts_add(o, defs->key, vl_opts_string_value(o, v, name)); break;
+		case VL_OPT_LIST: vl_opt_list(o, v, defs->key, defs->items); break;
+		case VL_OPT_PARSE: defs->parse(o, v, env, defs); break;
+		}
+		lua_pop(L, 2);
+	}
+}
+
+void vl_opt_ssl(vl_opts *o, int idx, const vl_optdef *defs, const char *hint)
+{
+	if (lua_isnil(o->L, idx))
+		return;
+	if (!lua_istable(o->L, idx))
+		vl_opts_type_error(o, "ssl_settings", "table", idx);
+	vl_opts_check_keys(o, idx, defs, "ssl_settings", hint);
+	vl_opts_collect(o, idx, defs, "ssl_settings.", 0);
+}
+
+const vl_optdef vl_client_ssl_opts[] = {
+	{"client_ssl_cert_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"client_ssl_private_key_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"client_ssl_ca_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"allow_self_signed", VL_OPT_FLAG, 0, 0, NULL, NULL},
+	{NULL, 0, 0, 0, NULL, NULL}};
+
+const vl_optdef vl_server_ssl_opts[] = {
+	{"ssl_cert_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"ssl_private_key_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"ssl_ca_filepath", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"require_client_cert", VL_OPT_FLAG, 0, 0, NULL, NULL},
+	{NULL, 0, 0, 0, NULL, NULL}};
 
 /* Applies the collected options to handle h with set (vws_conn_set_option or
  * vws_server_set_option); stops at the first failure. Plain ABI calls and
@@ -402,30 +442,4 @@ void vl_opt_handlers(vl_opts *o, int idx, int env, const vl_event_name *names, i
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 2);
-}
-
-void vl_opt_server_ssl(vl_opts *o, int idx)
-{
-	lua_State *L = o->L;
-	if (lua_isnil(L, idx))
-		return;
-	if (!lua_istable(L, idx))
-		vl_opts_type_error(o, "ssl_settings", "table", idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		int v = lua_gettop(L);
-		if (k && (strcmp(k, "ssl_cert_filepath") == 0 || strcmp(k, "ssl_private_key_filepath") == 0 ||
-		          strcmp(k, "ssl_ca_filepath") == 0)) {
-			lua_pushfstring(L, "ssl_settings.%s", k);
-			vl_opts_add(o, k, vl_opts_string_value(o, v, lua_tostring(L, -1)));
-			lua_pop(L, 1);
-		} else if (k && strcmp(k, "require_client_cert") == 0) {
-			vl_opts_add(o, k, vl_opt_flag(o, v, "ssl_settings.require_client_cert") ? "1" : "0");
-		} else {
-			vl_opts_error(o, "%s: unknown key '%s' (ssl_cert_filepath, ssl_private_key_filepath, "
-			              "ssl_ca_filepath, require_client_cert)", "ssl_settings", k ? k : luaL_typename(L, -2));
-		}
-		lua_pop(L, 1);
-	}
 }

@@ -25,22 +25,17 @@ vl_server *vl_to_server(lua_State *L, int idx)
 	return is ? s : NULL;
 }
 
-static const char *const listen_keys[] = {
-	"port", "host", "event_handlers", "standalone", "ssl_settings", "protocols", "max_clients",
-	"handshake_timeout", "max_message_size", "max_send_queue", "ping_interval", "pong_timeout",
-	"close_timeout", "compression", "max_clients_per_ip", "handshake_rate", "origins", "http", "http_root",
-	"max_http_body", "filter", NULL};
-
 /* protocols = {name = handlers, ...} (each value an event_handlers table for the
  * clients that choose that subprotocol; array entries are names that use
  * event_handlers) -> env.protocols = {name = {handlers, named}} and the
  * "protocols" option "n1,n2". Other forms go to vl_opt_list. */
-static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *writeable)
+static void opt_protocol_handlers(vl_opts *o, int idx, int env, const vl_optdef *d)
 {
 	lua_State *L = o->L;
 	luaL_Buffer b;
 	int protos, names = 0, keyed = 0;
 
+	(void)d;
 	if (lua_istable(L, idx)) {
 		lua_pushnil(L);
 		while (lua_next(L, idx)) {
@@ -82,7 +77,7 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *
 			lua_setfield(L, sub, "handlers");
 			lua_newtable(L);
 			lua_setfield(L, sub, "named");
-			vl_opt_handlers(o, v, sub, vl_server_events, pong, writeable);
+			vl_opt_handlers(o, v, sub, vl_server_events, &o->pong, &o->writeable);
 			lua_pushvalue(L, -3); /* the name */
 			lua_pushvalue(L, sub);
 			lua_rawset(L, protos);
@@ -109,8 +104,9 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, int *pong, int *
 /* origins = "*" | "scheme://host[:port]" | {origin, ...} -> "o1,o2" (the engine
  * checks each origin's form); a function -> env.origins and "filter" (the
  * handshakes the policy refuses go to it, see vl_deliver_filter). */
-static void opt_origins(vl_opts *o, int idx, int env)
+static void opt_origins(vl_opts *o, int idx, int env, const vl_optdef *d)
 {
+	(void)d;
 	if (lua_isfunction(o->L, idx)) {
 		lua_pushvalue(o->L, idx);
 		lua_setfield(o->L, env, "origins");
@@ -124,11 +120,13 @@ static void opt_origins(vl_opts *o, int idx, int env)
 
 /* handshake_rate = rate | {rate = r[, burst = b]} -> "r" | "r,b" (per second,
  * per client address). */
-static void opt_handshake_rate(vl_opts *o, int idx)
+static void opt_handshake_rate(vl_opts *o, int idx, int env, const vl_optdef *d)
 {
 	lua_State *L = o->L;
 	lua_Number rate, burst = 0;
 	char buf[64];
+
+	(void)env, (void)d;
 	if (lua_istable(L, idx)) {
 		lua_getfield(L, idx, "rate");
 		lua_getfield(L, idx, "burst");
@@ -153,6 +151,42 @@ static void opt_handshake_rate(vl_opts *o, int idx)
 	vl_opts_add(o, "handshake_rate", buf);
 }
 
+/* http = function, filter = function -> env[key] and the engine's switch
+ * (http_handler, filter). */
+static void opt_handler_fn(vl_opts *o, int idx, int env, const vl_optdef *d)
+{
+	if (!lua_isfunction(o->L, idx))
+		vl_opts_type_error(o, d->key, "function", idx);
+	lua_pushvalue(o->L, idx);
+	lua_setfield(o->L, env, d->key);
+	vl_opts_add(o, strcmp(d->key, "http") == 0 ? "http_handler" : "filter", "1");
+}
+
+/* The options of ws.listen{...}. */
+static const vl_optdef listen_opts[] = {
+	{"port", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"host", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"event_handlers", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"standalone", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"ssl_settings", VL_OPT_CALLER, 0, 0, NULL, NULL},
+	{"protocols", VL_OPT_PARSE, 0, 0, NULL, opt_protocol_handlers},
+	{"max_clients", VL_OPT_INTEGER, 1, 100000, NULL, NULL},
+	{"handshake_timeout", VL_OPT_SECONDS, 1, 0, NULL, NULL},
+	{"max_message_size", VL_OPT_INTEGER, 1, 9007199254740992.0, NULL, NULL},
+	{"max_send_queue", VL_OPT_INTEGER, 1, 9007199254740992.0, NULL, NULL},
+	{"ping_interval", VL_OPT_SECONDS, 0, 0, NULL, NULL},
+	{"pong_timeout", VL_OPT_SECONDS, 1, 0, NULL, NULL},
+	{"close_timeout", VL_OPT_SECONDS, 0, 0, NULL, NULL},
+	{"compression", VL_OPT_BOOL, 0, 0, NULL, NULL},
+	{"max_clients_per_ip", VL_OPT_INTEGER, 0, 100000, NULL, NULL},
+	{"handshake_rate", VL_OPT_PARSE, 0, 0, NULL, opt_handshake_rate},
+	{"origins", VL_OPT_PARSE, 0, 0, NULL, opt_origins},
+	{"http", VL_OPT_PARSE, 0, 0, NULL, opt_handler_fn},
+	{"http_root", VL_OPT_STRING, 0, 0, NULL, NULL},
+	{"max_http_body", VL_OPT_INTEGER, 0, 1073741824.0, NULL, NULL},
+	{"filter", VL_OPT_PARSE, 0, 0, NULL, opt_handler_fn},
+	{NULL, 0, 0, 0, NULL, NULL}};
+
 /* live[h] = nil (the module stops keeping the value of handle h alive).
  * Args: st (light userdata), handle. */
 int vl_live_clear_cf(lua_State *L)
@@ -170,7 +204,7 @@ int vl_ws_listen(lua_State *L)
 {
 	vl_state *st = vl_upstate(L);
 	vl_opts o;
-	int env, v, i, rc = VWS_OK, pong = 0, writeable = 0, standalone = 0;
+	int env, rc = VWS_OK, standalone = 0;
 	vl_server *s;
 	vws_server h = 0;
 	char err[VL_ERRLEN] = "";
@@ -180,59 +214,31 @@ int vl_ws_listen(lua_State *L)
 	if (!st)
 		return vl_push_closed(L);
 	env = vl_opts_begin(&o, L, 1); /* env of the server; its clients' envs share the handlers */
-	vl_opts_check_keys(&o, 1, listen_keys);
+	vl_opts_check_keys(&o, 1, listen_opts, NULL, NULL);
 	lua_getfield(L, 1, "port");
 	if (lua_isnil(L, -1))
 		vl_opts_error(&o, "%s: %s", "port", "required (0 = any free port)");
 	vl_opt_integer(&o, lua_gettop(L), "port", 0, 65535);
 	lua_pop(L, 1);
 	lua_getfield(L, 1, "event_handlers");
-	vl_opt_handlers(&o, lua_gettop(L), env, vl_server_events, &pong, &writeable);
+	vl_opt_handlers(&o, lua_gettop(L), env, vl_server_events, &o.pong, &o.writeable);
 	lua_pop(L, 1);
 	lua_getfield(L, 1, "ssl_settings");
-	vl_opt_server_ssl(&o, lua_gettop(L));
+	vl_opt_ssl(&o, lua_gettop(L), vl_server_ssl_opts,
+	           " (ssl_cert_filepath, ssl_private_key_filepath, ssl_ca_filepath, require_client_cert)");
 	lua_pop(L, 1);
 	lua_getfield(L, 1, "standalone");
 	if (!lua_isnil(L, -1))
 		standalone = vl_opt_flag(&o, lua_gettop(L), "standalone");
 	lua_pop(L, 1);
-	for (i = 5; listen_keys[i]; i++) {
-		const char *k = listen_keys[i];
-		lua_getfield(L, 1, k);
-		v = lua_gettop(L);
-		if (lua_isnil(L, v)) {
-			lua_pop(L, 1);
-			continue;
-		}
-		if (strcmp(k, "protocols") == 0) opt_protocol_handlers(&o, v, env, &pong, &writeable);
-		else if (strcmp(k, "http") == 0 || strcmp(k, "filter") == 0) {
-			if (!lua_isfunction(L, v))
-				vl_opts_type_error(&o, k, "function", v);
-			lua_pushvalue(L, v);
-			lua_setfield(L, env, k);
-			vl_opts_add(&o, k[0] == 'h' ? "http_handler" : "filter", "1");
-		}
-		else if (strcmp(k, "http_root") == 0) vl_opt_string(&o, v, k);
-		else if (strcmp(k, "max_http_body") == 0) vl_opt_integer(&o, v, k, 0, 1073741824.0);
-		else if (strcmp(k, "max_clients") == 0) vl_opt_integer(&o, v, k, 1, 100000);
-		else if (strcmp(k, "handshake_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
-		else if (strcmp(k, "ping_interval") == 0) vl_opt_seconds(&o, v, k, 1);
-		else if (strcmp(k, "pong_timeout") == 0) vl_opt_seconds(&o, v, k, 0);
-		else if (strcmp(k, "close_timeout") == 0) vl_opt_seconds(&o, v, k, 1);
-		else if (strcmp(k, "compression") == 0) vl_opt_bool(&o, v, k, k);
-		else if (strcmp(k, "max_clients_per_ip") == 0) vl_opt_integer(&o, v, k, 0, 100000);
-		else if (strcmp(k, "handshake_rate") == 0) opt_handshake_rate(&o, v);
-		else if (strcmp(k, "origins") == 0) opt_origins(&o, v, env);
-		else vl_opt_integer(&o, v, k, 1, 9007199254740992.0); /* max_message_size, max_send_queue */
-		lua_pop(L, 1);
-	}
+	vl_opts_collect(&o, 1, listen_opts, "", env);
 	lua_getfield(L, 1, "host");
 	if (!lua_isnil(L, -1))
 		vl_opt_string(&o, lua_gettop(L), "host");
 	lua_pop(L, 1);
-	if (pong)
+	if (o.pong)
 		vl_opts_add(&o, "pong_events", "1");
-	if (writeable)
+	if (o.writeable)
 		vl_opts_add(&o, "writeable_events", "1");
 
 	vl_push_caller_env(L); /* handler names are looked up there first */

@@ -204,10 +204,36 @@ void        vl_check_close_args(lua_State *L, int *code, const char **reason, si
  * applies them with the ABI once nothing can raise any more. */
 typedef struct vl_opts {
 	lua_State *L;
-	int        narg;  /* argument number for errors */
-	int        opts;  /* stack index of the {name, value, ...} list */
+	int        narg;      /* argument number for errors */
+	int        opts;      /* stack index of the {name, value, ...} list */
 	int        n;
+	int        pong;      /* a pong handler was given: the engine must deliver pongs */
+	int        writeable; /* a writeable handler was given */
 } vl_opts;
+
+/* One key of an options table (ws.create, ws.listen, their ssl_settings):
+ * how its Lua value is checked and handed on. The key is also the engine's
+ * option name (except where parse says otherwise); the engine checks what
+ * only it knows (URLs, paths, origins' form, a rate's syntax). */
+enum {
+	VL_OPT_CALLER,  /* read by ws.create / ws.listen themselves (url, port, event_handlers, ...) */
+	VL_OPT_SECONDS, /* seconds, fractions allowed (lo = 1: 0 refused) -> milliseconds */
+	VL_OPT_INTEGER, /* an integer from lo to hi */
+	VL_OPT_BOOL,    /* a boolean -> "0" | "1" */
+	VL_OPT_FLAG,    /* a boolean or a number, as the original C library read it -> "0" | "1" */
+	VL_OPT_STRING,  /* a string without NUL bytes */
+	VL_OPT_LIST,    /* "a,b" or {"a", "b"} (items: what they are, for errors) */
+	VL_OPT_PARSE    /* parse(o, idx, env, def) */
+};
+typedef struct vl_optdef vl_optdef;
+struct vl_optdef {
+	const char *key;
+	int         kind;
+	double      lo, hi;
+	const char *items;
+	void (*parse)(vl_opts *o, int idx, int env, const vl_optdef *d);
+};
+extern const vl_optdef vl_client_ssl_opts[], vl_server_ssl_opts[];
 
 typedef struct vl_event_name {
 	const char *name;
@@ -218,7 +244,14 @@ extern const vl_event_name vl_client_events[];
 extern const vl_event_name vl_server_events[];
 
 int         vl_opts_begin(vl_opts *o, lua_State *L, int narg); /* pushes the list and the env; returns env index */
-void        vl_opts_check_keys(vl_opts *o, int idx, const char *const *keys);
+/* Raises for a key of the table at idx that defs do not name: "unknown option 'k'"
+ * (what NULL), or "<what>: unknown key 'k'<hint>". */
+void        vl_opts_check_keys(vl_opts *o, int idx, const vl_optdef *defs, const char *what, const char *hint);
+/* Checks and collects every key of defs (but VL_OPT_CALLER ones) that the table at
+ * idx holds; prefix ("ssl_settings." or "") names them in errors. */
+void        vl_opts_collect(vl_opts *o, int idx, const vl_optdef *defs, const char *prefix, int env);
+/* ssl_settings (nil or a table) by defs; hint lists the keys in the unknown-key error. */
+void        vl_opt_ssl(vl_opts *o, int idx, const vl_optdef *defs, const char *hint);
 void        vl_opts_add(vl_opts *o, const char *name, const char *value);
 int         vl_opts_error(vl_opts *o, const char *fmt, const char *name, const char *detail);
 int         vl_opts_type_error(vl_opts *o, const char *name, const char *want, int idx);
@@ -231,8 +264,6 @@ void        vl_opt_string(vl_opts *o, int idx, const char *name);
 int         vl_opt_list(vl_opts *o, int idx, const char *name, const char *items); /* protocols, origins */
 void        vl_opt_headers(vl_opts *o, int idx);
 void        vl_opt_reconnect(vl_opts *o, int idx);
-void        vl_opt_client_ssl(vl_opts *o, int idx);
-void        vl_opt_server_ssl(vl_opts *o, int idx);
 void        vl_opt_handlers(vl_opts *o, int idx, int env, const vl_event_name *names, int *pong, int *writeable);
 int         vl_opts_apply(vl_opts *o, uint64_t h, int (*set)(uint64_t, const char *, const char *, char *, size_t),
                           char *err, size_t errlen);
