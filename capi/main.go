@@ -50,6 +50,8 @@ var (
 	_ = [1]int{}[int(hub.EventServerReceivePong)-C.VWS_EV_SERVER_RECEIVE_PONG]
 	_ = [1]int{}[int(hub.EventServerWriteable)-C.VWS_EV_SERVER_WRITEABLE]
 	_ = [1]int{}[int(hub.EventHTTP)-C.VWS_EV_HTTP]
+	_ = [1]int{}[hub.EOption-C.VWS_EOPTION]
+	_ = [1]int{}[hub.EBind-C.VWS_EBIND]
 	_ = [1]int{}[int(hub.EventFilter)-C.VWS_EV_FILTER]
 
 	_ = [1]int{}[int(wsengine.OpText)-C.VWS_OP_TEXT]

@@ -41,6 +41,9 @@ extern "C" {
 #define VWS_ETOOBIG      -4 /* message larger than max_message_size */
 #define VWS_EENGINE      -5 /* the engine is unavailable (helper process died, ...) */
 #define VWS_EINTERNAL    -6 /* internal failure (a recovered panic); the process lives on */
+#define VWS_EOPTION      -7 /* a bad option: unknown name, bad value, or options that do not go
+                               together (set_option, vws_conn_check, vws_server_listen) */
+#define VWS_EBIND        -8 /* vws_server_listen could not bind (address in use, no permission) */
 
 /* ---- Handles ---------------------------------------------------------------- */
 /* A context owns an event queue and the connections created in it.

@@ -17,6 +17,8 @@ const char *vl_status_text(int rc)
 	case VWS_ETOOBIG: return "message exceeds max_message_size";
 	case VWS_EENGINE: return "engine unavailable";
 	case VWS_EINTERNAL: return "internal error";
+	case VWS_EOPTION: return "bad option";
+	case VWS_EBIND: return "cannot listen on that address";
 	default: return "error";
 	}
 }
@@ -31,6 +33,8 @@ const char *vl_status_name(int rc)
 	case VWS_ETOOBIG: return "ETOOBIG";
 	case VWS_EENGINE: return "EENGINE";
 	case VWS_EINTERNAL: return "EINTERNAL";
+	case VWS_EOPTION: return "EOPTION";
+	case VWS_EBIND: return "EBIND";
 	default: return "EINTERNAL";
 	}
 }

@@ -279,7 +279,7 @@ int vl_ws_listen(lua_State *L)
 	}
 	vl_lock_release(&st->lock);
 	if (rc != VWS_OK) {
-		if (rc == VWS_EARG && strncmp(err, "option ", 7) == 0)
+		if (rc == VWS_EOPTION)
 			return luaL_argerror(L, 1, err); /* a bad option value the checks above let through */
 		return vl_push_fail(L, rc, err);
 	}

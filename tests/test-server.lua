@@ -483,13 +483,18 @@ stest("max_clients = 1: a second client's connection fails (event 1, HTTP 503); 
 	tap.close_and_wait(wso3)
 end)
 
-stest("a second ws.listen on the same port returns nil and an error message", function()
+stest("a second ws.listen on the same port returns nil, an error message and EBIND", function()
 	local srv = listen()
-	local s2, err = ws.listen { port = srv:port(), host = "127.0.0.1", standalone = true }
+	local s2, err, name = ws.listen { port = srv:port(), host = "127.0.0.1", standalone = true }
 	if s2 then pcall(ws.close, s2) end
 	eq(s2, nil, "second listen")
 	eq(type(err), "string", "error message")
 	like(err:lower(), "in use", "error message")
+	eq(name, "EBIND", "its error name")
+	-- a bad option only the engine can judge raises (VWS_EOPTION), it is not a bind failure
+	local okl, lerr = pcall(ws.listen, { port = 0, host = "127.0.0.1", standalone = true, origins = { "http://a/path" } })
+	ok(not okl and tostring(lerr):find("bad argument #1 to ", 1, true) and tostring(lerr):find("origins", 1, true),
+		"origins with a path raises: " .. tostring(lerr))
 	-- the first server still works
 	local wso = connect(srv, "/")
 	tap.close_and_wait(wso)

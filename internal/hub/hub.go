@@ -21,6 +21,8 @@ const (
 	ETooBig   = -4 // message larger than max_message_size
 	EEngine   = -5 // the engine is unavailable (used by the out-of-process proxy)
 	EInternal = -6 // a recovered panic or an unexpected failure
+	EOption   = -7 // a bad option name or value, or options that do not go together
+	EBind     = -8 // a server could not bind its address
 )
 
 // Limits of control frame payloads (RFC 6455 section 5.5).
@@ -47,6 +49,28 @@ func (e *argError) Unwrap() error { return e.err }
 
 func argf(format string, args ...any) error { return &argError{fmt.Errorf(format, args...)} }
 
+// optionError marks a bad option (Status EOption); bindError a failed bind
+// (Status EBind). Both keep the cause for errors.As.
+type (
+	optionError struct{ err error }
+	bindError   struct{ err error }
+)
+
+func (e *optionError) Error() string { return e.err.Error() }
+func (e *optionError) Unwrap() error { return e.err }
+func (e *bindError) Error() string   { return e.err.Error() }
+func (e *bindError) Unwrap() error   { return e.err }
+
+// asOption marks err as a bad option unless it is nil, a panic, or maps to
+// a state status (EState: options after connect or listen).
+func asOption(err error) error {
+	var pe *PanicError
+	if err == nil || errors.As(err, &pe) || Status(err) == EState {
+		return err
+	}
+	return &optionError{err}
+}
+
 // PanicError is a panic recovered inside the hub or the engine (Status EInternal).
 type PanicError struct {
 	Value any
@@ -69,13 +93,19 @@ func recoverTo(err *error) {
 // ETooBig; anything else -> EInternal.
 func Status(err error) int {
 	var (
-		he *HandleError
-		ae *argError
-		oe *wsengine.OptionError
+		he  *HandleError
+		ae  *argError
+		oe  *wsengine.OptionError
+		ope *optionError
+		be  *bindError
 	)
 	switch {
 	case err == nil:
 		return OK
+	case errors.As(err, &ope):
+		return EOption
+	case errors.As(err, &be):
+		return EBind
 	case errors.Is(err, wsengine.ErrNotOpen), errors.Is(err, wsengine.ErrBusy), errors.Is(err, wsengine.ErrServerClosed),
 		errors.Is(err, wsengine.ErrAccepted), errors.Is(err, wsengine.ErrRequestDone):
 		return EState
@@ -425,7 +455,7 @@ func SetOption(c uint64, name, value string) (err error) {
 	if err != nil {
 		return err
 	}
-	return asArg(cn.ws.SetOption(name, value))
+	return asOption(cn.ws.SetOption(name, value))
 }
 
 // Check validates the options of c as a whole (loads cert, key and CA files).
@@ -435,7 +465,7 @@ func Check(c uint64) (err error) {
 	if err != nil {
 		return err
 	}
-	return asArg(cn.ws.Check())
+	return asOption(cn.ws.Check())
 }
 
 // Connect starts connecting c in the background; the outcome is an event.

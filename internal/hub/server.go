@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
@@ -96,7 +98,7 @@ func ServerSetOption(id uint64, name, value string) (err error) {
 	if err != nil {
 		return err
 	}
-	return asArg(sv.srv.SetOption(name, value))
+	return asOption(sv.srv.SetOption(name, value))
 }
 
 // ServerListen binds the server's address and starts accepting. A failure
@@ -107,7 +109,12 @@ func ServerListen(id uint64) (err error) {
 	if err != nil {
 		return err
 	}
-	return asArg(sv.srv.Listen()) // a port in use or a bad certificate: the caller's input
+	err = sv.srv.Listen()
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return &bindError{err} // the address is in use, or not ours to take
+	}
+	return asOption(err) // a missing or bad option: a certificate, http_root
 }
 
 // ServerPort returns the bound port, or 0 when the server is not listening.

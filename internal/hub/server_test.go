@@ -34,7 +34,7 @@ func TestServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := ServerSetOption(sid, "url", "x"); Status(err) != EArg {
+	if err := ServerSetOption(sid, "url", "x"); Status(err) != EOption {
 		t.Fatalf("unknown option: %v", err)
 	}
 	if err := ServerListen(sid); err != nil {

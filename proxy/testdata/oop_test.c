@@ -363,7 +363,7 @@ int main(void)
 	check(vws_conn_new(ctx, url, &c, err, sizeof err) == VWS_OK && c != 0, "conn_new %s", url);
 	err[0] = 0;
 	rc = vws_conn_set_option(c, "no_such_option", "1", err, sizeof err);
-	check(rc == VWS_EARG && strstr(err, "no_such_option"), "unknown option: %d (%s)", rc, err);
+	check(rc == VWS_EOPTION && strstr(err, "no_such_option"), "unknown option: %d (%s)", rc, err);
 	check(vws_conn_set_option(c, "max_message_size", "20971520", err, sizeof err) == VWS_OK &&
 		vws_conn_set_option(c, "max_send_queue", "20971520", err, sizeof err) == VWS_OK, "max_message_size, max_send_queue 20 MiB");
 	check(vws_conn_set_option(c, "pong_events", "1", err, sizeof err) == VWS_OK, "pong_events");
