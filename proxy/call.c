@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -188,20 +189,40 @@ void px_reqs_fail(unsigned gen)
 	}
 }
 
+int px_call_msg(struct px_helper *h, char *err, size_t errlen, int op, uint64_t id, const char *fmt, ...)
+{
+	struct px_reply r;
+	struct px_buf b;
+	va_list ap;
+	int rc;
+	va_start(ap, fmt);
+	px_buf_vmsg(&b, op, id, fmt, ap);
+	va_end(ap);
+	rc = px_call(h, &b, 1, &r, err, errlen);
+	px_buf_free(&b);
+	px_reply_free(&r);
+	return rc;
+}
+
+void px_notify(struct px_helper *h, int op, uint64_t arg)
+{
+	struct px_buf b;
+	px_buf_start(&b, op);
+	px_buf_int(&b, (int64_t)arg);
+	px_call(h, &b, 0, NULL, NULL, 0);
+	px_buf_free(&b);
+}
+
 /* Sends a call that wants no reply to the live helper, if its generation is gen. */
 void px_fire(int op, uint64_t arg, unsigned gen)
 {
 	struct px_helper *h;
-	struct px_buf b;
 	pthread_mutex_lock(&px.mu);
 	h = px.h && px.h->gen == gen ? px_helper_get(0, NULL, 0) : NULL;
 	pthread_mutex_unlock(&px.mu);
 	if (!h)
 		return;
-	px_buf_start(&b, op);
-	px_buf_int(&b, (int64_t)arg);
-	px_call(h, &b, 0, NULL, NULL, 0);
-	px_buf_free(&b);
+	px_notify(h, op, arg);
 	pthread_mutex_lock(&px.mu);
 	px_helper_put(h);
 	pthread_mutex_unlock(&px.mu);

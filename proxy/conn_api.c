@@ -5,48 +5,24 @@
  * (vws_http_respond), whose handle is a connection's.
  */
 #define _GNU_SOURCE
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy.h"
 
-/* Tells helper h to forget connection id (no reply). */
-static void forget(struct px_helper *h, uint64_t id)
-{
-	struct px_buf b;
-	px_buf_start(&b, WIRE_OP_CONN_FREE);
-	px_buf_int(&b, (int64_t)id);
-	px_call(h, &b, 0, NULL, NULL, 0);
-	px_buf_free(&b);
-}
-
 /* Creates connection cn in helper h (px.mu not held): conn_new + options.
  * On failure the helper keeps nothing of it. */
 static int conn_create(struct px_helper *h, struct px_conn *cn, uint64_t ctx, char *err, size_t errlen)
 {
-	struct px_reply r;
-	struct px_buf b;
 	struct px_opt *o;
-	int rc;
-	px_buf_start(&b, WIRE_OP_CONN_NEW);
-	px_buf_int(&b, (int64_t)ctx);
-	px_buf_int(&b, (int64_t)cn->id);
-	px_buf_bytes(&b, cn->url, strlen(cn->url));
-	rc = px_call(h, &b, 1, &r, err, errlen);
-	px_buf_free(&b);
-	px_reply_free(&r);
+	int rc = px_call_msg(h, err, errlen, WIRE_OP_CONN_NEW, ctx, "us", cn->id, cn->url);
 	/* cn's options are only appended by the thread holding revive_mu, or
 	 * before cn is visible: reading the list here is safe. */
 	for (o = cn->opts; rc == VWS_OK && o; o = o->next) {
-		px_buf_start(&b, WIRE_OP_SET_OPTION);
-		px_buf_int(&b, (int64_t)cn->id);
-		px_buf_bytes(&b, o->name, strlen(o->name));
-		px_buf_bytes(&b, o->value, strlen(o->value));
-		rc = px_call(h, &b, 1, &r, err, errlen);
-		px_buf_free(&b);
-		px_reply_free(&r);
+		rc = px_call_msg(h, err, errlen, WIRE_OP_SET_OPTION, cn->id, "ss", o->name, o->value);
 		if (rc != VWS_OK)
-			forget(h, cn->id);
+			px_notify(h, WIRE_OP_CONN_FREE, cn->id); /* forget it */
 	}
 	return rc;
 }
@@ -103,7 +79,7 @@ int vws_conn_new(vws_ctx ctx, const char *url, vws_conn *out, char *err, size_t 
 		rc = VWS_EARG;
 		px_seterr(err, errlen, "unknown context handle %llu", (unsigned long long)ctx);
 		pthread_mutex_unlock(&px.mu);
-		forget(h, cn->id);
+		px_notify(h, WIRE_OP_CONN_FREE, cn->id); /* forget it */
 		pthread_mutex_lock(&px.mu);
 	}
 	px_helper_put(h);
@@ -211,12 +187,26 @@ static int conn_call_status(vws_conn c, struct px_buf *b, enum dead_mode mode, c
 	return rc;
 }
 
-static int conn_simple(vws_conn c, int op, enum dead_mode mode, char *err, size_t errlen)
+/* conn_call_status of px_buf_msg(op, c, fmt, ...). */
+static int conn_op(vws_conn c, enum dead_mode mode, char *err, size_t errlen, int op, const char *fmt, ...)
 {
 	struct px_buf b;
-	px_buf_start(&b, op);
-	px_buf_int(&b, (int64_t)c);
+	va_list ap;
+	va_start(ap, fmt);
+	px_buf_vmsg(&b, op, c, fmt, ap);
+	va_end(ap);
 	return conn_call_status(c, &b, mode, err, errlen);
+}
+
+/* conn_call of op on c alone, without an error text: the status, the reply in *r. */
+static int conn_query(vws_conn c, int op, enum dead_mode mode, struct px_reply *r)
+{
+	struct px_buf b;
+	int rc;
+	px_buf_msg(&b, op, c, "");
+	rc = conn_call(c, &b, mode, r, NULL, 0);
+	px_buf_free(&b);
+	return rc;
 }
 
 int vws_conn_set_option(vws_conn c, const char *name, const char *value, char *err, size_t errlen)
@@ -226,10 +216,8 @@ int vws_conn_set_option(vws_conn c, const char *name, const char *value, char *e
 	struct px_opt *o;
 	struct px_conn *cn;
 	int rc;
-	if (!name || !value) {
-		px_seterr(err, errlen, "option name and value must not be NULL");
-		return VWS_EARG;
-	}
+	if (!name || !value)
+		return px_errf(VWS_EARG, err, errlen, "option name and value must not be NULL");
 	o = calloc(1, sizeof *o);
 	if (!o || !(o->name = strdup(name)) || !(o->value = strdup(value))) {
 		if (o)
@@ -238,10 +226,7 @@ int vws_conn_set_option(vws_conn c, const char *name, const char *value, char *e
 		px_seterr(err, errlen, "out of memory");
 		return VWS_EINTERNAL;
 	}
-	px_buf_start(&b, WIRE_OP_SET_OPTION);
-	px_buf_int(&b, (int64_t)c);
-	px_buf_bytes(&b, name, strlen(name));
-	px_buf_bytes(&b, value, strlen(value));
+	px_buf_msg(&b, WIRE_OP_SET_OPTION, c, "ss", name, value);
 	pthread_mutex_lock(&px.revive_mu); /* orders the option list against a revival */
 	rc = conn_call(c, &b, DEAD_REVIVE, &r, err, errlen);
 	pthread_mutex_lock(&px.mu);
@@ -264,7 +249,7 @@ int vws_conn_set_option(vws_conn c, const char *name, const char *value, char *e
 
 int vws_conn_check(vws_conn c, char *err, size_t errlen)
 {
-	return conn_simple(c, WIRE_OP_CHECK, DEAD_REVIVE, err, errlen);
+	return conn_op(c, DEAD_REVIVE, err, errlen, WIRE_OP_CHECK, "");
 }
 
 int vws_conn_connect(vws_conn c, char *err, size_t errlen)
@@ -274,8 +259,7 @@ int vws_conn_connect(vws_conn c, char *err, size_t errlen)
 	struct px_buf b;
 	unsigned events = 0;
 	int rc, old = -1;
-	px_buf_start(&b, WIRE_OP_CONNECT);
-	px_buf_int(&b, (int64_t)c);
+	px_buf_msg(&b, WIRE_OP_CONNECT, c, "");
 	/* Marked connecting before the call: its first event may overtake the reply.
 	 * Not an accepted connection: the engine refuses to connect it. */
 	pthread_mutex_lock(&px.mu);
@@ -306,62 +290,37 @@ int vws_conn_connect(vws_conn c, char *err, size_t errlen)
 
 int vws_conn_send(vws_conn c, int opcode, const char *data, size_t len, char *err, size_t errlen)
 {
-	struct px_buf b;
-	if (!data && len) {
-		px_seterr(err, errlen, "data is NULL");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_SEND);
-	px_buf_int(&b, (int64_t)c);
-	px_buf_int(&b, opcode);
-	px_buf_tail(&b, data, len);
-	return conn_call_status(c, &b, DEAD_NOTOPEN, err, errlen);
+	if (!data && len)
+		return px_errf(VWS_EARG, err, errlen, "data is NULL");
+	return conn_op(c, DEAD_NOTOPEN, err, errlen, WIRE_OP_SEND, "it", opcode, data, len);
 }
 
 int vws_conn_ping(vws_conn c, const char *data, size_t len, char *err, size_t errlen)
 {
-	struct px_buf b;
-	if (!data && len) {
-		px_seterr(err, errlen, "data is NULL");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_PING);
-	px_buf_int(&b, (int64_t)c);
-	px_buf_bytes(&b, data, len);
-	return conn_call_status(c, &b, DEAD_NOTOPEN, err, errlen);
+	if (!data && len)
+		return px_errf(VWS_EARG, err, errlen, "data is NULL");
+	return conn_op(c, DEAD_NOTOPEN, err, errlen, WIRE_OP_PING, "b", data, len);
 }
 
 int vws_conn_close(vws_conn c, int code, const char *reason, size_t len, char *err, size_t errlen)
 {
-	struct px_buf b;
-	if (!reason && len) {
-		px_seterr(err, errlen, "reason is NULL");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_CLOSE);
-	px_buf_int(&b, (int64_t)c);
-	px_buf_int(&b, code);
-	px_buf_bytes(&b, reason, len);
-	return conn_call_status(c, &b, DEAD_OK, err, errlen);
+	if (!reason && len)
+		return px_errf(VWS_EARG, err, errlen, "reason is NULL");
+	return conn_op(c, DEAD_OK, err, errlen, WIRE_OP_CLOSE, "ib", code, reason, len);
 }
 
 int vws_conn_state(vws_conn c)
 {
 	struct px_conn *cn;
 	struct px_reply r;
-	struct px_buf b;
-	int rc;
-	px_buf_start(&b, WIRE_OP_STATE);
-	px_buf_int(&b, (int64_t)c);
-	rc = conn_call(c, &b, DEAD_OK, &r, NULL, 0);
-	px_buf_free(&b);
+	int rc = conn_query(c, WIRE_OP_STATE, DEAD_OK, &r);
 	if (rc == VWS_OK && r.n == 0) { /* dead: as last seen (CREATED or CLOSED) */
 		pthread_mutex_lock(&px.mu);
 		cn = px_conn_find(c);
 		rc = cn ? (cn->state == VWS_STATE_CREATED ? VWS_STATE_CREATED : VWS_STATE_CLOSED) : VWS_EARG;
 		pthread_mutex_unlock(&px.mu);
 	} else if (rc == VWS_OK) {
-		rc = r.n >= 3 && !r.v[2].is_bytes ? (int)r.v[2].i : VWS_EINTERNAL;
+		rc = (int)px_reply_int(&r, VWS_EINTERNAL);
 	}
 	px_reply_free(&r);
 	return rc;
@@ -370,69 +329,56 @@ int vws_conn_state(vws_conn c)
 int vws_conn_buffered(vws_conn c, size_t *out)
 {
 	struct px_reply r;
-	struct px_buf b;
 	int rc;
 	if (!out)
 		return VWS_EARG;
-	px_buf_start(&b, WIRE_OP_BUFFERED);
-	px_buf_int(&b, (int64_t)c);
-	rc = conn_call(c, &b, DEAD_OK, &r, NULL, 0);
-	px_buf_free(&b);
+	rc = conn_query(c, WIRE_OP_BUFFERED, DEAD_OK, &r);
 	if (rc == VWS_OK)
-		*out = r.n >= 3 && !r.v[2].is_bytes ? (size_t)r.v[2].i : 0;
+		*out = (size_t)px_reply_int(&r, 0);
 	px_reply_free(&r);
 	return rc;
 }
 
 /* Runs a call on c whose reply carries one bytes result and copies it into buf
- * (truncated, NUL-terminated); *full gets its whole length. */
-static int conn_text(vws_conn c, int op, enum dead_mode mode, char *buf, size_t buflen, size_t *full)
+ * (truncated, NUL-terminated). Returns the status or, with want_len, on
+ * success its whole length. */
+static int conn_text(vws_conn c, int op, enum dead_mode mode, char *buf, size_t buflen, int want_len)
 {
+	size_t full = 0;
 	struct px_reply r;
-	struct px_buf b;
 	int rc;
-	*full = 0;
 	if (!buf || buflen == 0)
 		return VWS_EARG;
-	px_buf_start(&b, op);
-	px_buf_int(&b, (int64_t)c);
-	rc = conn_call(c, &b, mode, &r, NULL, 0);
-	px_buf_free(&b);
+	rc = conn_query(c, op, mode, &r);
 	buf[0] = 0;
 	if (rc == VWS_OK && r.n >= 3 && r.v[2].is_bytes) {
 		size_t n = r.v[2].len < buflen - 1 ? r.v[2].len : buflen - 1;
 		memcpy(buf, r.v[2].b, n);
 		buf[n] = 0;
-		*full = r.v[2].len;
+		full = r.v[2].len;
 	}
 	px_reply_free(&r);
-	return rc;
+	return rc == VWS_OK && want_len ? (int)full : rc;
 }
 
 int vws_conn_protocol(vws_conn c, char *buf, size_t buflen)
 {
-	size_t full;
-	return conn_text(c, WIRE_OP_PROTOCOL, DEAD_OK, buf, buflen, &full);
+	return conn_text(c, WIRE_OP_PROTOCOL, DEAD_OK, buf, buflen, 0);
 }
 
 int vws_conn_request_headers(vws_conn c, char *buf, size_t buflen)
 {
-	size_t full;
-	int rc = conn_text(c, WIRE_OP_REQUEST_HEADERS, DEAD_NOTOPEN, buf, buflen, &full);
-	return rc == VWS_OK ? (int)full : rc;
+	return conn_text(c, WIRE_OP_REQUEST_HEADERS, DEAD_NOTOPEN, buf, buflen, 1);
 }
 
 int vws_conn_peer(vws_conn c, char *buf, size_t buflen)
 {
-	size_t full;
-	return conn_text(c, WIRE_OP_PEER, DEAD_NOTOPEN, buf, buflen, &full);
+	return conn_text(c, WIRE_OP_PEER, DEAD_NOTOPEN, buf, buflen, 0);
 }
 
 int vws_conn_peer_cert(vws_conn c, char *buf, size_t buflen)
 {
-	size_t full;
-	int rc = conn_text(c, WIRE_OP_PEER_CERT, DEAD_NOTOPEN, buf, buflen, &full);
-	return rc == VWS_OK ? (int)full : rc;
+	return conn_text(c, WIRE_OP_PEER_CERT, DEAD_NOTOPEN, buf, buflen, 1);
 }
 
 int vws_conn_free(vws_conn c)
@@ -472,18 +418,10 @@ int vws_http_respond(vws_conn req, int status, const char *headers, const char *
                      char *err, size_t errlen)
 {
 	struct px_conn *cn;
-	struct px_buf b;
 	int rc;
-	if (!body && len) {
-		px_seterr(err, errlen, "body is NULL with a non-zero length");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_HTTP_RESPOND);
-	px_buf_int(&b, (int64_t)req);
-	px_buf_int(&b, status);
-	px_buf_bytes(&b, headers ? headers : "", headers ? strlen(headers) : 0);
-	px_buf_tail(&b, body, len);
-	rc = conn_call_status(req, &b, DEAD_NOTOPEN, err, errlen);
+	if (!body && len)
+		return px_errf(VWS_EARG, err, errlen, "body is NULL with a non-zero length");
+	rc = conn_op(req, DEAD_NOTOPEN, err, errlen, WIRE_OP_HTTP_RESPOND, "ist", status, headers, body, len);
 	/* The request's entry (made by the reader on its event) goes with the answer. */
 	pthread_mutex_lock(&px.mu);
 	cn = px_conn_find(req);

@@ -27,22 +27,12 @@ int vws_abi_version(void) { return VWS_ABI_VERSION; }
 int vws_ctx_new(vws_ctx *out, char *err, size_t errlen)
 {
 	struct px_ctx *c;
-	if (!out) {
-		px_seterr(err, errlen, "out is NULL");
-		return VWS_EARG;
-	}
+	if (!out)
+		return px_errf(VWS_EARG, err, errlen, "out is NULL");
 	c = calloc(1, sizeof *c);
-	if (!c) {
-		px_seterr(err, errlen, "out of memory");
-		return VWS_EINTERNAL;
-	}
-	{
-		pthread_condattr_t a;
-		pthread_condattr_init(&a);
-		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-		pthread_cond_init(&c->cond, &a);
-		pthread_condattr_destroy(&a);
-	}
+	if (!c)
+		return px_errf(VWS_EINTERNAL, err, errlen, "out of memory");
+	px_cond_init(&c->cond);
 	c->rfd = c->wfd = -1;
 	c->refs = 1;
 	pthread_mutex_lock(&px.mu);
@@ -297,12 +287,11 @@ int vws_ctx_active(vws_ctx ctx)
 	pthread_mutex_unlock(&px.mu);
 	if (!h)
 		return 0; /* no connection of it lives in a helper: none is active */
-	px_buf_start(&b, WIRE_OP_ACTIVE);
-	px_buf_int(&b, (int64_t)ctx);
+	px_buf_msg(&b, WIRE_OP_ACTIVE, ctx, "");
 	rc = px_call(h, &b, 1, &r, NULL, 0);
 	px_buf_free(&b);
 	if (rc == VWS_OK)
-		rc = r.n >= 3 && !r.v[2].is_bytes ? (int)r.v[2].i : VWS_EINTERNAL;
+		rc = (int)px_reply_int(&r, VWS_EINTERNAL);
 	px_reply_free(&r);
 	pthread_mutex_lock(&px.mu);
 	if (rc == VWS_EENGINE && px.h != h) /* died meanwhile: its connections are reported closed */

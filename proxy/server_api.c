@@ -2,6 +2,7 @@
  * server_api.c - the ABI's servers, forwarded to the helper that made them.
  */
 #define _GNU_SOURCE
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,25 +51,31 @@ static int server_call(vws_server id, struct px_buf *b, struct px_reply *r, char
 	return rc;
 }
 
-/* server_call for a reply with at most one int result (*res, when not NULL):
- * releases b and the reply. */
-static int server_call_int(vws_server id, struct px_buf *b, int64_t *res, char *err, size_t errlen)
+/* server_call of px_buf_msg(op, id, fmt, ...) for a reply with at most one
+ * int result (*res, when not NULL). */
+static int server_op(vws_server id, int64_t *res, char *err, size_t errlen, int op, const char *fmt, ...)
 {
 	struct px_reply r;
-	int rc = server_call(id, b, &r, err, errlen);
-	px_buf_free(b);
+	struct px_buf b;
+	va_list ap;
+	int rc;
+	va_start(ap, fmt);
+	px_buf_vmsg(&b, op, id, fmt, ap);
+	va_end(ap);
+	rc = server_call(id, &b, &r, err, errlen);
+	px_buf_free(&b);
 	if (rc == VWS_OK && res)
-		*res = r.n >= 3 && !r.v[2].is_bytes ? r.v[2].i : 0;
+		*res = px_reply_int(&r, 0);
 	px_reply_free(&r);
 	return rc;
 }
 
-/* What a call on a server of a dead helper returns: rc, with a message. */
-static int server_dead(int rc, char *err, size_t errlen)
+/* rc, or, when the server's helper died (SERVER_DEAD), VWS_ESTATE with a message. */
+static int server_live(int rc, char *err, size_t errlen)
 {
-	if (rc != VWS_OK)
-		px_seterr(err, errlen, "server is not listening (engine helper died)");
-	return rc;
+	if (rc != SERVER_DEAD)
+		return rc;
+	return px_errf(VWS_ESTATE, err, errlen, "server is not listening (engine helper died)");
 }
 
 int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
@@ -76,8 +83,6 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 	struct px_server *s;
 	struct px_ctx *c;
 	struct px_helper *h;
-	struct px_reply r;
-	struct px_buf b;
 	int rc;
 	if (!out) {
 		px_seterr(err, errlen, "out is NULL");
@@ -102,12 +107,7 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 	s->id = ++px.last_conn;
 	pthread_mutex_unlock(&px.mu);
 
-	px_buf_start(&b, WIRE_OP_SERVER_NEW);
-	px_buf_int(&b, (int64_t)ctx);
-	px_buf_int(&b, (int64_t)s->id);
-	rc = px_call(h, &b, 1, &r, err, errlen);
-	px_buf_free(&b);
-	px_reply_free(&r);
+	rc = px_call_msg(h, err, errlen, WIRE_OP_SERVER_NEW, ctx, "u", s->id);
 
 	pthread_mutex_lock(&px.mu);
 	c = px_ctx_find(ctx);
@@ -123,10 +123,7 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 		rc = VWS_EARG;
 		px_seterr(err, errlen, "unknown context handle %llu", (unsigned long long)ctx);
 		pthread_mutex_unlock(&px.mu);
-		px_buf_start(&b, WIRE_OP_SERVER_FREE);
-		px_buf_int(&b, (int64_t)s->id);
-		px_call(h, &b, 0, NULL, NULL, 0);
-		px_buf_free(&b);
+		px_notify(h, WIRE_OP_SERVER_FREE, s->id);
 		pthread_mutex_lock(&px.mu);
 	}
 	px_helper_put(h);
@@ -137,42 +134,22 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 
 int vws_server_set_option(vws_server s, const char *name, const char *value, char *err, size_t errlen)
 {
-	struct px_buf b;
-	int rc;
-	if (!name) {
-		px_seterr(err, errlen, "option name is NULL");
-		return VWS_EARG;
-	}
-	if (!value) {
-		px_seterr(err, errlen, "value of option %s is NULL", name);
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_SERVER_SET_OPTION);
-	px_buf_int(&b, (int64_t)s);
-	px_buf_bytes(&b, name, strlen(name));
-	px_buf_bytes(&b, value, strlen(value));
-	rc = server_call_int(s, &b, NULL, err, errlen);
-	return rc == SERVER_DEAD ? server_dead(VWS_ESTATE, err, errlen) : rc;
+	if (!name)
+		return px_errf(VWS_EARG, err, errlen, "option name is NULL");
+	if (!value)
+		return px_errf(VWS_EARG, err, errlen, "value of option %s is NULL", name);
+	return server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_SET_OPTION, "ss", name, value), err, errlen);
 }
 
 int vws_server_listen(vws_server s, char *err, size_t errlen)
 {
-	struct px_buf b;
-	int rc;
-	px_buf_start(&b, WIRE_OP_SERVER_LISTEN);
-	px_buf_int(&b, (int64_t)s);
-	rc = server_call_int(s, &b, NULL, err, errlen);
-	return rc == SERVER_DEAD ? server_dead(VWS_ESTATE, err, errlen) : rc;
+	return server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_LISTEN, ""), err, errlen);
 }
 
 int vws_server_port(vws_server s)
 {
-	struct px_buf b;
 	int64_t port = 0;
-	int rc;
-	px_buf_start(&b, WIRE_OP_SERVER_PORT);
-	px_buf_int(&b, (int64_t)s);
-	rc = server_call_int(s, &b, &port, NULL, 0);
+	int rc = server_op(s, &port, NULL, 0, WIRE_OP_SERVER_PORT, "");
 	if (rc == SERVER_DEAD)
 		return 0;
 	return rc == VWS_OK ? (int)port : rc;
@@ -180,20 +157,11 @@ int vws_server_port(vws_server s)
 
 int vws_server_broadcast(vws_server s, int opcode, const char *data, size_t len, char *err, size_t errlen)
 {
-	struct px_buf b;
 	int64_t n = 0;
 	int rc;
-	if (!data && len) {
-		px_seterr(err, errlen, "data is NULL with a non-zero length");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_BROADCAST);
-	px_buf_int(&b, (int64_t)s);
-	px_buf_int(&b, opcode);
-	px_buf_tail(&b, data, len);
-	rc = server_call_int(s, &b, &n, err, errlen);
-	if (rc == SERVER_DEAD)
-		return server_dead(VWS_ESTATE, err, errlen);
+	if (!data && len)
+		return px_errf(VWS_EARG, err, errlen, "data is NULL with a non-zero length");
+	rc = server_live(server_op(s, &n, err, errlen, WIRE_OP_BROADCAST, "it", opcode, data, len), err, errlen);
 	return rc == VWS_OK ? (int)n : rc;
 }
 
@@ -205,8 +173,7 @@ int vws_server_clients(vws_server s, vws_conn *out, size_t n)
 	int rc;
 	if (n > 0 && !out)
 		return VWS_EARG;
-	px_buf_start(&b, WIRE_OP_SERVER_CLIENTS);
-	px_buf_int(&b, (int64_t)s);
+	px_buf_msg(&b, WIRE_OP_SERVER_CLIENTS, s, "");
 	rc = server_call(s, &b, &r, NULL, 0);
 	px_buf_free(&b);
 	if (rc == SERVER_DEAD) {
@@ -225,17 +192,10 @@ int vws_server_clients(vws_server s, vws_conn *out, size_t n)
 
 int vws_server_close(vws_server s, int code, const char *reason, size_t len, char *err, size_t errlen)
 {
-	struct px_buf b;
 	int rc;
-	if (!reason && len) {
-		px_seterr(err, errlen, "reason is NULL with a non-zero length");
-		return VWS_EARG;
-	}
-	px_buf_start(&b, WIRE_OP_SERVER_CLOSE);
-	px_buf_int(&b, (int64_t)s);
-	px_buf_int(&b, code);
-	px_buf_bytes(&b, reason, len);
-	rc = server_call_int(s, &b, NULL, err, errlen);
+	if (!reason && len)
+		return px_errf(VWS_EARG, err, errlen, "reason is NULL with a non-zero length");
+	rc = server_op(s, NULL, err, errlen, WIRE_OP_SERVER_CLOSE, "ib", code, reason, len);
 	return rc == SERVER_DEAD ? VWS_OK : rc; /* its helper died: closed */
 }
 

@@ -25,6 +25,17 @@ void px_seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+int px_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
 int64_t px_now_ms(void)
 {
 	struct timespec ts;
@@ -96,7 +107,6 @@ int vws_log(int level, const char *msg)
 int vws_set_log_level(int mask)
 {
 	struct px_helper *h;
-	struct px_buf b;
 	mask &= 2047;
 	pthread_mutex_lock(&px.mu);
 	__atomic_store_n(&px.log_mask, mask, __ATOMIC_RELAXED);
@@ -104,10 +114,7 @@ int vws_set_log_level(int mask)
 	pthread_mutex_unlock(&px.mu);
 	if (!h)
 		return VWS_OK; /* replayed when a helper starts */
-	px_buf_start(&b, WIRE_OP_SET_LOG_LEVEL);
-	px_buf_int(&b, mask);
-	px_call(h, &b, 0, NULL, NULL, 0);
-	px_buf_free(&b);
+	px_notify(h, WIRE_OP_SET_LOG_LEVEL, (uint64_t)mask);
 	pthread_mutex_lock(&px.mu);
 	px_helper_put(h);
 	pthread_mutex_unlock(&px.mu);

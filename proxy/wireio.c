@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,46 @@ void px_buf_tail(struct px_buf *b, const void *p, size_t n)
 	b->tail_len = n;
 }
 
+void px_buf_vmsg(struct px_buf *b, int op, uint64_t id, const char *fmt, va_list ap)
+{
+	px_buf_start(b, op);
+	px_buf_int(b, (int64_t)id);
+	for (; *fmt; fmt++) {
+		const char *s;
+		const void *p;
+		size_t n;
+		switch (*fmt) {
+		case 'i':
+			px_buf_int(b, va_arg(ap, int));
+			break;
+		case 'u':
+			px_buf_int(b, (int64_t)va_arg(ap, uint64_t));
+			break;
+		case 's':
+			s = va_arg(ap, const char *);
+			px_buf_bytes(b, s ? s : "", s ? strlen(s) : 0);
+			break;
+		case 'b':
+		case 't':
+			p = va_arg(ap, const void *);
+			n = va_arg(ap, size_t);
+			if (*fmt == 'b')
+				px_buf_bytes(b, p, n);
+			else
+				px_buf_tail(b, p, n);
+			break;
+		}
+	}
+}
+
+void px_buf_msg(struct px_buf *b, int op, uint64_t id, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	px_buf_vmsg(b, op, id, fmt, ap);
+	va_end(ap);
+}
+
 void px_buf_free(struct px_buf *b)
 {
 	free(b->p);
@@ -105,6 +146,11 @@ void px_reply_free(struct px_reply *r)
 	for (i = 0; i < r->n; i++)
 		free(r->v[i].b);
 	r->n = 0;
+}
+
+int64_t px_reply_int(const struct px_reply *r, int64_t def)
+{
+	return r->n >= 3 && !r->v[2].is_bytes ? r->v[2].i : def;
 }
 
 /* ---- sending frames ------------------------------------------------------ */
