@@ -13,6 +13,7 @@
 #define VWS_PROXY_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -138,29 +139,74 @@ struct px_state {
 
 PX_HIDDEN extern struct px_state px;
 
-/* helper.c */
-PX_HIDDEN struct px_helper *px_helper_get(int start, char *err, size_t errlen); /* px.mu held; adds a ref */
-PX_HIDDEN void px_helper_put(struct px_helper *h);                               /* px.mu held */
-PX_HIDDEN int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_reply *r,
-	char *err, size_t errlen);                                                     /* px.mu not held */
-PX_HIDDEN void px_reply_free(struct px_reply *r);
+/* The reader's buffered view of a helper's socket (wireio.c). */
+struct px_rd {
+	struct px_helper *h;
+	int fd;
+	uint8_t buf[64 << 10];
+	size_t off, len;
+};
+
+/* util.c */
+PX_HIDDEN void px_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sets err as px_seterr does and returns rc. */
+PX_HIDDEN int px_errf(int rc, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 PX_HIDDEN int64_t px_now_ms(void);
+PX_HIDDEN void px_cond_init(pthread_cond_t *c);                                 /* on CLOCK_MONOTONIC */
 PX_HIDDEN void px_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* api.c, called by the reader with px.mu held */
-PX_HIDDEN struct px_ctx *px_ctx_find(uint64_t id);
-PX_HIDDEN struct px_conn *px_conn_find(uint64_t id);
-PX_HIDDEN struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, uint64_t server);
-PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
-PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
-
-/* buffers */
+/* wireio.c: frames */
 PX_HIDDEN void px_buf_start(struct px_buf *b, int op);
 PX_HIDDEN void px_buf_int(struct px_buf *b, int64_t v);
 PX_HIDDEN void px_buf_bytes(struct px_buf *b, const void *p, size_t n);
 PX_HIDDEN void px_buf_tail(struct px_buf *b, const void *p, size_t n);
+/* A whole call frame: op, first value id (a handle), then the values fmt says:
+ * 'i' an int, 'u' a uint64_t, 's' a C string (NULL as ""), 'b' bytes
+ * (const void *, size_t), 't' the tail bytes (const void *, size_t; last). */
+PX_HIDDEN void px_buf_msg(struct px_buf *b, int op, uint64_t id, const char *fmt, ...);
+PX_HIDDEN void px_buf_vmsg(struct px_buf *b, int op, uint64_t id, const char *fmt, va_list ap);
 PX_HIDDEN void px_buf_free(struct px_buf *b);
+PX_HIDDEN void px_reply_free(struct px_reply *r);
+PX_HIDDEN int64_t px_reply_int(const struct px_reply *r, int64_t def);          /* the int result, else def */
+PX_HIDDEN int64_t px_heard_at(struct px_helper *h);
+PX_HIDDEN int px_send_frame(struct px_helper *h, struct px_buf *b, int64_t deadline_ms, int timeout); /* wmu held */
+PX_HIDDEN int px_rd_exact(struct px_rd *r, void *dst, size_t n);
+PX_HIDDEN int px_read_values(struct px_rd *r, uint32_t rest, struct px_reply *v);
 
-PX_HIDDEN void px_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* call.c */
+PX_HIDDEN int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_reply *r,
+	char *err, size_t errlen);                                                     /* px.mu not held */
+PX_HIDDEN void px_req_answer(struct px_helper *h, uint32_t id, struct px_reply *v); /* px.mu held */
+PX_HIDDEN void px_reqs_fail(unsigned gen);                                         /* px.mu held */
+/* px_call of px_buf_msg(op, id, fmt, ...) wanting a reply without results: the status. */
+PX_HIDDEN int px_call_msg(struct px_helper *h, char *err, size_t errlen, int op, uint64_t id, const char *fmt, ...);
+PX_HIDDEN void px_notify(struct px_helper *h, int op, uint64_t arg);             /* op(arg), no reply; px.mu not held */
+PX_HIDDEN void px_fire(int op, uint64_t arg, unsigned gen);                        /* px_notify to helper gen, if live */
+
+/* spawn.c */
+PX_HIDDEN struct px_helper *px_helper_get(int start, char *err, size_t errlen); /* px.mu held; adds a ref */
+PX_HIDDEN void px_helper_put(struct px_helper *h);                               /* px.mu held */
+PX_HIDDEN void px_helper_died(struct px_helper *h, const char *why);             /* the reader, px.mu not held */
+
+/* reader.c */
+PX_HIDDEN void *px_reader_main(void *arg);                                       /* arg: the helper */
+
+/* table.c (px.mu held) */
+PX_HIDDEN struct px_ctx *px_ctx_find(uint64_t id);
+PX_HIDDEN void px_ctx_unref(struct px_ctx *c);
+PX_HIDDEN struct px_conn *px_conn_find(uint64_t id);
+PX_HIDDEN struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, uint64_t server);
+PX_HIDDEN void px_conn_unlink(struct px_conn *c);
+PX_HIDDEN void px_conn_destroy(struct px_conn *c);                               /* unlinked; px.mu not needed */
+PX_HIDDEN struct px_server *px_server_find(uint64_t id);
+PX_HIDDEN void px_server_unlink(struct px_server *s);
+
+/* queue.c (px.mu held) */
+PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
+PX_HIDDEN struct px_ev *px_queue_pop(struct px_ctx *c);
+PX_HIDDEN void px_queue_clear(struct px_ctx *c);
+PX_HIDDEN void px_mark_taken(struct px_ctx *c, const vws_event *ev);
+PX_HIDDEN void px_pipe_signal(struct px_ctx *c);
+PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
 
 #endif

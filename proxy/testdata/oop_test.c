@@ -7,44 +7,15 @@
  * Prints "ok N - ..." / "not ok N - ..." lines, "helper pid N" lines, and
  * exits 1 if any check failed.
  */
-#define _GNU_SOURCE
+#include "harness.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#include "verawebsockets.h"
-
-static int nchecks, nfailed;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-	nchecks++;
-	if (!ok)
-		nfailed++;
-	printf("%s %d - ", ok ? "ok" : "not ok", nchecks);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The helper: our child process (the wrapper, e.g. qemu, when one is used). */
 static pid_t helper_pid(void)

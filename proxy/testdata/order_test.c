@@ -7,38 +7,9 @@
  *   VWS_HELPER=... VWS_TEST_URL=ws://127.0.0.1:P ./order_test
  * Prints "ok N - ..." / "not ok N - ..." lines and exits 1 if any check failed.
  */
-#define _GNU_SOURCE
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "harness.h"
+
 #include <unistd.h>
-
-#include "verawebsockets.h"
-
-static int nchecks, nfailed;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-	nchecks++;
-	if (!ok)
-		nfailed++;
-	printf("%s %d - ", ok ? "ok" : "not ok", nchecks);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits up to 5 s, taking nothing, until ctx has n events pending. */
 static int wait_pending(vws_ctx ctx, int n)

@@ -5,37 +5,7 @@
  * stream in, however long, and fails with VWS_EENGINE once the helper has been
  * silent for T. Prints "ok N - ..." / "not ok N - ..." and exits 1 on failure.
  */
-#define _GNU_SOURCE
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "verawebsockets.h"
-
-static int nchecks, nfailed;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-	nchecks++;
-	if (!ok)
-		nfailed++;
-	printf("%s %d - ", ok ? "ok" : "not ok", nchecks);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "harness.h"
 
 int main(void)
 {

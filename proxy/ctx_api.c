@@ -1,0 +1,302 @@
+/*
+ * ctx_api.c - the ABI's contexts: creating and freeing them, taking their
+ * events (one, or a batch), waking a waiter, the event fd, whether any of
+ * their connections is active; and vws_event_clear, vws_abi_version.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+void vws_event_clear(vws_event *ev)
+{
+	if (!ev)
+		return;
+	free(ev->data);
+	memset(ev, 0, sizeof *ev);
+}
+
+int vws_abi_version(void) { return VWS_ABI_VERSION; }
+
+/* ---- contexts ------------------------------------------------------------------ */
+
+int vws_ctx_new(vws_ctx *out, char *err, size_t errlen)
+{
+	struct px_ctx *c;
+	if (!out)
+		return px_errf(VWS_EARG, err, errlen, "out is NULL");
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return px_errf(VWS_EINTERNAL, err, errlen, "out of memory");
+	px_cond_init(&c->cond);
+	c->rfd = c->wfd = -1;
+	c->refs = 1;
+	pthread_mutex_lock(&px.mu);
+	c->id = ++px.last_ctx;
+	c->next = px.ctxs;
+	px.ctxs = c;
+	pthread_mutex_unlock(&px.mu);
+	*out = c->id;
+	return VWS_OK;
+}
+
+int vws_ctx_free(vws_ctx ctx)
+{
+	struct px_ctx **pp, *c;
+	unsigned gen;
+	pthread_mutex_lock(&px.mu);
+	for (pp = &px.ctxs; (c = *pp); pp = &c->next)
+		if (c->id == ctx)
+			break;
+	if (!c) {
+		pthread_mutex_unlock(&px.mu);
+		return VWS_EARG;
+	}
+	*pp = c->next;
+	c->freed = 1;
+	gen = c->gen;
+	while (c->conns) {
+		struct px_conn *cn = c->conns;
+		px_conn_unlink(cn);
+		px_conn_destroy(cn);
+	}
+	{ /* its servers: the helper frees them with the context */
+		struct px_server **sp, *s;
+		for (sp = &px.servers; (s = *sp);) {
+			if (s->ctx == c) {
+				*sp = s->next;
+				free(s);
+			} else {
+				sp = &s->next;
+			}
+		}
+	}
+	px_queue_clear(c);
+	if (c->rfd >= 0) {
+		close(c->rfd);
+		close(c->wfd);
+		c->rfd = c->wfd = -1;
+	}
+	pthread_cond_broadcast(&c->cond);
+	px_ctx_unref(c);
+	pthread_mutex_unlock(&px.mu);
+	if (gen)
+		px_fire(WIRE_OP_CTX_FREE, ctx, gen);
+	return VWS_OK;
+}
+
+int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
+{
+	struct px_ctx *c;
+	struct px_ev *e;
+	struct timespec ts;
+	int64_t deadline = 0;
+	uint64_t gen = 0;
+	int waited = 0, rc;
+	if (!ev)
+		return VWS_EARG;
+	memset(ev, 0, sizeof *ev); /* also when nothing comes: a clear is then harmless */
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	if (!c) {
+		pthread_mutex_unlock(&px.mu);
+		return VWS_EARG;
+	}
+	c->refs++;
+	c->calls++; /* the caller is back: it handled the events it took before */
+	for (;;) {
+		if (c->freed) {
+			rc = VWS_EARG;
+			break;
+		}
+		if ((e = c->head) && e->ev.type == WIRE_EVENT_FAIL_PENDING) {
+			vws_conn conn = e->ev.conn;
+			unsigned hgen = (unsigned)e->ev.attempt;
+			free(px_queue_pop(c));
+			pthread_mutex_unlock(&px.mu);
+			px_fire(WIRE_OP_CONN_FAIL, conn, hgen);
+			pthread_mutex_lock(&px.mu);
+			continue;
+		}
+		if ((e = c->head)) {
+			px_queue_pop(c);
+			*ev = e->ev;
+			px_mark_taken(c, ev);
+			free(e);
+			rc = 1;
+			break;
+		}
+		if (!waited) { /* first pass with an empty queue: this call would wait */
+			if (c->wake_set) {
+				c->wake_set = 0;
+				rc = 0;
+				break;
+			}
+			if (timeout_ms <= 0) {
+				rc = 0;
+				break;
+			}
+			deadline = px_now_ms() + timeout_ms;
+			ts.tv_sec = deadline / 1000;
+			ts.tv_nsec = (long)(deadline % 1000) * 1000000;
+			gen = c->wake_gen;
+			waited = 1;
+		} else if (c->wake_gen != gen || px_now_ms() >= deadline) {
+			rc = 0;
+			break;
+		}
+		c->waiters++;
+		pthread_cond_timedwait(&c->cond, &px.mu, &ts);
+		c->waiters--;
+	}
+	px_ctx_unref(c);
+	pthread_mutex_unlock(&px.mu);
+	return rc;
+}
+
+/* Moves ev into slot i of b: its data into b->buf at *off when it fits, else (only the
+ * first event) held as it is until vws_batch_release. */
+static void batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
+{
+	vws_event *out = &b->evs[i];
+	*out = *ev;
+	if (ev->len == 0) {
+		free(ev->data);
+		out->data = NULL;
+	} else if (*off + ev->len <= b->buflen) {
+		memcpy(b->buf + *off, ev->data, ev->len);
+		free(ev->data);
+		out->data = b->buf + *off;
+		*off += ev->len;
+	} else {
+		b->held = (uint64_t)(uintptr_t)ev->data;
+	}
+	memset(ev, 0, sizeof *ev);
+}
+
+/* The first event as vws_ctx_next_event takes it, the rest from the queue while their
+ * data fit, up to a marker (the next call handles it): no call to the helper. */
+int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
+{
+	struct px_ctx *c;
+	struct px_ev *e;
+	vws_event ev;
+	size_t off = 0;
+	int rc, n = 1;
+	if (!b || !b->evs || b->max <= 0 || (!b->buf && b->buflen > 0))
+		return VWS_EARG;
+	b->n = b->left = 0;
+	b->held = 0;
+	rc = vws_ctx_next_event(ctx, timeout_ms, &ev);
+	if (rc <= 0)
+		return rc;
+	batch_put(b, 0, &ev, &off);
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	while (c && !c->freed && n < b->max && (e = c->head) && e->ev.type != WIRE_EVENT_FAIL_PENDING &&
+		(e->ev.len == 0 || off + e->ev.len <= b->buflen)) {
+		px_queue_pop(c);
+		px_mark_taken(c, &e->ev);
+		batch_put(b, n++, &e->ev, &off);
+		free(e);
+	}
+	b->left = c ? (int)c->n : 0;
+	pthread_mutex_unlock(&px.mu);
+	b->n = n;
+	return n;
+}
+
+void vws_batch_release(vws_batch *b)
+{
+	if (!b || !b->held)
+		return;
+	free((void *)(uintptr_t)b->held);
+	b->held = 0;
+}
+
+int vws_ctx_pending(vws_ctx ctx)
+{
+	struct px_ctx *c;
+	int n;
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	n = c ? (int)c->n : VWS_EARG;
+	pthread_mutex_unlock(&px.mu);
+	return n;
+}
+
+int vws_ctx_wake(vws_ctx ctx)
+{
+	struct px_ctx *c;
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	if (c) {
+		if (c->waiters) {
+			c->wake_gen++;
+			pthread_cond_broadcast(&c->cond);
+		} else {
+			c->wake_set = 1;
+		}
+	}
+	pthread_mutex_unlock(&px.mu);
+	return c ? VWS_OK : VWS_EARG;
+}
+
+int vws_ctx_event_fd(vws_ctx ctx)
+{
+	struct px_ctx *c;
+	int fds[2], rc;
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	if (!c) {
+		rc = VWS_EARG;
+	} else if (c->rfd >= 0) {
+		rc = c->rfd;
+	} else if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = VWS_EINTERNAL;
+	} else {
+		c->rfd = fds[0];
+		c->wfd = fds[1];
+		if (c->n)
+			px_pipe_signal(c);
+		rc = c->rfd;
+	}
+	pthread_mutex_unlock(&px.mu);
+	return rc;
+}
+
+int vws_ctx_active(vws_ctx ctx)
+{
+	struct px_ctx *c;
+	struct px_helper *h = NULL;
+	struct px_reply r;
+	struct px_buf b;
+	int rc;
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	if (!c) {
+		pthread_mutex_unlock(&px.mu);
+		return VWS_EARG;
+	}
+	if (px.h && c->gen == px.h->gen)
+		h = px_helper_get(0, NULL, 0);
+	pthread_mutex_unlock(&px.mu);
+	if (!h)
+		return 0; /* no connection of it lives in a helper: none is active */
+	px_buf_msg(&b, WIRE_OP_ACTIVE, ctx, "");
+	rc = px_call(h, &b, 1, &r, NULL, 0);
+	px_buf_free(&b);
+	if (rc == VWS_OK)
+		rc = (int)px_reply_int(&r, VWS_EINTERNAL);
+	px_reply_free(&r);
+	pthread_mutex_lock(&px.mu);
+	if (rc == VWS_EENGINE && px.h != h) /* died meanwhile: its connections are reported closed */
+		rc = 0;
+	px_helper_put(h);
+	pthread_mutex_unlock(&px.mu);
+	return rc;
+}

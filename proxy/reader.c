@@ -1,0 +1,155 @@
+/*
+ * reader.c - the reader thread of a helper: takes its frames in order, hands
+ * replies to the waiting calls, queues events in their contexts (keeping the
+ * connection table's view of each connection's state), and on EOF or a bad
+ * frame ends the helper (px_helper_died).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+
+static int ival(const struct px_reply *v, int i) { return i < v->n && !v->v[i].is_bytes; }
+
+/* An event frame: queue it in its context (px.mu held). Takes data. */
+static void on_event(struct px_helper *h, int type, struct px_reply *v)
+{
+	struct px_ctx *c;
+	struct px_conn *cn;
+	vws_event ev;
+	int i, state;
+	for (i = 0; i < 7; i++)
+		if (!ival(v, i))
+			return;
+	if (v->n != 8 || !v->v[7].is_bytes)
+		return;
+	c = px_ctx_find((uint64_t)v->v[0].i);
+	if (!c)
+		return; /* freed meanwhile */
+	memset(&ev, 0, sizeof ev);
+	ev.type = type;
+	ev.conn = (vws_conn)v->v[1].i;
+	ev.opcode = (int)v->v[2].i;
+	ev.clean = (int)v->v[3].i;
+	ev.code = (int)v->v[4].i;
+	ev.attempt = (int)v->v[5].i;
+	state = (int)v->v[6].i;
+	if (v->v[7].len) {
+		ev.data = v->v[7].b;
+		ev.len = v->v[7].len;
+	} else {
+		free(v->v[7].b);
+	}
+	v->v[7].b = NULL;
+	cn = px_conn_find(ev.conn);
+	if (type == WIRE_EVENT_FAIL_PENDING) { /* a marker, never an application event */
+		free(ev.data);
+		if (cn && cn->gen == h->gen)
+			px_fail_pending(c, cn, h->gen);
+		return;
+	}
+	if (type == VWS_EV_SERVER_ESTABLISHED || type == VWS_EV_HTTP || type == VWS_EV_FILTER) {
+		/* A connection a server accepted, or an HTTP request, tagged by the
+		 * helper; code names the server (the caller asks vws_conn_server). A
+		 * request's entry lives until vws_http_respond; it is never "open", so
+		 * the helper's death reports nothing for it. */
+		if (!cn) {
+			cn = px_conn_accepted(c, ev.conn, h->gen, (uint64_t)v->v[4].i);
+			if (cn && type != VWS_EV_SERVER_ESTABLISHED) {
+				cn->state = VWS_STATE_CLOSED;
+				cn->request = 1;
+			}
+		}
+		ev.code = 0;
+	}
+	if (cn && cn->gen == h->gen) {
+		cn->events++;
+		switch (type) {
+		case VWS_EV_SERVER_ESTABLISHED:
+			cn->state = VWS_STATE_OPEN;
+			break;
+		case VWS_EV_ESTABLISHED:
+			cn->state = VWS_STATE_OPEN;
+			cn->attempt = ev.attempt;
+			break;
+		case VWS_EV_CONNECTION_ERROR:
+			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;
+			cn->attempt = ev.attempt;
+			break;
+		case VWS_EV_CLOSED:
+			cn->state = VWS_STATE_CLOSED;
+			break;
+		}
+	}
+	px_push(c, &ev);
+}
+
+void *px_reader_main(void *arg)
+{
+	struct px_helper *h = arg;
+	struct px_rd *r = malloc(sizeof *r);
+	struct px_reply v;
+	const char *why = "EOF";
+	uint8_t hdr[4 + WIRE_HEADER_LEN];
+
+	memset(&v, 0, sizeof v);
+	if (!r) {
+		why = "out of memory";
+		kill(h->pid, SIGKILL);
+		goto out;
+	}
+	r->h = h;
+	r->fd = h->fd; /* only px_helper_died (on this thread) closes it */
+	r->off = r->len = 0;
+	for (;;) {
+		uint32_t n;
+		int kind, op;
+		uint32_t id;
+		if (px_rd_exact(r, hdr, sizeof hdr) < 0)
+			break;
+		n = wire_get32(hdr);
+		kind = hdr[4];
+		op = hdr[5];
+		id = wire_get32(hdr + 6);
+		if (n < WIRE_MIN_BODY || n > WIRE_MAX_BODY || px_read_values(r, n - WIRE_HEADER_LEN, &v) < 0) {
+			why = "EOF or malformed frame";
+			kill(h->pid, SIGKILL);
+			break;
+		}
+		if (kind == WIRE_KIND_REPLY) {
+			pthread_mutex_lock(&px.mu);
+			px_req_answer(h, id, &v);
+			pthread_mutex_unlock(&px.mu);
+		} else if (kind == WIRE_KIND_EVENT) {
+			pthread_mutex_lock(&px.mu);
+			on_event(h, op, &v);
+			pthread_mutex_unlock(&px.mu);
+		} else if (kind == WIRE_KIND_HELLO) {
+			if (op != WIRE_VERSION) {
+				why = "protocol version mismatch";
+				kill(h->pid, SIGKILL);
+				break;
+			}
+			pthread_mutex_lock(&px.mu);
+			h->ready = 1;
+			pthread_mutex_unlock(&px.mu);
+			px_logf(8, "verawebsockets: engine helper pid %lld ready (protocol %d)",
+				ival(&v, 0) ? (long long)v.v[0].i : -1LL, op);
+		} else {
+			why = "unknown frame kind";
+			kill(h->pid, SIGKILL);
+			break;
+		}
+		px_reply_free(&v);
+	}
+out:
+	px_reply_free(&v);
+	free(r);
+	px_helper_died(h, why);
+	pthread_mutex_lock(&px.mu);
+	px_helper_put(h); /* the reader's reference */
+	pthread_mutex_unlock(&px.mu);
+	return NULL;
+}

@@ -1,0 +1,122 @@
+/*
+ * util.c - small things every file uses (error text, the monotonic clock,
+ * condition variables on it) and logging in internal/lwslog's format,
+ * with the ABI's vws_log and vws_set_log_level.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+/* ---- small things ---------------------------------------------------------- */
+
+void px_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int px_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int64_t px_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void px_cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static const char *const level_names[] = {"ERR", "WARN", "NOTICE", "INFO", "DEBUG", "PARSER",
+	"HEADER", "EXT", "CLIENT", "LATENCY", "USER"};
+
+/* Writes one line as internal/lwslog does, if level is enabled. */
+static void log_line(int level, const char *msg)
+{
+	char stamp[64], *line;
+	struct timespec ts;
+	struct tm tm;
+	const char *name = "LOG";
+	size_t n;
+	int i;
+	if (!(__atomic_load_n(&px.log_mask, __ATOMIC_RELAXED) & level))
+		return;
+	for (i = 0; i < 11; i++)
+		if (level & (1 << i)) {
+			name = level_names[i];
+			break;
+		}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof stamp, "[%04d/%02d/%02d %02d:%02d:%02d:%04ld]", tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 100000);
+	n = strlen(stamp) + strlen(name) + strlen(msg) + 5;
+	line = malloc(n);
+	if (!line)
+		return;
+	n = (size_t)snprintf(line, n, "%s %s: %s\n", stamp, name, msg);
+	if (write(2, line, n) < 0) { /* nothing to do */ }
+	free(line);
+}
+
+void px_logf(int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	if (!(__atomic_load_n(&px.log_mask, __ATOMIC_RELAXED) & level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_line(level, msg);
+}
+
+int vws_log(int level, const char *msg)
+{
+	if (!msg)
+		return VWS_EARG;
+	log_line(level, msg);
+	return VWS_OK;
+}
+
+int vws_set_log_level(int mask)
+{
+	struct px_helper *h;
+	mask &= 2047;
+	pthread_mutex_lock(&px.mu);
+	__atomic_store_n(&px.log_mask, mask, __ATOMIC_RELAXED);
+	h = px_helper_get(0, NULL, 0);
+	pthread_mutex_unlock(&px.mu);
+	if (!h)
+		return VWS_OK; /* replayed when a helper starts */
+	px_notify(h, WIRE_OP_SET_LOG_LEVEL, (uint64_t)mask);
+	pthread_mutex_lock(&px.mu);
+	px_helper_put(h);
+	pthread_mutex_unlock(&px.mu);
+	return VWS_OK;
+}
