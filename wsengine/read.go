@@ -20,7 +20,7 @@ const readChunk = 64 << 10
 // readResult is why the reader stopped.
 type readResult struct {
 	peerClose bool
-	code      int
+	code      StatusCode
 	reason    string
 	fail      *CloseError // protocol violation: fail with this code
 }

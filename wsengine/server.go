@@ -74,7 +74,7 @@ type Server struct {
 	buckets          map[string]*bucket // handshake_rate's token buckets
 	swept            time.Time          // when buckets were last swept
 	handshakes       int                // in progress
-	closeCode        int
+	closeCode        StatusCode
 	kept             bool // StopListening: no listener, the clients go on
 	closeReason      string
 
@@ -340,7 +340,7 @@ func (s *Server) Broadcast(op OpCode, p []byte) (int, error) {
 // Close stops listening and starts the closing handshake with every client
 // (code 1001 "going away" if 0); their EventClosed events follow. Closing a
 // closed server is a no-op.
-func (s *Server) Close(code int, reason string) error {
+func (s *Server) Close(code StatusCode, reason string) error {
 	if code == 0 {
 		code = CloseGoingAway
 	}
@@ -382,7 +382,7 @@ func (s *Server) Abandon() {
 }
 
 // stop closes the listener and returns the clients to close.
-func (s *Server) stop(code int, reason string) []*Conn {
+func (s *Server) stop(code StatusCode, reason string) []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {

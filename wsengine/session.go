@@ -264,7 +264,7 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 
 // finish tears the connection down, waits for the reader and the writer
 // and returns the EventClosed to emit.
-func (s *session) finish(clean bool, code int, reason string) Event {
+func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.nc.Close()
 	close(s.stop)
 	<-s.rExit
