@@ -6,7 +6,6 @@ package wsengine
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"os"
@@ -129,17 +128,9 @@ func (s *Server) SetOption(name, v string) error {
 		}
 		s.host = v
 	case "port":
-		var n int64
-		n, err = parseInt(name, v, 0, 65535)
-		if err == nil {
-			s.port = int(n)
-		}
+		err = setInt(&s.port, name, v, 0, 65535)
 	case "max_clients":
-		var n int64
-		n, err = parseInt(name, v, 1, maxClientsLimit)
-		if err == nil {
-			s.maxClients = int(n)
-		}
+		err = setInt(&s.maxClients, name, v, 1, maxClientsLimit)
 	case "handshake_timeout":
 		var d time.Duration
 		if d, err = parseMS(name, v, 1); err == nil {
@@ -163,11 +154,7 @@ func (s *Server) SetOption(name, v string) error {
 			s.origins, s.anyOrigin = list, all
 		}
 	case "max_clients_per_ip":
-		var n int64
-		n, err = parseInt(name, v, 0, maxClientsLimit)
-		if err == nil {
-			s.maxPerIP = int(n)
-		}
+		err = setInt(&s.maxPerIP, name, v, 0, maxClientsLimit)
 	case "handshake_rate":
 		var r, b float64
 		if r, b, err = parseRate(v); err == nil {
@@ -259,13 +246,9 @@ func (s *Server) clientAuth(cfg *tls.Config) error {
 	case cfg == nil:
 		return optErr("ssl_ca_filepath", "client certificates need a TLS server (ssl_cert_filepath and ssl_private_key_filepath)")
 	}
-	pem, err := os.ReadFile(s.caFile)
+	pool, err := loadCAs("ssl_ca_filepath", s.caFile)
 	if err != nil {
-		return optErr("ssl_ca_filepath", "cannot read %s: %v", s.caFile, unwrapPath(err))
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return optErr("ssl_ca_filepath", "no PEM certificate found in %s", s.caFile)
+		return err
 	}
 	cfg.ClientCAs = pool
 	cfg.ClientAuth = tls.VerifyClientCertIfGiven
