@@ -34,7 +34,7 @@ type Conn struct {
 	running     bool               // a run goroutine is active
 	closedSent  bool               // the last event of the run was EventClosed
 	runDone     chan struct{}      // closed when the run goroutine returns
-	closeCode   int
+	closeCode   StatusCode
 	closeReason string
 	flow        func(stop <-chan struct{}) bool // see SetFlowControl
 	failInOrder bool                            // see SetFailInOrder
@@ -239,7 +239,7 @@ func (c *Conn) Ping(p []byte) error {
 // Close starts the closing handshake with code (1000 if 0) and reason (at
 // most 123 bytes) and stops reconnecting; an EventClosed follows. On a
 // connecting Conn it cancels the attempt. Closing a closed Conn is a no-op.
-func (c *Conn) Close(code int, reason string) error {
+func (c *Conn) Close(code StatusCode, reason string) error {
 	if code == 0 {
 		code = CloseNormal
 	}

@@ -166,7 +166,7 @@ func TestCompressionFailFast(t *testing.T) {
 	}
 	select {
 	case p := <-gotClose:
-		if len(p) < 2 || int(p[0])<<8|int(p[1]) != CloseInvalidPayload {
+		if len(p) < 2 || StatusCode(p[0])<<8|StatusCode(p[1]) != CloseInvalidPayload {
 			t.Fatalf("close frame payload %q", p)
 		}
 	case <-time.After(5 * time.Second):

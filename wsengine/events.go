@@ -45,9 +45,9 @@ const (
 // Data is owned by the receiver.
 type Event struct {
 	Type    EventType
-	Opcode  OpCode // EventReceive
-	Clean   bool   // EventClosed
-	Code    int    // EventClosed
-	Attempt int    // EventEstablished, EventConnectionError (1-based)
-	Data    []byte // reason, message, pong payload or chosen subprotocol
+	Opcode  OpCode     // EventReceive
+	Clean   bool       // EventClosed
+	Code    StatusCode // EventClosed, EventFailPending
+	Attempt int        // EventEstablished, EventConnectionError (1-based)
+	Data    []byte     // reason, message, pong payload or chosen subprotocol
 }

@@ -11,15 +11,22 @@ import (
 	"github.com/gobwas/ws"
 )
 
+// StatusCode is a close status code (RFC 6455 section 7.4): the code of a
+// close frame, of EventClosed and EventFailPending, and of Close.
+type StatusCode int
+
 // Close codes used by the engine (RFC 6455 section 7.4.1).
 const (
-	CloseNormal          = 1000
-	CloseGoingAway       = 1001
-	CloseProtocolError   = 1002
-	CloseNoStatus        = 1005 // never sent: "no code was received"
-	CloseAbnormal        = 1006 // never sent: "closed without a close frame"
-	CloseInvalidPayload  = 1007
-	CloseMessageTooBig   = 1009
+	CloseNormal         StatusCode = 1000
+	CloseGoingAway      StatusCode = 1001
+	CloseProtocolError  StatusCode = 1002
+	CloseNoStatus       StatusCode = 1005 // never sent: "no code was received"
+	CloseAbnormal       StatusCode = 1006 // never sent: "closed without a close frame"
+	CloseInvalidPayload StatusCode = 1007
+	CloseMessageTooBig  StatusCode = 1009
+)
+
+const (
 	maxControlPayload    = 125
 	maxCloseReasonLength = maxControlPayload - 2
 )
@@ -27,7 +34,7 @@ const (
 // CloseError is a close code with its reason, as sent or received in a close
 // frame. Use errors.As to find it in an error chain.
 type CloseError struct {
-	Code   int
+	Code   StatusCode
 	Reason string
 }
 
@@ -41,7 +48,7 @@ func (e *CloseError) Error() string {
 // ValidCloseCode reports whether code may appear in a close frame on the wire
 // (RFC 6455 section 7.4; 1004, 1005, 1006 and 1015 are reserved, 1016-2999 are
 // unassigned, 3000-4999 are for libraries and applications).
-func ValidCloseCode(code int) bool {
+func ValidCloseCode(code StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
 		return true
@@ -64,7 +71,7 @@ type frameState struct {
 // checkHeader validates a frame header read from the peer (RFC 6455 section
 // 5.1-5.5). It returns nil or a *CloseError with the code to fail with.
 func checkHeader(h ws.Header, st *frameState) *CloseError {
-	fail := func(code int, format string, args ...any) *CloseError {
+	fail := func(code StatusCode, format string, args ...any) *CloseError {
 		return &CloseError{Code: code, Reason: fmt.Sprintf(format, args...)}
 	}
 	if h.Masked != st.server {
@@ -113,7 +120,7 @@ func checkHeader(h ws.Header, st *frameState) *CloseError {
 
 // parseClosePayload parses the payload of a close frame from the server. It
 // returns the code (1005 if none) and reason, or a *CloseError to fail with.
-func parseClosePayload(p []byte) (code int, reason string, fail *CloseError) {
+func parseClosePayload(p []byte) (code StatusCode, reason string, fail *CloseError) {
 	switch {
 	case len(p) == 0:
 		return CloseNoStatus, "", nil
@@ -122,7 +129,7 @@ func parseClosePayload(p []byte) (code int, reason string, fail *CloseError) {
 	case len(p) > maxControlPayload:
 		return 0, "", &CloseError{Code: CloseProtocolError, Reason: "close frame payload too long"}
 	}
-	code = int(p[0])<<8 | int(p[1])
+	code = StatusCode(p[0])<<8 | StatusCode(p[1])
 	if !ValidCloseCode(code) {
 		return 0, "", &CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("invalid close code %d", code)}
 	}
@@ -133,7 +140,7 @@ func parseClosePayload(p []byte) (code int, reason string, fail *CloseError) {
 }
 
 // closePayload builds the payload of a close frame (code 0: empty payload).
-func closePayload(code int, reason string) []byte {
+func closePayload(code StatusCode, reason string) []byte {
 	if code == 0 {
 		return nil
 	}

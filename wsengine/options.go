@@ -116,6 +116,16 @@ func parseInt(name, v string, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
+// setInt parses v as parseInt does and stores it in *dst; a refused v
+// leaves *dst as it was.
+func setInt(dst *int, name, v string, lo, hi int64) error {
+	n, err := parseInt(name, v, lo, hi)
+	if err == nil {
+		*dst = int(n)
+	}
+	return err
+}
+
 func parseMS(name, v string, lo int64) (time.Duration, error) {
 	n, err := parseInt(name, v, lo, maxDurationMS)
 	return time.Duration(n) * time.Millisecond, err
@@ -236,9 +246,7 @@ func (o *options) set(name, v string) error {
 	case "max_message_size":
 		o.maxMessageSize, err = parseInt(name, v, 1, maxSizeLimit)
 	case "max_send_queue":
-		var n int64
-		n, err = parseInt(name, v, 1, maxSizeLimit)
-		o.maxSendQueue = int(n)
+		err = setInt(&o.maxSendQueue, name, v, 1, maxSizeLimit)
 	case "compression":
 		o.compression, err = parseBool(name, v)
 	case "protocols":
@@ -285,9 +293,7 @@ func (o *options) set(name, v string) error {
 			}
 		}
 	case "max_redirects":
-		var n int64
-		n, err = parseInt(name, v, 0, maxRedirectsUp)
-		o.maxRedirects = int(n)
+		err = setInt(&o.maxRedirects, name, v, 0, maxRedirectsUp)
 	case "pong_events":
 		o.pongEvents, err = parseBool(name, v)
 	case "writeable_events":
@@ -319,18 +325,28 @@ func (o *options) check() error {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
+		pool, err := loadCAs("client_ssl_ca_filepath", o.caFile)
 		if err != nil {
-			return optErr("client_ssl_ca_filepath", "cannot read %s: %v", o.caFile, unwrapPath(err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return optErr("client_ssl_ca_filepath", "no PEM certificate found in %s", o.caFile)
+			return err
 		}
 		cfg.RootCAs = pool
 	}
 	o.tls = cfg
 	return nil
+}
+
+// loadCAs reads the PEM certificates in file (the value of option) into a
+// pool; its errors name option.
+func loadCAs(option, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, optErr(option, "cannot read %s: %v", file, unwrapPath(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, optErr(option, "no PEM certificate found in %s", file)
+	}
+	return pool, nil
 }
 
 func unwrapPath(err error) error {

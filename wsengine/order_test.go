@@ -78,12 +78,12 @@ func nextFrame(t *testing.T, got chan ws.Frame) ws.Frame {
 }
 
 // expectClose checks that f is a close frame with code.
-func expectClose(t *testing.T, f ws.Frame, code int) {
+func expectClose(t *testing.T, f ws.Frame, code StatusCode) {
 	t.Helper()
 	if f.Header.OpCode != ws.OpClose {
 		t.Fatalf("got opcode %d %q, want a close frame", f.Header.OpCode, f.Payload)
 	}
-	if c, _ := ws.ParseCloseFrameData(f.Payload); int(c) != code {
+	if c, _ := ws.ParseCloseFrameData(f.Payload); StatusCode(c) != code {
 		t.Fatalf("close code %d, want %d", c, code)
 	}
 }
@@ -98,7 +98,7 @@ func TestFailInOrder(t *testing.T) {
 	cases := []struct {
 		name string
 		raw  []byte
-		code int
+		code StatusCode
 	}{
 		{"rsv 2", cat(frame(true, 0, ws.OpText, hello), frame(true, 2, ws.OpText, hello), frame(true, 0, ws.OpPing, nil)), 1002},
 		{"opcode 5", cat(frame(true, 0, ws.OpText, hello), frame(true, 0, 5, nil), frame(true, 0, ws.OpPing, nil)), 1002},

@@ -98,7 +98,7 @@ var headerCases = []struct {
 	name  string
 	frame []byte
 	st    frameState
-	code  int // 0 = valid
+	code  StatusCode // 0 = valid
 }{
 	{"text", bits("1 000 0001 0 0000011"), frameState{maxSize: 10}, 0},
 	{"rsv1 no ext", bits("1 100 0001 0 0000011"), frameState{maxSize: 10}, 1002},
@@ -126,7 +126,7 @@ var headerCases = []struct {
 }
 
 // headerCode runs the header reader and checks as the session does.
-func headerCode(b []byte, st frameState) (int, bool) {
+func headerCode(b []byte, st frameState) (StatusCode, bool) {
 	h, err := ws.ReadHeaderBuffer(bytes.NewReader(b), make([]byte, 2, ws.MaxHeaderSize-2))
 	if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 		return 1002, true
@@ -150,9 +150,9 @@ func TestCheckHeader(t *testing.T) {
 
 var closeCases = []struct {
 	p      []byte
-	code   int
+	code   StatusCode
 	reason string
-	fail   int
+	fail   StatusCode
 }{
 	{nil, 1005, "", 0},
 	{[]byte{3}, 0, "", 1002},
@@ -179,7 +179,7 @@ var closeCases = []struct {
 func TestParseClosePayload(t *testing.T) {
 	for _, tc := range closeCases {
 		code, reason, ce := parseClosePayload(tc.p)
-		fail := 0
+		var fail StatusCode
 		if ce != nil {
 			fail = ce.Code
 		}

@@ -44,7 +44,7 @@ func TestProtocolViolations(t *testing.T) {
 	cases := []struct {
 		name string
 		raw  []byte
-		code int
+		code StatusCode
 		opts []string
 	}{
 		{"rsv1 without extension", frame(true, 4, ws.OpText, []byte("x")), 1002, nil},
@@ -90,7 +90,7 @@ func TestProtocolViolations(t *testing.T) {
 			}
 			select {
 			case code := <-got:
-				if code != tc.code {
+				if StatusCode(code) != tc.code {
 					t.Fatalf("server got close code %d, want %d", code, tc.code)
 				}
 			case <-time.After(5 * time.Second):
@@ -107,7 +107,7 @@ func TestPeerClose(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		payload []byte
-		code    int
+		code    StatusCode
 		reason  string
 		echo    []byte
 	}{

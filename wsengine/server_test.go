@@ -361,7 +361,7 @@ func TestServerProtocolViolations(t *testing.T) {
 	cases := []struct {
 		name   string
 		frames [][]byte
-		code   int
+		code   StatusCode
 	}{
 		{"reserved opcode", [][]byte{maskedFrame(true, 0, 3, nil)}, CloseProtocolError},
 		{"RSV1 without an extension", [][]byte{maskedFrame(true, 4, ws.OpText, []byte("x"))}, CloseProtocolError},
@@ -389,7 +389,7 @@ func TestServerProtocolViolations(t *testing.T) {
 			if err != nil || f.Header.OpCode != ws.OpClose {
 				t.Fatalf("want a close frame: %v %+v", err, f.Header)
 			}
-			if code, _ := ws.ParseCloseFrameData(f.Payload); int(code) != tc.code {
+			if code, _ := ws.ParseCloseFrameData(f.Payload); StatusCode(code) != tc.code {
 				t.Fatalf("close code %d, want %d", code, tc.code)
 			}
 			if e := sc.ev.expect(EventClosed); e.Clean || e.Code != tc.code {

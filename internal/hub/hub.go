@@ -528,7 +528,7 @@ func Close(c uint64, code int, reason string) (err error) {
 	if len(reason) > maxReason {
 		return argf("hub: close reason of %d bytes (at most %d)", len(reason), maxReason)
 	}
-	return cn.ws.Close(code, reason)
+	return cn.ws.Close(wsengine.StatusCode(code), reason)
 }
 
 // sendableCode reports whether an endpoint may send code in a close frame

@@ -114,10 +114,10 @@ func (p *rawPeer) expectEcho(t *testing.T, text string) {
 	}
 }
 
-func (p *rawPeer) expectClose(t *testing.T, code int) {
+func (p *rawPeer) expectClose(t *testing.T, code wsengine.StatusCode) {
 	t.Helper()
 	f := p.frame(t)
-	if c, _ := ws.ParseCloseFrameData(f.Payload); f.Header.OpCode != ws.OpClose || int(c) != code {
+	if c, _ := ws.ParseCloseFrameData(f.Payload); f.Header.OpCode != ws.OpClose || wsengine.StatusCode(c) != code {
 		t.Fatalf("client frame: opcode %d %q, want close %d", f.Header.OpCode, f.Payload, code)
 	}
 }

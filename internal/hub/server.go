@@ -179,7 +179,7 @@ func ServerClose(id uint64, code int, reason string) (err error) {
 		return nil
 	}
 	if code == 0 {
-		code = wsengine.CloseGoingAway
+		code = int(wsengine.CloseGoingAway)
 	}
 	if !sendableCode(code) {
 		return argf("hub: bad close code %d", code)
@@ -187,7 +187,7 @@ func ServerClose(id uint64, code int, reason string) (err error) {
 	if len(reason) > maxReason {
 		return argf("hub: close reason of %d bytes (at most %d)", len(reason), maxReason)
 	}
-	return asArg(sv.srv.Close(code, reason))
+	return asArg(sv.srv.Close(wsengine.StatusCode(code), reason))
 }
 
 // FreeServer stops listening, abandons the server's clients (close 1001, no

@@ -1,0 +1,212 @@
+// The session's writing side: the control and data queues, the writer
+// goroutine, write-through and frame writing.
+
+package wsengine
+
+import (
+	"github.com/gobwas/ws"
+
+	"github.com/verawebsockets/verawebsockets/internal/lwslog"
+)
+
+const compressMin = 64 // messages shorter than this are sent uncompressed
+
+func opFor(op OpCode) ws.OpCode {
+	if op == OpText {
+		return ws.OpText
+	}
+	return ws.OpBinary
+}
+
+// outFrame is one frame waiting for the writer.
+type outFrame struct {
+	op    ws.OpCode
+	p     []byte
+	data  bool // a message counted in queued
+	spill int  // not a frame: the rest of a write-through (bytes counted in queued) to flush
+}
+
+// size is what f counts in queued.
+func (f outFrame) size() int {
+	if f.spill > 0 {
+		return f.spill
+	}
+	return len(f.p)
+}
+
+// pushData appends a message (or the user's close frame) to the data queue;
+// c.mu is held.
+func (s *session) pushData(f outFrame) {
+	if f.op == opClose {
+		s.closeQueued = true
+	}
+	if f.data {
+		s.queued += len(f.p)
+	}
+	s.data = append(s.data, f)
+	s.wakeWriter()
+}
+
+// pushCtrl queues a control frame ahead of the data; an urgent close frame
+// goes first and drops the queued messages. c.mu is held.
+func (s *session) pushCtrl(f outFrame, urgent bool) {
+	if urgent {
+		s.ctrl = append([]outFrame{f}, s.ctrl...)
+		s.data, s.queued = nil, 0
+	} else {
+		s.ctrl = append(s.ctrl, f)
+	}
+	if f.op == opClose {
+		s.closeQueued = true
+	}
+	s.wakeWriter()
+}
+
+func (s *session) wakeWriter() {
+	select {
+	case s.wWake <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the next frame for the writer and marks it writing; none while a
+// write-through is in progress (it wakes the writer when it is done). err is
+// the failure of a write-through.
+func (s *session) pop() (f outFrame, ok bool, err error) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.throughErr != nil {
+		return outFrame{}, false, s.throughErr
+	}
+	if s.writing {
+		return outFrame{}, false, nil
+	}
+	if len(s.ctrl) > 0 {
+		f = s.ctrl[0]
+		s.ctrl = s.ctrl[1:]
+	} else if len(s.data) > 0 {
+		f = s.data[0]
+		s.data[0] = outFrame{}
+		s.data = s.data[1:]
+	} else {
+		return outFrame{}, false, nil
+	}
+	s.writing = true
+	return f, true, nil
+}
+
+// writeThrough writes the message f on the caller's goroutine when nothing
+// is queued or being written and it is at most writeThroughMax bytes; what
+// the socket does not take at once is left to the writer. c.mu is held on
+// entry and on return (released during the write). done is false when f
+// must be queued instead; drained reports a writeable event to emit.
+func (s *session) writeThrough(f outFrame) (done, drained bool) {
+	if s.sc == nil || len(f.p) > writeThroughMax || s.writing || s.throughErr != nil ||
+		len(s.ctrl) > 0 || len(s.data) > 0 || s.closeQueued {
+		return false, false
+	}
+	s.writing = true
+	s.queued += len(f.p)
+	s.c.mu.Unlock()
+	s.sc.nonblock.Store(true)
+	err := s.writeFrame(f)
+	s.sc.nonblock.Store(false)
+	spill := s.sc.spilled()
+	s.c.mu.Lock()
+	s.writing = false
+	s.queued = max(s.queued-len(f.p), 0) // teardown may have reset it meanwhile
+	switch {
+	case err != nil:
+		s.throughErr = err
+		s.wakeWriter()
+		return true, false
+	case spill > 0:
+		s.queued += spill
+		s.data = append([]outFrame{{data: true, spill: spill}}, s.data...)
+		s.wakeWriter()
+		return true, false
+	case len(s.ctrl) > 0 || len(s.data) > 0:
+		s.wakeWriter()
+	}
+	return true, s.queued == 0 && s.c.opts.writeableEvents
+}
+
+// writeLoop writes queued frames in order until a close frame is written,
+// a write fails, or the session stops.
+func (s *session) writeLoop() {
+	defer close(s.wExit)
+	for {
+		f, ok, err := s.pop()
+		if err != nil {
+			s.wErr = err
+			return
+		}
+		if !ok {
+			select {
+			case <-s.wWake:
+				continue
+			case <-s.stop:
+				return
+			}
+		}
+		if f.spill > 0 {
+			err = s.sc.flush()
+		} else {
+			err = s.writeFrame(f)
+		}
+		s.c.mu.Lock()
+		s.writing = false
+		drained := false
+		if f.data {
+			s.queued -= f.size()
+			if s.queued < 0 {
+				s.queued = 0
+			}
+			drained = s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
+		}
+		s.c.mu.Unlock()
+		if drained {
+			s.c.emit(Event{Type: EventWriteable})
+		}
+		if err != nil {
+			s.wErr = err
+			return
+		}
+		if f.op == opClose {
+			close(s.closeWritten)
+			return
+		}
+	}
+}
+
+// writeFrame writes f as one frame, masked unless we are the server (a
+// server never changes f.p, so one buffer may be queued on many connections).
+func (s *session) writeFrame(f outFrame) error {
+	p := f.p
+	h := ws.Header{Fin: true, OpCode: f.op, Masked: !s.server}
+	if h.Masked {
+		h.Mask = ws.NewMask()
+	}
+	if f.data && s.deflate != nil && len(p) >= compressMin {
+		z, err := s.deflate.deflate(p)
+		if err != nil {
+			return err
+		}
+		p = z
+		h.Rsv = ws.Rsv(true, false, false)
+	}
+	h.Length = int64(len(p))
+	if lwslog.Enabled(lwslog.Parser) {
+		lwslog.Printf(lwslog.Parser, "wsengine: send op=%d len=%d rsv=%d", h.OpCode, h.Length, h.Rsv)
+	}
+	if err := ws.WriteHeader(s.bw, h); err != nil {
+		return err
+	}
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
+	if _, err := s.bw.Write(p); err != nil {
+		return err
+	}
+	return s.bw.Flush()
+}
