@@ -16,38 +16,19 @@ end
 local has_socket, socket = pcall(require, "socket")
 
 -- ---------------------------------------------------------------- helpers
-local servers, dirs
+local dirs
 
+-- stest(name, fn[, needs_socket]): tap.server_test (skipped without LuaSocket unless
+-- needs_socket is false); afterwards the test's www() directories are removed.
 local function stest(name, fn, needs_socket)
 	if needs_socket ~= false and not has_socket then return tap.skip(name, "LuaSocket missing (the raw client needs it)") end
-	test(name, function()
-		servers, dirs = {}, {}
-		local okf, err = xpcall(fn, function(e)
-			if type(e) == "table" then return e end
-			return { tap_failure = true, msg = debug.traceback(tostring(e), 2) }
-		end)
-		local left = {}
-		for _, s in ipairs(servers) do
-			local okc, list = pcall(ws.clients, s)
-			if okc and type(list) == "table" then
-				for _, c in ipairs(list) do left[#left + 1] = c end
-			end
-			pcall(ws.close, s)
-		end
-		local deadline = tap.now() + 5 * tap.factor
-		while tap.now() < deadline do
-			local busy = false
-			for _, c in ipairs(left) do
-				local oks, st = pcall(ws.state, c)
-				if oks and st ~= "closed" then busy = true end
-			end
-			if not busy then break end
-			ws.dispatch(20)
-		end
-		for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-		servers, dirs = nil, nil
-		if not okf then error(err, 0) end
-	end)
+	tap.server_test(name, fn, {
+		before = function() dirs = {} end,
+		after = function()
+			for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
+			dirs = nil
+		end,
+	})
 end
 
 local function writefile(name, data)
@@ -85,13 +66,8 @@ local function www()
 end
 
 local function listen(opts)
-	opts.port = opts.port or 0
-	opts.host = opts.host or "127.0.0.1"
 	opts.standalone = true
-	local srv, err = ws.listen(opts)
-	ok(srv, "ws.listen failed: " .. tostring(err))
-	servers[#servers + 1] = srv
-	return srv
+	return tap.listen(opts)
 end
 
 -- http(port, raw) -> status, headers (lower-case names), body: a raw LuaSocket

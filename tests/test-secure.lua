@@ -19,56 +19,22 @@ if not ws or type(ws.listen) ~= "function" then
 end
 local has_socket, socket = pcall(require, "socket")
 
-local servers -- the servers the running test made (closed after it)
-
--- stest(name, fn[, needs_socket]): tap.test; afterwards every server of the test
--- is closed and its clients are waited for (bounded).
+-- stest(name, fn[, needs_socket]): tap.server_test (skipped when needs_socket and
+-- LuaSocket is missing).
 local function stest(name, fn, needs_socket)
 	if skip_reason then return tap.skip(name, skip_reason) end
 	if needs_socket and not has_socket then return tap.skip(name, "LuaSocket missing (the raw client needs it)") end
-	test(name, function()
-		servers = {}
-		local okf, err = xpcall(fn, function(e)
-			if type(e) == "table" then return e end
-			return { tap_failure = true, msg = debug.traceback(tostring(e), 2) }
-		end)
-		local left = {}
-		for _, s in ipairs(servers) do
-			local okc, list = pcall(ws.clients, s)
-			if okc and type(list) == "table" then
-				for _, c in ipairs(list) do left[#left + 1] = c end
-			end
-			pcall(ws.close, s)
-		end
-		local deadline = tap.now() + 5 * tap.factor
-		while tap.now() < deadline do
-			local busy = false
-			for _, c in ipairs(left) do
-				local oks, st = pcall(ws.state, c)
-				if oks and st ~= "closed" then busy = true end
-			end
-			if not busy then break end
-			ws.dispatch(20)
-		end
-		servers = nil
-		if not okf then error(err, 0) end
-	end)
+	tap.server_test(name, fn)
 end
 
 -- listen(opts) -> srv, opened: a standalone server on 127.0.0.1, port 0; opened
 -- is the list of {wso, path} its open handler got (unless opts.event_handlers).
 local function listen(opts)
 	local opened = {}
-	opts.port = opts.port or 0
-	opts.host = opts.host or "127.0.0.1"
-	if opts.standalone == nil then opts.standalone = true end
 	opts.event_handlers = opts.event_handlers or {
 		open = function(wso, path) opened[#opened + 1] = { wso = wso, path = path } end,
 	}
-	local srv, err = ws.listen(opts)
-	ok(srv, "ws.listen failed: " .. tostring(err))
-	servers[#servers + 1] = srv
-	return srv, opened
+	return tap.listen(opts), opened
 end
 
 -- handshake(port, host, extra) -> status, tcp: a raw LuaSocket client sends a

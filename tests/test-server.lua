@@ -29,42 +29,11 @@ if ws then
 	end
 end
 
-local servers -- the servers the running test made (closed after it)
-
--- stest(name, fn): tap.test, or tap.skip when the variant has no servers; afterwards
--- every server of the test is closed and its clients are waited for (bounded).
+-- stest(name, fn): tap.server_test, or tap.skip when the variant has no servers; it
+-- also waits for the test's own clients of these servers (they close once their
+-- server's 1001 arrives; the leak check runs right after).
 local function stest(name, fn)
-	if skip_reason then return tap.skip(name, skip_reason) end
-	test(name, function()
-		servers = {}
-		local okf, err = xpcall(fn, function(e)
-			if type(e) == "table" then return e end
-			return { tap_failure = true, msg = debug.traceback(tostring(e), 2) }
-		end)
-		local left = {}
-		for _, s in ipairs(servers) do
-			local okc, list = pcall(ws.clients, s)
-			if okc and type(list) == "table" then
-				for _, c in ipairs(list) do left[#left + 1] = c end
-			end
-			pcall(ws.close, s)
-		end
-		-- the clients of these servers made by the test close once their server's
-		-- 1001 arrives: wait for them too (the leak check runs right after)
-		for _, c in ipairs(tap.tracked()) do left[#left + 1] = c end
-		local deadline = tap.now() + 5 * tap.factor
-		while tap.now() < deadline do
-			local busy = false
-			for _, c in ipairs(left) do
-				local oks, st = pcall(ws.state, c)
-				if oks and st ~= "closed" and st ~= "created" then busy = true end
-			end
-			if not busy then break end
-			ws.dispatch(20)
-		end
-		servers = nil
-		if not okf then error(err, 0) end
-	end)
+	tap.server_test(name, fn, { skip = skip_reason, tracked = true })
 end
 
 -- srecorder(): a recorder (tap.recorder's helpers) whose handlers are the server
@@ -100,14 +69,8 @@ end
 local function listen(opts, rec)
 	opts = opts or {}
 	rec = rec or srecorder()
-	if opts.port == nil then opts.port = 0 end
-	if opts.host == nil then opts.host = "127.0.0.1" end
-	if opts.standalone == nil then opts.standalone = true end
 	opts.event_handlers = opts.event_handlers or rec.handlers
-	local srv, err = ws.listen(opts)
-	ok(srv, "ws.listen failed: " .. tostring(err))
-	servers[#servers + 1] = srv
-	return srv, rec
+	return tap.listen(opts), rec
 end
 
 -- echo(rec): the server echoes every message with its kind.

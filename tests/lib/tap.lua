@@ -491,6 +491,64 @@ function tap.test(name, fn)
 	end
 end
 
+-- ---------------------------------------------------------------- server tests
+-- tap.servers: the servers the running server_test made (nil outside one); tap.listen adds to it.
+-- server_test(name, fn[, o]): tap.test; afterwards every server of the test is closed
+-- and its clients are waited for (bounded), then o.after() runs, whether fn failed or not.
+--   o.skip     a reason: tap.skip(name, o.skip) instead
+--   o.before   run before fn (per-test state)
+--   o.tracked  also wait for the test's tracked connections (tap.tracked()), which
+--              close once their server's 1001 arrives; "created" ones count as done
+function tap.server_test(name, fn, o)
+	o = o or {}
+	if o.skip then return tap.skip(name, o.skip) end
+	tap.test(name, function()
+		tap.servers = {}
+		if o.before then o.before() end
+		local okf, err = xpcall(fn, function(e)
+			if type(e) == "table" then return e end
+			return { tap_failure = true, msg = debug.traceback(tostring(e), 2) }
+		end)
+		local left = {}
+		for _, s in ipairs(tap.servers) do
+			local okc, list = pcall(ws.clients, s)
+			if okc and type(list) == "table" then
+				for _, c in ipairs(list) do left[#left + 1] = c end
+			end
+			pcall(ws.close, s)
+		end
+		if o.tracked then
+			for _, c in ipairs(tap.tracked()) do left[#left + 1] = c end
+		end
+		local deadline = tap.now() + 5 * tap.factor
+		while tap.now() < deadline do
+			local busy = false
+			for _, c in ipairs(left) do
+				local oks, st = pcall(ws.state, c)
+				if oks and st ~= "closed" and not (o.tracked and st == "created") then busy = true end
+			end
+			if not busy then break end
+			ws.dispatch(20)
+		end
+		if o.after then o.after() end
+		tap.servers = nil
+		if not okf then error(err, 0) end
+	end)
+end
+
+-- listen(opts) -> srv: ws.listen of a server on 127.0.0.1, port 0, standalone unless
+-- opts say otherwise; a failure fails the test; closed after the running server_test.
+function tap.listen(opts)
+	opts = opts or {}
+	if opts.port == nil then opts.port = 0 end
+	if opts.host == nil then opts.host = "127.0.0.1" end
+	if opts.standalone == nil then opts.standalone = true end
+	local srv, err = ws.listen(opts)
+	tap.ok(srv, "ws.listen failed: " .. tostring(err))
+	tap.servers[#tap.servers + 1] = srv
+	return srv
+end
+
 -- done(): the summary line, then exit (status 1 when anything failed).
 function tap.done()
 	local line = passed .. " passed, " .. failed .. " failed"
