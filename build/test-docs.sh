@@ -3,9 +3,9 @@
 # registers must have a heading in docs/api.md (the API reference):
 #   ws.NAME          -> "### ws.NAME("
 #   ws.client.NAME   -> "### ws.client.NAME("
-#   wso methods      -> "### wso:NAME("
+#   wso methods      -> "**Method form:** `wso:NAME(" under the ws.NAME heading (luv style)
 #   client methods   -> "### client:NAME("
-#   server methods   -> "### server:NAME("
+#   server methods   -> "**Method form:** `server:NAME(" under the ws.NAME heading
 # Usage: build/test-docs.sh [MODULE] [DOC]
 #   MODULE: path to verawebsockets.so, or a LUA_CPATH; default ./verawebsockets.so
 #   DOC: default docs/api.md
@@ -54,13 +54,13 @@ EOF
 
 pass=0 fail=0 missing=()
 for n in $names; do
-	if grep -qF -- "### $n(" "$readme"; then
+	if grep -qF -- "### $n(" "$readme" || { [[ $n == wso:* || $n == server:* ]] && grep -qF -- "**Method form:** \`$n(" "$readme"; }; then
 		pass=$((pass + 1))
 		echo "ok $((pass + fail)) - $n"
 	else
 		fail=$((fail + 1))
 		missing+=("$n")
-		echo "not ok $((pass + fail)) - $n: no '### $n(' heading in $readme"
+		echo "not ok $((pass + fail)) - $n: no '### $n(' heading (or, for a method, '**Method form:** \`$n(' line) in $readme"
 	fi
 done
 if [ $((pass + fail)) -eq 0 ]; then

@@ -116,6 +116,38 @@ static int push_header_text(lua_State *L, int idx)
 	return 1;
 }
 
+/* Answers request ev with the handler's results status, headers, body at
+ * base .. base+2 (status lo..599, headers a table of strings or nil, body a
+ * string or nil); anything else is reported as an error of `who` and
+ * answered with 500. */
+static void respond_results(lua_State *L, vl_state *st, const vws_event *ev, int base, int fenv, const char *who,
+                            const char *first, int lo)
+{
+	size_t blen = 0;
+	const char *body;
+	char err[VL_ERRLEN] = "";
+	int status = 0, bad = 0;
+
+	if (lua_type(L, base) != LUA_TNUMBER)
+		bad = lua_pushfstring(L, "%s: %s expected as its first result", who, first) != NULL;
+	else if ((status = (int)lua_tonumber(L, base)) < lo || status > 599)
+		bad = lua_pushfstring(L, "%s: status %d..599 expected", who, lo) != NULL;
+	else if (!lua_isnil(L, base + 2) && !lua_isstring(L, base + 2))
+		bad = lua_pushfstring(L, "%s: body (a string) expected as its third result", who) != NULL;
+	else if (!push_header_text(L, base + 1))
+		bad = lua_pushfstring(L, "%s: headers ({[\"Name\"] = \"value\"}) expected as its second result", who) != NULL;
+	if (bad) {
+		vl_report(st, ev->type, L, fenv);
+		respond_text(ev->conn, 500, "internal server error\n");
+		return;
+	}
+	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
+	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
+		lua_pushfstring(L, "%s: %s", who, err);
+		vl_report(st, ev->type, L, fenv);
+	}
+}
+
 /* Pushes the uservalue table of request ev's server and its fenv: on
  * success the stack ends ... uservalue, fenv, *uv and *fenv are their
  * indexes (*fenv 0 when it is no table); else nothing is left and 0 is
@@ -164,10 +196,7 @@ static int push_handler(lua_State *L, vl_state *st, const vws_event *ev, const c
  * server goes on with http_root, or 404); an error = 500, reported. */
 int vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev)
 {
-	int fenv, base, status;
-	size_t blen = 0;
-	const char *body, *msg;
-	char err[VL_ERRLEN] = "";
+	int fenv, base;
 
 	if (!push_handler(L, st, ev, "http", &fenv)) {
 		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
@@ -185,27 +214,7 @@ int vl_deliver_http(lua_State *L, vl_state *st, const vws_event *ev)
 		vws_http_respond(ev->conn, 0, NULL, NULL, 0, NULL, 0);
 		return 0;
 	}
-	msg = NULL;
-	status = 0;
-	if (lua_type(L, base) != LUA_TNUMBER)
-		msg = "http handler: status (a number) or nil expected as its first result";
-	else if ((status = (int)lua_tonumber(L, base)) < 200 || status > 599)
-		msg = "http handler: status 200..599 expected";
-	else if (!lua_isnil(L, base + 2) && !lua_isstring(L, base + 2))
-		msg = "http handler: body (a string) expected as its third result";
-	else if (!push_header_text(L, base + 1))
-		msg = "http handler: headers ({[\"Name\"] = \"value\"}) expected as its second result";
-	if (msg) {
-		lua_pushstring(L, msg);
-		vl_report(st, ev->type, L, fenv);
-		respond_text(ev->conn, 500, "internal server error\n");
-		return 0;
-	}
-	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
-	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
-		lua_pushfstring(L, "http handler: %s", err);
-		vl_report(st, ev->type, L, fenv);
-	}
+	respond_results(L, st, ev, base, fenv, "http handler", "status (a number) or nil", 200);
 	return 0;
 }
 
@@ -254,10 +263,7 @@ static void filter_fields(lua_State *L, int idx)
  * reported: a filter that fails lets nobody in. */
 int vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev)
 {
-	int uv, fenv, req, base, status;
-	size_t blen = 0;
-	const char *body, *msg;
-	char err[VL_ERRLEN] = "";
+	int uv, fenv, req, base;
 
 	if (!push_server_env(L, st, ev, &uv, &fenv)) {
 		respond_text(ev->conn, 503, "server going away\n");
@@ -308,26 +314,6 @@ int vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev)
 		respond_text(ev->conn, 403, "forbidden\n");
 		return 0;
 	}
-	msg = NULL;
-	status = 0;
-	if (lua_type(L, base) != LUA_TNUMBER)
-		msg = "filter: true, nil, false or a status (a number) expected as its first result";
-	else if ((status = (int)lua_tonumber(L, base)) < 300 || status > 599)
-		msg = "filter: a refusal's status must be 300..599";
-	else if (!lua_isnil(L, base + 2) && !lua_isstring(L, base + 2))
-		msg = "filter: body (a string) expected as its third result";
-	else if (!push_header_text(L, base + 1))
-		msg = "filter: headers ({[\"Name\"] = \"value\"}) expected as its second result";
-	if (msg) {
-		lua_pushstring(L, msg);
-		vl_report(st, ev->type, L, fenv);
-		respond_text(ev->conn, 500, "internal server error\n");
-		return 0;
-	}
-	body = lua_isnil(L, base + 2) ? "" : lua_tolstring(L, base + 2, &blen);
-	if (vws_http_respond(ev->conn, status, lua_tostring(L, -1), body, blen, err, sizeof err) != VWS_OK) {
-		lua_pushfstring(L, "filter: %s", err);
-		vl_report(st, ev->type, L, fenv);
-	}
+	respond_results(L, st, ev, base, fenv, "filter", "true, nil, false or a status (a number)", 300);
 	return 0;
 }

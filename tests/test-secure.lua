@@ -556,7 +556,7 @@ stest("filter: bad values raise; a bad answer refuses with 500 (child: reported 
 	like(out, "STATUS /boom HTTP/1.1 500", "an error: 500")
 	like(out, "STATUS /twohundred HTTP/1.1 500", "status 200: 500")
 	like(out, "error in handler for event 20: [^\n]*the filter broke\nstack traceback:", "the error with its traceback")
-	like(out, "error in handler for event 20: filter: a refusal's status must be 300..599", "the bad answer reported")
+	like(out, "error in handler for event 20: filter: status 300%.%.599 expected", "the bad answer reported")
 end, true)
 
 stest("refusals are logged at notice level (child)", function()
