@@ -9,7 +9,7 @@ build/lua-race.sh >/dev/null || { echo "test-lua-race.sh: cannot build the race-
 lua=$PWD/build/out/lua-race/bin/lua5.1
 pass=0 fail=0
 for v in inproc oop; do
-	out=$(LUA=$lua VWS_TEST_TIME_FACTOR=${VWS_TEST_TIME_FACTOR:-1} VWS_TESTS="${VWS_RACE_TESTS:-tests/test-luup.lua tests/test-server.lua}" \
+	out=$(LUA=$lua VWS_TEST_TIME_FACTOR=${VWS_TEST_TIME_FACTOR:-1} VWS_TESTS="${VWS_RACE_TESTS:-tests/test-luup.lua tests/test-server.lua tests/test-server-peers.lua}" \
 		build/test-lua.sh "$v" amd64 2>&1)
 	rc=$?
 	echo "$out" | grep -v '^ok '

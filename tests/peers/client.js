@@ -1,4 +1,4 @@
-// Independent client peer for tests/test-server.lua: Node `ws` (npm install in tests/peers).
+// Independent client peer for tests/test-server-peers.lua: Node `ws` (npm install in tests/peers).
 //   node client.js URL MESSAGE
 // Connects to URL, prints "ext <the negotiated extensions>" ("ext " for none), sends
 // MESSAGE (text), prints every message it receives as

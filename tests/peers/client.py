@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent client peer for tests/test-server.lua: Python `websockets` (Debian python3-websockets).
+"""Independent client peer for tests/test-server-peers.lua: Python `websockets` (Debian python3-websockets).
 
     client.py URL MESSAGE
 
