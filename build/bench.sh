@@ -4,7 +4,7 @@
 # Go gobwas client (tests/bench/goclient), all against one Go echo server (tests/demo/echoserver)
 # in the same run; then the Go client against a Lua echo server (tests/bench/server.lua,
 # ws.listen) beside the Go echo server; then the RSS of lua5.1 holding one idle connection,
-# per variant.
+# per variant; then the engine's Go benchmarks (-benchmem) of its read and write paths.
 # Env: RTT_N (default 30000), MIB_N (default 256), INGEST_N (default 100000), ROUNDS (default 3),
 # LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table and BENCH_RSS=0 the RSS table.
 set -euo pipefail
@@ -179,4 +179,11 @@ for v in "${variants[@]}"; do
 	wait "$bg" 2>/dev/null || true
 	bg=
 done
+fi
+
+# The engine's read and write paths per message, with allocations (BENCH_GO=0 skips).
+if [ "${BENCH_GO:-1}" != 0 ]; then
+	echo
+	echo "engine per message (go test -bench, wsengine/bench_test.go; one alloc a message is the payload)"
+	go test -run - -bench 'Receive100B|Send100B' -benchmem -count=3 ./wsengine | grep '^Benchmark'
 fi

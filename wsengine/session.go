@@ -31,7 +31,8 @@ type session struct {
 	sc      *spillConn // under nc; nil: no write-through
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	server  bool // server role: frames out unmasked, frames in must be masked
+	hdr     [ws.MaxHeaderSize]byte // writeFrame's frame header (writes are serialized)
+	server  bool                   // server role: frames out unmasked, frames in must be masked
 	inflate *inflater
 	deflate *deflater                       // nil: send uncompressed
 	flow    func(stop <-chan struct{}) bool // Conn.flow, nil: none

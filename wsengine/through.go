@@ -27,6 +27,12 @@ type spillConn struct {
 
 	mu    sync.Mutex
 	spill []byte
+	// The non-blocking write's argument and results (under mu), and the
+	// function rc.Write calls, made once: no allocation per write.
+	wp      []byte
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool
 }
 
 // newSpillConn wraps a TCP connection; other connections are returned as they are.
@@ -39,7 +45,19 @@ func newSpillConn(nc net.Conn) net.Conn {
 	if err != nil {
 		return nc
 	}
-	return &spillConn{Conn: nc, rc: rc}
+	c := &spillConn{Conn: nc, rc: rc}
+	c.writeFn = c.writeNow
+	return c
+}
+
+// writeNow writes c.wp once without waiting (rc.Write's callback; mu held).
+func (c *spillConn) writeNow(fd uintptr) bool {
+	for {
+		c.wn, c.werr = syscall.Write(int(fd), c.wp)
+		if c.werr != syscall.EINTR {
+			return true // never wait for writability
+		}
+	}
 }
 
 // spillConnOf returns the spillConn under nc (itself or under its TLS), or nil.
@@ -61,18 +79,10 @@ func (c *spillConn) Write(p []byte) (int, error) {
 			c.spill = append(c.spill, p...)
 			return len(p), nil
 		}
-		var (
-			n   int
-			err error
-		)
-		cerr := c.rc.Write(func(fd uintptr) bool {
-			for {
-				n, err = syscall.Write(int(fd), p)
-				if err != syscall.EINTR {
-					return true // never wait for writability
-				}
-			}
-		})
+		c.wp = p
+		cerr := c.rc.Write(c.writeFn)
+		n, err := c.wn, c.werr
+		c.wp, c.werr = nil, nil
 		if cerr != nil {
 			return 0, cerr
 		}

@@ -199,7 +199,7 @@ func (s *session) writeFrame(f outFrame) error {
 	if lwslog.Enabled(lwslog.Parser) {
 		lwslog.Printf(lwslog.Parser, "wsengine: send op=%d len=%d rsv=%d", h.OpCode, h.Length, h.Rsv)
 	}
-	if err := ws.WriteHeader(s.bw, h); err != nil {
+	if _, err := s.bw.Write(appendHeader(s.hdr[:0], h)); err != nil {
 		return err
 	}
 	if h.Masked {
@@ -209,4 +209,30 @@ func (s *session) writeFrame(f outFrame) error {
 		return err
 	}
 	return s.bw.Flush()
+}
+
+// appendHeader appends the wire form of frame header h to b (RFC 6455
+// section 5.2), as ws.WriteHeader writes it, without its allocation.
+func appendHeader(b []byte, h ws.Header) []byte {
+	b0 := byte(h.OpCode) | h.Rsv<<4
+	if h.Fin {
+		b0 |= 0x80
+	}
+	var mask byte
+	if h.Masked {
+		mask = 0x80
+	}
+	switch n := h.Length; {
+	case n < 126:
+		b = append(b, b0, mask|byte(n))
+	case n <= 0xffff:
+		b = append(b, b0, mask|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, b0, mask|127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	if h.Masked {
+		b = append(b, h.Mask[:]...)
+	}
+	return b
 }
