@@ -168,6 +168,8 @@ test("sync: the server closes -> nil, nil, was_clean, code, reason; then 'wrong 
 	wrong_state_checks(c, "after the server's close")
 	eq(c:connect(tap.url("/closewith?code=4003")), true)
 	same(pack(c:receive()), pack(nil, nil, true, 4003, "closed"), "no reason: 'closed'")
+	eq(c:connect(tap.url("/closewith")), true)
+	same(pack(c:receive()), pack(nil, nil, true, nil, "closed"), "an empty close frame: code nil, as lua-websockets")
 end)
 
 test("sync: a dropped connection -> nil, nil, false, 1006, reason", function()

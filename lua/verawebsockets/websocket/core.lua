@@ -84,7 +84,8 @@ core.handlers = {
 	end,
 	close = function(wso, clean, code, reason)
 		local c = owner[wso]
-		if c and c.wso == wso then c.closeinfo = { clean, code, reason or "" } end
+		-- 1005: the close frame had no code; lua-websockets reports that as a nil code
+		if c and c.wso == wso then c.closeinfo = { clean, code ~= 1005 and code or nil, reason or "" } end
 	end,
 }
 
