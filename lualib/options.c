@@ -254,6 +254,13 @@ int vl_opts_begin(vl_opts *o, lua_State *L, int narg)
 	o->pong = o->writeable = 0;
 	lua_newtable(L);
 	o->opts = lua_gettop(L);
+	env = vl_push_handler_env(L);
+	return env;
+}
+
+int vl_push_handler_env(lua_State *L)
+{
+	int env;
 	lua_newtable(L);
 	env = lua_gettop(L);
 	lua_newtable(L);

@@ -32,7 +32,6 @@ vl_server *vl_to_server(lua_State *L, int idx)
 static void opt_protocol_handlers(vl_opts *o, int idx, int env, const vl_optdef *d)
 {
 	lua_State *L = o->L;
-	luaL_Buffer b;
 	int protos, names = 0, keyed = 0;
 
 	(void)d;
@@ -70,13 +69,7 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, const vl_optdef 
 			vl_opts_error(o, "%s: %s", "protocols", "non-empty names without commas or NUL bytes expected");
 		lua_rawseti(L, names, (int)lua_objlen(L, names) + 1);
 		if (lua_type(L, -2) == LUA_TSTRING) {
-			int sub;
-			lua_newtable(L);
-			sub = lua_gettop(L);
-			lua_newtable(L);
-			lua_setfield(L, sub, "handlers");
-			lua_newtable(L);
-			lua_setfield(L, sub, "named");
+			int sub = vl_push_handler_env(L);
 			vl_opt_handlers(o, v, sub, vl_server_events, &o->pong, &o->writeable);
 			lua_pushvalue(L, -3); /* the name */
 			lua_pushvalue(L, sub);
@@ -85,19 +78,8 @@ static void opt_protocol_handlers(vl_opts *o, int idx, int env, const vl_optdef 
 		}
 		lua_pop(L, 1);
 	}
-	luaL_buffinit(L, &b);
-	{
-		int i, n = (int)lua_objlen(L, names);
-		for (i = 1; i <= n; i++) {
-			if (i > 1)
-				luaL_addchar(&b, ',');
-			lua_rawgeti(L, names, i);
-			luaL_addvalue(&b);
-		}
-	}
-	luaL_pushresult(&b);
-	vl_opts_add(o, "protocols", lua_tostring(L, -1));
-	lua_pop(L, 2);
+	vl_opt_list(o, names, "protocols", "names"); /* the names, comma-joined */
+	lua_pop(L, 1);
 	lua_setfield(L, env, "protocols");
 }
 

@@ -244,6 +244,7 @@ extern const vl_event_name vl_client_events[];
 extern const vl_event_name vl_server_events[];
 
 int         vl_opts_begin(vl_opts *o, lua_State *L, int narg); /* pushes the list and the env; returns env index */
+int         vl_push_handler_env(lua_State *L); /* pushes {handlers = {}, named = {}}; returns its index */
 /* Raises for a key of the table at idx that defs do not name: "unknown option 'k'"
  * (what NULL), or "<what>: unknown key 'k'<hint>". */
 void        vl_opts_check_keys(vl_opts *o, int idx, const vl_optdef *defs, const char *what, const char *hint);
