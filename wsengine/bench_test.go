@@ -71,18 +71,11 @@ func benchConn(b *testing.B, url string, emit func(Event)) *Conn {
 // endBench abandons c and waits for its goroutines and the server's.
 func endBench(b *testing.B, c *Conn, done chan struct{}) {
 	c.Abandon()
-	c.mu.Lock()
-	run := c.runDone
-	c.mu.Unlock()
-	for _, ch := range []chan struct{}{run, done} {
-		if ch == nil {
-			continue
-		}
-		select {
-		case <-ch:
-		case <-time.After(10 * time.Second):
-			b.Fatal("goroutines did not end")
-		}
+	waitRun(b, c)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		b.Fatal("the server goroutine did not end")
 	}
 }
 

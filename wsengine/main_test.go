@@ -108,7 +108,7 @@ func dialTest(t *testing.T, url string, opts ...string) (*Conn, *events) {
 }
 
 // waitRun waits for the run goroutine of c to end.
-func waitRun(t *testing.T, c *Conn) {
+func waitRun(t testing.TB, c *Conn) {
 	t.Helper()
 	c.mu.Lock()
 	done := c.runDone
