@@ -263,13 +263,14 @@ var errFiltered = errors.New("refused by the handshake filter")
 
 // filterHandshake hands an admitted handshake to the filter (f, as a Request
 // with Upgrade set: its target as the upgrader read it, the headers of its
-// head, the verified client certificate's subject as Body) and waits for the answer until deadline (the handshake timeout): 0
-// goes on with the 101, a status refuses with it (*refusal is set), no answer
-// in time refuses with 503.
+// head, the verified client certificate's subject as Body) and waits for the
+// answer until deadline (the handshake timeout): 0 goes on with the 101, a
+// status refuses with it (*refusal is set), no answer in time refuses with 503.
 func (s *Server) filterHandshake(f HTTPFunc, target string, head []byte, nc net.Conn, peerCert string, crossOrigin bool,
 	deadline time.Time, refusal **Response) (ws.HandshakeHeader, error) {
-	r := &Request{Method: "GET", Target: target, // the upgrader takes GET only Header: rawHeaders(head), Body: []byte(peerCert),
-		Peer: nc.RemoteAddr().String(), Upgrade: true, CrossOrigin: crossOrigin, done: make(chan struct{})}
+	r := &Request{Method: "GET" /* the upgrader takes GET only */, Target: target, Header: rawHeaders(head),
+		Body: []byte(peerCert), Peer: nc.RemoteAddr().String(), Upgrade: true, CrossOrigin: crossOrigin,
+		done: make(chan struct{})}
 	resp := s.ask(r, f, deadline)
 	switch {
 	case resp == nil:

@@ -297,3 +297,43 @@ func TestHTTPGuards(t *testing.T) {
 		}
 	}
 }
+
+// The handshake filter gets the upgrade's method, target and every header
+// (the WebSocket ones too), and its refusal's status, headers and body are
+// what the client reads; status 0 lets the upgrade go on.
+func TestHandshakeFilter(t *testing.T) {
+	s, acc := testServer(t, false, "filter=1")
+	got := make(chan *Request, 2)
+	s.HandleHTTP(func(r *Request) bool {
+		got <- r
+		go func() {
+			for _, h := range r.Header {
+				if h[0] == "Authorization" && h[1] == "Bearer good" {
+					r.Respond(Response{})
+					return
+				}
+			}
+			r.Respond(Response{Status: 401, Header: [][2]string{{"WWW-Authenticate", `Bearer realm="t"`}}, Body: []byte("token\n")})
+		}()
+		return true
+	})
+	up := "GET /f?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\n"
+	code, hdr, body := httpDo(t, s.Port(), up+"\r\n")
+	if code != 401 || hdr["www-authenticate"] != `Bearer realm="t"` || body != "token\n" {
+		t.Fatalf("refusal: %d %v %q", code, hdr, body)
+	}
+	r := <-got
+	protocol := ""
+	for _, h := range r.Header {
+		if h[0] == "Sec-WebSocket-Protocol" {
+			protocol = h[1]
+		}
+	}
+	if !r.Upgrade || r.Method != "GET" || r.Target != "/f?x=1" || protocol != "chat" {
+		t.Fatalf("request: upgrade %v method %q target %q protocol %q", r.Upgrade, r.Method, r.Target, protocol)
+	}
+	nc, _, _ := rawClient(t, s, "Authorization: Bearer good\r\n") // fails the test unless 101
+	defer nc.Close()
+	nextAccepted(t, acc)
+}
