@@ -435,11 +435,31 @@ local function sync(url, protocol, opts)
 	return c
 end
 
+-- www_with(index) -> a new directory holding index.html with that text.
+local function www_with(index)
+	local www = tmpdir()
+	local f = assert(io.open(www .. "/index.html", "w"))
+	f:write(index)
+	f:close()
+	return www
+end
+
+-- serve(c, block, env, fn[, dir]): runs the server example in the background (env:
+-- extra environment), calls fn(h) to drive it, stops it, removes dir, fails with its
+-- output when fn failed, and checks its output.
+local function serve(c, block, env, fn, dir)
+	local h = background(program(c, block), env)
+	local okr, err = pcall(fn, h)
+	local out = h.stop()
+	if dir then os.execute("rm -rf " .. shq(dir)) end
+	if not okr then failed(err, out) end
+	check_output(c, out)
+end
+
 local drive = {}
 
 function drive.ws(c, block)
-	local h = background(program(c, block))
-	local okr, err = pcall(function()
+	serve(c, block, nil, function(h)
 		local port = h.wait_port()
 		local a = sync("ws://127.0.0.1:" .. port .. "/room")
 		local b = sync("ws://127.0.0.1:" .. port .. "/room")
@@ -456,18 +476,11 @@ function drive.ws(c, block)
 		b:close(1000)
 		tap.sleep(0.3)
 	end)
-	local out = h.stop()
-	if not okr then failed(err, out) end
-	check_output(c, out)
 end
 
 function drive.http(c, block)
-	local www = tmpdir()
-	local f = assert(io.open(www .. "/index.html", "w"))
-	f:write("<h1>the plugin's page</h1>\n")
-	f:close()
-	local h = background(program(c, block), { EXAMPLE_WWW = www })
-	local okr, err = pcall(function()
+	local www = www_with("<h1>the plugin's page</h1>\n")
+	serve(c, block, { EXAMPLE_WWW = www }, function(h)
 		local port = h.wait_port()
 		local st, body = http_get(port, "/status.json")
 		eq(st, 200, "GET /status.json")
@@ -482,16 +495,11 @@ function drive.http(c, block)
 		eq(b:receive(), "to everyone", "the broadcast to the other chat client")
 		a:close(1000)
 		b:close(1000)
-	end)
-	local out = h.stop()
-	os.execute("rm -rf " .. shq(www))
-	if not okr then failed(err, out) end
-	check_output(c, out)
+	end, www)
 end
 
 function drive.filter(c, block)
-	local h = background(program(c, block))
-	local okr, err = pcall(function()
+	serve(c, block, nil, function(h)
 		local port = h.wait_port()
 		local out = sh("curl -s -i --max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket' " ..
 			"-H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:" .. port .. "/")
@@ -513,14 +521,10 @@ function drive.filter(c, block)
 		ok(opened, "the token gets in")
 		eq(got, "with token", "and is echoed")
 	end)
-	local out = h.stop()
-	if not okr then failed(err, out) end
-	check_output(c, out)
 end
 
 function drive.mtls(c, block)
-	local h = background(program(c, block))
-	local okr, err = pcall(function()
+	serve(c, block, nil, function(h)
 		local port = h.wait_port()
 		local url = "wss://127.0.0.1:" .. port .. "/"
 		local good = { client_ssl_ca_filepath = CA, client_ssl_cert_filepath = tap.cert("client.pem"),
@@ -546,19 +550,12 @@ function drive.mtls(c, block)
 		ok(not try({ client_ssl_ca_filepath = CA }), "a client without a certificate is refused")
 		tap.sleep(0.3)
 	end)
-	local out = h.stop()
-	if not okr then failed(err, out) end
-	check_output(c, out)
 end
 
 function drive.lws(c, block)
-	local www = tmpdir()
-	local f = assert(io.open(www .. "/index.html", "w"))
-	f:write("<p>lws page</p>\n")
-	f:close()
+	local www = www_with("<p>lws page</p>\n")
 	local port = free_port()
-	local h = background(program(c, block), { EXAMPLE_WWW = www, EXAMPLE_PORT = port })
-	local okr, err = pcall(function()
+	serve(c, block, { EXAMPLE_WWW = www, EXAMPLE_PORT = port }, function(h)
 		local st, body
 		for _ = 1, 100 * tap.factor do
 			st, body = http_get(port, "/")
@@ -571,11 +568,7 @@ function drive.lws(c, block)
 		assert(a:send("echo me"))
 		eq(a:receive(), "echo me", "the echo protocol")
 		a:close(1000)
-	end)
-	local out = h.stop()
-	os.execute("rm -rf " .. shq(www))
-	if not okr then failed(err, out) end
-	check_output(c, out)
+	end, www)
 end
 
 local env = { SSL_CERT_FILE = CA }

@@ -37,13 +37,7 @@ local function writefile(name, data)
 	f:close()
 end
 
-local function readfile(name)
-	local f = io.open(name, "rb")
-	if not f then return "" end
-	local s = f:read("*a")
-	f:close()
-	return s
-end
+local readfile = tap.readfile
 
 -- www() -> root: a new directory of test files (and dir/secret.txt beside it,
 -- with root/out.txt a symlink to it).
@@ -393,27 +387,8 @@ do
 	end
 end
 
--- browse(url, dir) -> outcome, dom: headless Chromium loads url and dumps its DOM
--- (events are dispatched meanwhile).
-local function browse(url, dir)
-	local out, done = dir .. "/dom.out", dir .. "/dom.done"
-	local outcome, dom
-	-- PENDING: the browser's virtual time ran out before the page's WebSocket finished (a
-	-- busy machine: WebSockets do not hold virtual time back); no outcome, so load it again
-	for _ = 1, 3 do
-		os.remove(done)
-		os.execute(string.format("(mkdir -p %s/profile; timeout %d chromium --headless --no-sandbox --disable-gpu " ..
-			"--disable-background-networking --disable-component-update --disable-sync --no-first-run " ..
-			"--user-data-dir=%s/profile --virtual-time-budget=5000 --dump-dom %s > %s 2>%s/chromium.err; " ..
-			"rm -rf %s/profile; echo done > %s) &", dir, 60 * tap.factor, dir, url, out, dir, dir, done))
-		tap.wait(function() return readfile(done) ~= "" end, 70, "headless chromium")
-		dom = readfile(out)
-		outcome = dom:match("<p id=\"r\">OUTCOME:([^<]*)</p>") or dom:match("<p id=\"r\">(PENDING)</p>")
-		if outcome ~= "PENDING" then break end
-		print("# the page had no outcome yet (PENDING): loading it again")
-	end
-	return outcome, dom .. readfile(dir .. "/chromium.err")
-end
+-- browse(url, dir) -> outcome, dom: tap.browse (events are dispatched meanwhile).
+local browse = tap.browse
 
 local PAGE = [[<!doctype html><html><head><meta charset="utf-8"><title>vws</title><script src="/config.js"></script></head>
 <body><p id="r">PENDING</p><script>

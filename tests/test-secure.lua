@@ -172,13 +172,7 @@ do
 	end
 end
 
-local function readfile(name)
-	local f = io.open(name, "r")
-	if not f then return "" end
-	local s = f:read("*a")
-	f:close()
-	return s
-end
+local readfile = tap.readfile
 
 -- page_server() -> port, dir, stop: python3's http.server on 127.0.0.1 serving a new directory.
 local function page_server()
@@ -212,23 +206,7 @@ s.onclose = function (e) { if (r.textContent === "PENDING") r.textContent = "OUT
 </script></body></html>
 ]]):gsub("WSPORT", tostring(ws_port)))
 	f:close()
-	local out, done = dir .. "/dom.out", dir .. "/dom.done"
-	local outcome, dom
-	-- PENDING: the browser's virtual time ran out before the WebSocket ended either way (a
-	-- busy machine: WebSockets do not hold virtual time back); no outcome, so load it again
-	for _ = 1, 3 do
-		os.remove(done)
-		os.execute(string.format("(mkdir -p %s/profile; timeout %d chromium --headless --no-sandbox --disable-gpu " ..
-			"--disable-background-networking --disable-component-update --disable-sync --no-first-run " ..
-			"--user-data-dir=%s/profile --virtual-time-budget=5000 --dump-dom http://127.0.0.1:%d/page.html > %s 2>%s/chromium.err; " ..
-			"rm -rf %s/profile; echo done > %s) &", dir, 60 * tap.factor, dir, http_port, out, dir, dir, done))
-		tap.wait(function() return readfile(done) ~= "" end, 70, "headless chromium")
-		dom = readfile(out)
-		outcome = dom:match("<p id=\"r\">OUTCOME:([^<]*)</p>") or dom:match("<p id=\"r\">(PENDING)</p>")
-		if outcome ~= "PENDING" then break end
-		print("# the page had no outcome yet (PENDING): loading it again")
-	end
-	return outcome, dom .. readfile(dir .. "/chromium.err")
+	return tap.browse("http://127.0.0.1:" .. http_port .. "/page.html", dir)
 end
 
 local function btest(name, fn)

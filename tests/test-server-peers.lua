@@ -13,13 +13,7 @@ local stest, srecorder, listen, echo, url, connect, refused =
 local testdir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
 
 -- ---------------------------------------------------------------- helpers
-local function readfile(name)
-	local f = io.open(name, "r")
-	if not f then return "" end
-	local s = f:read("*a")
-	f:close()
-	return s
-end
+local readfile = tap.readfile
 
 -- ---------------------------------------------------------------- wss
 stest("wss: ws.listen with a server certificate; a client trusting the CA echoes, one without it fails", function()
