@@ -200,7 +200,7 @@ end
 local function browse(http_port, dir, ws_port)
 	local f = assert(io.open(dir .. "/www/page.html", "w"))
 	f:write(([[<!doctype html><html><head><title>origin test</title></head><body><p id="r">PENDING</p><script>
-var r = document.getElementById("r"), s = new WebSocket("ws://127.0.0.1:WSPORT/browser");
+var r = document.getElementById("r"), s = new WebSocket("ws://127.0.0.1:WSPORT/browser" + location.search);
 s.onopen = function () { r.textContent = "OUT" + "COME:OPEN"; s.close(); };
 s.onclose = function (e) { if (r.textContent === "PENDING") r.textContent = "OUT" + "COME:REFUSED:" + e.code; };
 </script></body></html>
@@ -224,11 +224,20 @@ btest("browser: a page of another port is refused by default, accepted when orig
 		eq(#opened, 0, "no open event for the refused page")
 
 		local srv2, opened2 = listen({ origins = { "http://127.0.0.1:" .. http_port } })
-		outcome, dom = browse(http_port, dir, srv2:port())
+		local load
+		outcome, dom, load = browse(http_port, dir, srv2:port())
 		eq(outcome, "OPEN", "origins lists the page: " .. dom:sub(1, 2000))
-		tap.wait(function() return #opened2 == 1 end, 5, "open event")
-		eq(opened2[1].path, "/browser")
-		like(ws.headers(opened2[1].wso).origin, "^http://127%.0%.0%.1:" .. http_port .. "$", "the page's Origin")
+		-- the open event of the load that reported OPEN (an earlier PENDING load may have opened too)
+		local mine = "/browser?load=" .. load
+		local function of_load()
+			local found = {}
+			for _, o in ipairs(opened2) do if o.path == mine then found[#found + 1] = o end end
+			return found
+		end
+		tap.wait(function() return #of_load() == 1 end, 5, "open event of " .. mine)
+		settle()
+		eq(#of_load(), 1, "one open event for " .. mine)
+		like(ws.headers(of_load()[1].wso).origin, "^http://127%.0%.0%.1:" .. http_port .. "$", "the page's Origin")
 	end)
 	stop()
 	if not okf then error(err, 0) end

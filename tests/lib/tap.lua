@@ -384,28 +384,31 @@ function tap.readfile(name)
 	return s
 end
 
--- browse(url, dir) -> outcome, dom: headless Chromium loads url (with a profile in dir)
--- and dumps its DOM; outcome is the text of <p id="r"> after "OUTCOME:", or "PENDING".
--- Events are dispatched while it runs (tap.wait).
+-- browse(url, dir) -> outcome, dom, load: headless Chromium loads url?load=N (with a
+-- profile in dir) and dumps its DOM; outcome is the text of <p id="r"> after "OUTCOME:",
+-- or "PENDING"; load is N of the load that gave it (a page can tell its loads apart by
+-- location.search). Events are dispatched while it runs (tap.wait).
 function tap.browse(url, dir)
 	local readfile = tap.readfile
 	local out, done = dir .. "/dom.out", dir .. "/dom.done"
-	local outcome, dom
+	local outcome, dom, load
 	-- PENDING: the browser's virtual time ran out before the page's WebSocket finished (a
 	-- busy machine: WebSockets do not hold virtual time back); no outcome, so load it again
-	for _ = 1, 3 do
+	for n = 1, 3 do
+		load = n
 		os.remove(done)
 		os.execute(string.format("(mkdir -p %s/profile; timeout %d chromium --headless --no-sandbox --disable-gpu " ..
 			"--disable-background-networking --disable-component-update --disable-sync --no-first-run " ..
 			"--user-data-dir=%s/profile --virtual-time-budget=5000 --dump-dom %s > %s 2>%s/chromium.err; " ..
-			"rm -rf %s/profile; echo done > %s) &", dir, 60 * tap.factor, dir, url, out, dir, dir, done))
+			"rm -rf %s/profile; echo done > %s) &", dir, 60 * tap.factor, dir,
+			url .. (url:find("?", 1, true) and "&" or "?") .. "load=" .. n, out, dir, dir, done))
 		tap.wait(function() return readfile(done) ~= "" end, 70, "headless chromium")
 		dom = readfile(out)
 		outcome = dom:match("<p id=\"r\">OUTCOME:([^<]*)</p>") or dom:match("<p id=\"r\">(PENDING)</p>")
 		if outcome ~= "PENDING" then break end
 		print("# the page had no outcome yet (PENDING): loading it again")
 	end
-	return outcome, dom .. readfile(dir .. "/chromium.err")
+	return outcome, dom .. readfile(dir .. "/chromium.err"), load
 end
 
 local idn = 0
