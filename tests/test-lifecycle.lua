@@ -140,6 +140,9 @@ if hassock and socket.select then
 		ok(fd >= 0, "fd " .. fd)
 		eq(ws.event_fd(), fd, "same fd every time")
 		local fdobj = { getfd = function() return fd end, dirty = function() return false end }
+		-- a late event of an earlier test's connection (seen once: Lua 5.3, full run) is
+		-- delivered first: "nothing pending" is what this checks
+		for _ = 1, 100 do if ws.dispatch(0) == 0 then break end end
 		local r = socket.select({ fdobj }, nil, 0)
 		eq(#r, 0, "not readable with nothing pending")
 		local rec = tap.recorder()
