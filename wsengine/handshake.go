@@ -246,14 +246,14 @@ func (s *Server) handshake(nc net.Conn) {
 	c.emitMu.Lock()
 	c.emitFn = emit
 	c.emitMu.Unlock()
+	var early []byte
+	if n := br.Buffered(); n > 0 { // frames the client sent right behind its request
+		early, _ = br.Peek(n)
+		early = bytes.Clone(early)
+	}
 	go func() {
 		defer s.forget(c)
-		var rd io.Reader = nc
-		if n := br.Buffered(); n > 0 { // frames the client sent right behind its request
-			early, _ := br.Peek(n)
-			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
-		}
-		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate,
+		c.serveAccepted(&established{nc: nc, early: early, protocol: hs.Protocol, deflate: deflate,
 			answer: hw})
 	}()
 }

@@ -47,6 +47,7 @@ func (s *session) yield() {
 func (s *session) readLoop() {
 	defer close(s.rExit)
 	s.rRes = s.read()
+	s.rb.put()
 }
 
 func failResult(ce *CloseError) readResult { return readResult{fail: ce} }
@@ -68,8 +69,7 @@ func (s *session) read() readResult {
 		msgOp      ws.OpCode
 		compressed bool
 		text       utf8Validator
-		zbuf       []byte // compressed payload as it arrives
-		inflated   int    // bytes of s.inflate.out validated so far
+		inflated   int // bytes of s.inflate.out validated so far
 	)
 	if s.inflate != nil {
 		defer s.inflate.abort() // a message left open: stop its worker
@@ -84,7 +84,8 @@ func (s *session) read() readResult {
 		return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
 	}
 	for {
-		h, err := ws.ReadHeaderBuffer(s.br, hbuf)
+		s.rb.idle() // no buffer held while nothing arrives
+		h, err := ws.ReadHeaderBuffer(s.rb, hbuf)
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				return failResult(&CloseError{Code: CloseProtocolError, Reason: "bad payload length"})
@@ -100,7 +101,7 @@ func (s *session) read() readResult {
 		s.heard()
 		if h.OpCode.IsControl() {
 			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(s.br, p); err != nil {
+			if _, err := io.ReadFull(s.rb, p); err != nil {
 				return ioResult(err)
 			}
 			if h.Masked {
@@ -140,21 +141,16 @@ func (s *session) read() readResult {
 		for n := h.Length; compressed && n > 0; {
 			// Inflate what has arrived and validate the output so far: an
 			// invalid byte fails the connection before the message ends.
-			if zbuf == nil {
-				zbuf = make([]byte, readChunk)
-			}
-			m, err := s.br.Read(zbuf[:min(n, readChunk)])
-			if m == 0 {
-				if err == nil {
-					err = io.ErrNoProgress
-				}
+			z, err := s.rb.next(int(min(n, readChunk)))
+			if err != nil {
 				return ioResult(err)
 			}
+			m := len(z)
 			s.heard()
 			if h.Masked {
-				ws.Cipher(zbuf[:m], h.Mask, int(h.Length-n))
+				ws.Cipher(z, h.Mask, int(h.Length-n))
 			}
-			if err := s.inflate.feed(zbuf[:m]); err != nil {
+			if err := s.inflate.feed(z); err != nil {
 				return inflateFail(err)
 			}
 			if out := s.inflate.out; msgOp == ws.OpText && inflated < len(out) {
@@ -171,7 +167,7 @@ func (s *session) read() readResult {
 			msg = slices.Grow(msg, k)[:l+k]
 			// Read what has arrived, not the whole chunk: text is validated as
 			// it streams in, so an invalid byte fails the connection at once.
-			m, err := s.br.Read(msg[l:])
+			m, err := s.rb.Read(msg[l:])
 			msg = msg[:l+m]
 			if m == 0 {
 				if err == nil {

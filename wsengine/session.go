@@ -5,8 +5,8 @@
 package wsengine
 
 import (
-	"bufio"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,9 +28,8 @@ const (
 type session struct {
 	c       *Conn
 	nc      net.Conn
-	sc      *spillConn // under nc; nil: no write-through
-	br      *bufio.Reader
-	bw      *bufio.Writer
+	sc      *spillConn             // under nc; nil: no write-through
+	rb      *readBuf               // the reader's (pooled buffer)
 	hdr     [ws.MaxHeaderSize]byte // writeFrame's frame header (writes are serialized)
 	server  bool                   // server role: frames out unmasked, frames in must be masked
 	inflate *inflater
@@ -54,19 +53,26 @@ type session struct {
 	failPending bool  // EventFailPending was emitted; FailNow not called yet
 	throughErr  error // a write-through failed: the writer ends with it
 
-	wWake        chan struct{} // wakes the writer (cap 1)
+	// The writer goroutine runs only while frames are queued (an idle
+	// connection has none): wakeWriter starts it, it ends when the queue is
+	// empty. Guarded by c.mu.
+	writerOn   bool // a writer goroutine is running
+	writerDone bool // none may start again: a close frame was written, a write failed, or teardown
+	writers    sync.WaitGroup
+
 	stop         chan struct{} // closed at teardown
 	closeWritten chan struct{} // closed by the writer after a close frame
-	wExit, rExit chan struct{}
+	wFail        chan struct{} // closed by the writer when a write failed (wErr)
+	rExit        chan struct{}
 	wErr         error
 	rRes         readResult
 }
 
 func newSession(c *Conn, est *established) *session {
 	s := &session{
-		c: c, nc: est.nc, br: est.br, bw: bufio.NewWriterSize(est.nc, 16<<10), server: c.accepted,
-		wWake: make(chan struct{}, 1), stop: make(chan struct{}), failGo: make(chan struct{}, 1),
-		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
+		c: c, nc: est.nc, rb: newReadBuf(est.nc, est.early), server: c.accepted,
+		stop: make(chan struct{}), failGo: make(chan struct{}, 1),
+		closeWritten: make(chan struct{}), wFail: make(chan struct{}), rExit: make(chan struct{}),
 	}
 	s.sc = spillConnOf(est.nc)
 	if p := est.deflate; p != nil && s.server {
@@ -96,13 +102,8 @@ func (s *session) waitCloseWritten(d time.Duration) bool {
 	select {
 	case <-s.closeWritten:
 		return true
-	case <-s.wExit:
-		select {
-		case <-s.closeWritten:
-			return true
-		default:
-			return false
-		}
+	case <-s.wFail:
+		return false
 	case <-t.C:
 		return false
 	}
@@ -112,7 +113,6 @@ func (s *session) waitCloseWritten(d time.Duration) bool {
 func (s *session) serve() Event {
 	o := &s.c.opts
 	go s.readLoop()
-	go s.writeLoop()
 
 	var pingC, pongC, closeC <-chan time.Time
 	if o.pingInterval > 0 {
@@ -129,7 +129,7 @@ func (s *session) serve() Event {
 			closeT.Stop()
 		}
 	}()
-	rExit, wExit := s.rExit, s.wExit
+	rExit, wFail := s.rExit, s.wFail
 	kick := s.c.kick
 	checkStop := func() (abandon bool) {
 		uc, ab := s.c.stopped()
@@ -199,11 +199,8 @@ func (s *session) serve() Event {
 			default:
 				return s.finish(false, CloseAbnormal, r.reason)
 			}
-		case <-wExit:
-			wExit = nil
-			if s.wErr != nil {
-				return s.finish(false, CloseAbnormal, "write failed: "+s.wErr.Error())
-			}
+		case <-wFail:
+			return s.finish(false, CloseAbnormal, "write failed: "+s.wErr.Error())
 		case <-kick:
 			if checkStop() {
 				s.waitCloseWritten(abandonWait)
@@ -253,7 +250,7 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 		case <-t.C:
 			lwslog.Printf(lwslog.Client, "wsengine: %s: events before the violation not handled within close_timeout: failing anyway", s.c.target.u)
 			return false
-		case <-s.wExit:
+		case <-s.wFail:
 			return false
 		case <-s.c.kick:
 			if uc, ab := s.c.stopped(); uc || ab {
@@ -269,7 +266,10 @@ func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.nc.Close()
 	close(s.stop)
 	<-s.rExit
-	<-s.wExit
+	s.c.mu.Lock()
+	s.writerDone = true
+	s.c.mu.Unlock()
+	s.writers.Wait()
 	s.c.mu.Lock()
 	s.ctrl, s.data, s.queued = nil, nil, 0
 	s.c.mu.Unlock()
