@@ -441,7 +441,9 @@ func (c *Conn) runSession(est *established, opened Event) (retry bool) {
 	lwslog.Printf(lwslog.Client, "wsengine: %s: established (protocol %q)", c.target.u, est.protocol)
 	c.emit(opened)
 
+	sessionOpened()
 	ev := s.serve()
+	sessionClosed()
 
 	c.mu.Lock()
 	c.sess = nil
