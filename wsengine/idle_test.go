@@ -1,0 +1,203 @@
+package wsengine
+
+import (
+	"bytes"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// idleConns is how many client connections TestIdleMemory opens to its server.
+const idleConns = 200
+
+// maxIdleBytes is the bound of TestIdleMemory: heap and stack per idle
+// connection (client or accepted), issue #10's 16 KiB. Buffers held from the
+// start (32 KiB to read, 16 KiB to write before they were pooled) exceed it.
+var gcs = 2
+
+const maxIdleBytes = 16 << 10
+
+// TestIdleMemory opens idleConns clients to a Server, echoes one message on
+// each (so every reader and writer has had its buffers), and measures the
+// heap and goroutine stacks in use per connection once they are idle.
+func TestIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 400 connections")
+	}
+	var echoed atomic.Int64
+	s := NewServer(func(c *Conn, path string) func(Event) {
+		return func(e Event) {
+			if e.Type == EventReceive {
+				c.Send(e.Opcode, bytes.Clone(e.Data))
+			}
+		}
+	})
+	if err := s.SetOption("port", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOption("max_clients", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://127.0.0.1:" + strconv.Itoa(s.Port()) + "/"
+	before := inUse()
+
+	open, done := make(chan struct{}, idleConns), make(chan struct{}, idleConns)
+	conns := make([]*Conn, 0, idleConns)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Abandon()
+		}
+		s.Abandon()
+		for _, c := range conns {
+			waitRun(t, c)
+		}
+		for _, c := range s.Clients() {
+			waitRun(t, c)
+		}
+	})
+	msg := bytes.Repeat([]byte("m"), 100)
+	for range idleConns {
+		var c *Conn
+		c, err := NewConn(url, func(e Event) {
+			switch e.Type {
+			case EventEstablished:
+				open <- struct{}{}
+			case EventReceive:
+				echoed.Add(1)
+				done <- struct{}{}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := c.Connect(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(ch chan struct{}, what string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for i := range idleConns {
+			select {
+			case <-ch:
+			case <-timeout:
+				t.Fatalf("%d of %d connections %s within 20 s", i, idleConns, what)
+			}
+		}
+	}
+	wait(open, "open")
+	for _, c := range conns {
+		if err := c.Send(OpText, bytes.Clone(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(done, "echoed")
+	if n := len(s.Clients()); n != idleConns {
+		t.Fatalf("server has %d clients, want %d", n, idleConns)
+	}
+	time.Sleep(100 * time.Millisecond) // every reader back waiting
+	after := inUse()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	t.Logf("heap %d stack %d goroutines %d", m.HeapAlloc, m.StackInuse, runtime.NumGoroutine())
+	per := (after - before) / (2 * idleConns)
+	t.Logf("%d bytes of heap and stack per idle connection (%d clients and the %d connections accepted: %d bytes)",
+		per, idleConns, idleConns, after-before)
+	if raceOn {
+		t.Log("race detector on: sizes differ, bound not checked")
+		return
+	}
+	if per > maxIdleBytes {
+		t.Errorf("%d bytes per idle connection, want at most %d", per, maxIdleBytes)
+	}
+}
+
+// inUse returns the bytes of heap objects and goroutine stacks in use after
+// two collections (the second empties the pools' victim caches).
+func inUse() int64 {
+	for range gcs {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc + m.StackInuse)
+}
+
+// TestGiveBack: memory is given back once when the number of open sessions
+// falls to a quarter of a peak of at least giveBackPeak, not for a smaller
+// peak, and not before the count has fallen that far.
+func TestGiveBack(t *testing.T) {
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) { // an earlier test's
+		sessions.mu.Lock()
+		pending := sessions.pending
+		sessions.mu.Unlock()
+		if !pending {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("an earlier give-back still pending after 5 s")
+		}
+	}
+	calls := make(chan struct{}, 10)
+	sessions.mu.Lock()
+	freeOSMemory = func() { calls <- struct{}{} }
+	sessions.mu.Unlock()
+	t.Cleanup(func() {
+		sessions.mu.Lock()
+		freeOSMemory = debug.FreeOSMemory
+		sessions.mu.Unlock()
+	})
+	none := func(d time.Duration) {
+		t.Helper()
+		select {
+		case <-calls:
+			t.Fatal("memory given back too early")
+		case <-time.After(d):
+		}
+	}
+	sessions.mu.Lock()
+	base := sessions.open
+	sessions.peak = base
+	sessions.mu.Unlock()
+
+	// A small burst: no give-back.
+	for range giveBackPeak - 1 - base {
+		sessionOpened()
+	}
+	for range giveBackPeak - 1 - base {
+		sessionClosed()
+	}
+	none(giveBackDelay + 200*time.Millisecond)
+
+	// A burst of 4*giveBackPeak: closing down to just over a quarter does
+	// nothing, the next close schedules one give-back.
+	n := 4 * giveBackPeak
+	for range n {
+		sessionOpened()
+	}
+	for range n - (base+n)/4 - 1 {
+		sessionClosed()
+	}
+	none(giveBackDelay + 200*time.Millisecond)
+	for range (base+n)/4 + 1 {
+		sessionClosed()
+	}
+	select {
+	case <-calls:
+	case <-time.After(giveBackDelay + 5*time.Second):
+		t.Fatal("memory not given back after the burst closed")
+	}
+	none(giveBackDelay + 200*time.Millisecond) // once
+	sessions.mu.Lock()
+	defer sessions.mu.Unlock()
+	if sessions.open != base || sessions.peak != base {
+		t.Errorf("open %d, peak %d after the burst, want both %d", sessions.open, sessions.peak, base)
+	}
+}
