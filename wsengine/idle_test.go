@@ -16,7 +16,7 @@ const idleConns = 200
 // maxIdleBytes is the bound of TestIdleMemory: heap and stack per idle
 // connection (client or accepted), issue #10's 16 KiB. Buffers held from the
 // start (32 KiB to read, 16 KiB to write before they were pooled) exceed it.
-var gcs = 2
+var gcs = 4
 
 const maxIdleBytes = 16 << 10
 
@@ -130,74 +130,80 @@ func inUse() int64 {
 	return int64(m.HeapAlloc + m.StackInuse)
 }
 
-// TestGiveBack: memory is given back once when the number of open sessions
-// falls to a quarter of a peak of at least giveBackPeak, not for a smaller
-// peak, and not before the count has fallen that far.
+// TestGiveBack: memory is given back once after a burst of at least
+// giveBackPeak sessions opened, and once when they have closed down to a
+// quarter of their peak, not for a smaller burst, and not before the count
+// has fallen that far.
 func TestGiveBack(t *testing.T) {
-	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) { // an earlier test's
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // an earlier test's
 		sessions.mu.Lock()
-		pending := sessions.pending
+		pending := sessions.timer != nil
 		sessions.mu.Unlock()
 		if !pending {
 			break
 		}
 		if time.Now().After(end) {
-			t.Fatal("an earlier give-back still pending after 5 s")
+			t.Fatal("an earlier give-back still pending after 10 s")
 		}
 	}
 	calls := make(chan struct{}, 10)
 	sessions.mu.Lock()
 	freeOSMemory = func() { calls <- struct{}{} }
+	base := sessions.open
+	sessions.peak, sessions.settled = base, base
 	sessions.mu.Unlock()
 	t.Cleanup(func() {
 		sessions.mu.Lock()
 		freeOSMemory = debug.FreeOSMemory
 		sessions.mu.Unlock()
 	})
-	none := func(d time.Duration) {
+	none := func() {
 		t.Helper()
 		select {
 		case <-calls:
 			t.Fatal("memory given back too early")
-		case <-time.After(d):
+		case <-time.After(giveBackDelay + 300*time.Millisecond):
 		}
 	}
-	sessions.mu.Lock()
-	base := sessions.open
-	sessions.peak = base
-	sessions.mu.Unlock()
+	one := func(what string) {
+		t.Helper()
+		select {
+		case <-calls:
+		case <-time.After(giveBackDelay + 5*time.Second):
+			t.Fatalf("memory not given back after %s", what)
+		}
+		none() // once
+	}
 
 	// A small burst: no give-back.
-	for range giveBackPeak - 1 - base {
+	for range giveBackPeak - 1 {
 		sessionOpened()
 	}
-	for range giveBackPeak - 1 - base {
+	for range giveBackPeak - 1 {
 		sessionClosed()
 	}
-	none(giveBackDelay + 200*time.Millisecond)
+	none()
 
-	// A burst of 4*giveBackPeak: closing down to just over a quarter does
-	// nothing, the next close schedules one give-back.
+	// A burst of n opening: once.
 	n := 4 * giveBackPeak
 	for range n {
 		sessionOpened()
 	}
+	one("a burst opened")
+
+	// Closing down to just over a quarter does nothing, the next close
+	// gives back once.
 	for range n - (base+n)/4 - 1 {
 		sessionClosed()
 	}
-	none(giveBackDelay + 200*time.Millisecond)
+	none()
 	for range (base+n)/4 + 1 {
 		sessionClosed()
 	}
-	select {
-	case <-calls:
-	case <-time.After(giveBackDelay + 5*time.Second):
-		t.Fatal("memory not given back after the burst closed")
-	}
-	none(giveBackDelay + 200*time.Millisecond) // once
+	one("a burst closed")
 	sessions.mu.Lock()
 	defer sessions.mu.Unlock()
-	if sessions.open != base || sessions.peak != base {
-		t.Errorf("open %d, peak %d after the burst, want both %d", sessions.open, sessions.peak, base)
+	if sessions.open != base || sessions.peak != base || sessions.settled != base {
+		t.Errorf("open %d, peak %d, settled %d after the bursts, want all %d", sessions.open, sessions.peak, sessions.settled, base)
 	}
 }
