@@ -2,12 +2,16 @@ package wsengine
 
 import (
 	"bytes"
+	"crypto/x509"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verawebsockets/verawebsockets/internal/testpki"
 )
 
 // idleConns is how many client connections TestIdleMemory opens to its server.
@@ -16,8 +20,6 @@ const idleConns = 200
 // maxIdleBytes is the bound of TestIdleMemory: heap and stack per idle
 // connection (client or accepted), issue #10's 16 KiB. Buffers held from the
 // start (32 KiB to read, 16 KiB to write before they were pooled) exceed it.
-var gcs = 4
-
 const maxIdleBytes = 16 << 10
 
 // TestIdleMemory opens idleConns clients to a Server, echoes one message on
@@ -27,6 +29,29 @@ func TestIdleMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 400 connections")
 	}
+	per := idleMemory(t, nil)
+	if raceOn {
+		t.Log("race detector on: sizes differ, bound not checked")
+		return
+	}
+	if per > maxIdleBytes {
+		t.Errorf("%d bytes per idle connection, want at most %d", per, maxIdleBytes)
+	}
+}
+
+// TestIdleMemoryTLS logs the same for wss:// (crypto/tls keeps buffers of its
+// own per connection: no bound).
+func TestIdleMemoryTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 400 connections")
+	}
+	idleMemory(t, newPKI(t))
+}
+
+// idleMemory runs the measurement of TestIdleMemory (wss:// with p) and
+// returns the bytes per connection.
+func idleMemory(t *testing.T, p *pki) int64 {
+	t.Helper()
 	var echoed atomic.Int64
 	s := NewServer(func(c *Conn, path string) func(Event) {
 		return func(e Event) {
@@ -41,10 +66,31 @@ func TestIdleMemory(t *testing.T) {
 	if err := s.SetOption("max_clients", "1000"); err != nil {
 		t.Fatal(err)
 	}
+	scheme, copts := "ws", []string(nil)
+	if p != nil {
+		dir := t.TempDir()
+		cert, key := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+		if err := testpki.WritePEM(cert, "CERTIFICATE", p.server.Certificate[0]); err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(p.server.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testpki.WritePEM(key, "PRIVATE KEY", der); err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range [][2]string{{"ssl_cert_filepath", cert}, {"ssl_private_key_filepath", key}} {
+			if err := s.SetOption(kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		scheme, copts = "wss", []string{"client_ssl_ca_filepath", p.caFile}
+	}
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	url := "ws://127.0.0.1:" + strconv.Itoa(s.Port()) + "/"
+	url := scheme + "://127.0.0.1:" + strconv.Itoa(s.Port()) + "/"
 	before := inUse()
 
 	open, done := make(chan struct{}, idleConns), make(chan struct{}, idleConns)
@@ -77,6 +123,11 @@ func TestIdleMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		if copts != nil {
+			if err := c.SetOption(copts[0], copts[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := c.Connect(); err != nil {
 			t.Fatal(err)
 		}
@@ -104,27 +155,18 @@ func TestIdleMemory(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // every reader back waiting
 	after := inUse()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	t.Logf("heap %d stack %d goroutines %d", m.HeapAlloc, m.StackInuse, runtime.NumGoroutine())
 	per := (after - before) / (2 * idleConns)
-	t.Logf("%d bytes of heap and stack per idle connection (%d clients and the %d connections accepted: %d bytes)",
-		per, idleConns, idleConns, after-before)
-	if raceOn {
-		t.Log("race detector on: sizes differ, bound not checked")
-		return
-	}
-	if per > maxIdleBytes {
-		t.Errorf("%d bytes per idle connection, want at most %d", per, maxIdleBytes)
-	}
+	t.Logf("%s://: %d bytes of heap and stack per idle connection (%d clients and the %d connections accepted: %d bytes)",
+		scheme, per, idleConns, idleConns, after-before)
+	return per
 }
 
 // inUse returns the bytes of heap objects and goroutine stacks in use after
-// two collections (the second empties the pools' victim caches).
+// two collections (the second empties the pools' victim caches; each halves
+// the idle goroutines' stacks that are at most a quarter used).
 func inUse() int64 {
-	for range gcs {
-		runtime.GC()
-	}
+	runtime.GC()
+	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc + m.StackInuse)

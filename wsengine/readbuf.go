@@ -72,9 +72,6 @@ func (rb *readBuf) put() {
 	rb.r, rb.w = 0, 0
 }
 
-// buffered returns the number of bytes that can be read without a read from src.
-func (rb *readBuf) buffered() int { return rb.w - rb.r }
-
 // Read reads into p what is buffered or, with nothing buffered, what one read
 // of the connection returns (straight into p when p is at least as large as
 // a buffer).
