@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -190,13 +189,14 @@ func TestGiveBack(t *testing.T) {
 	}
 	calls := make(chan struct{}, 10)
 	sessions.mu.Lock()
+	free := freeOSMemory
 	freeOSMemory = func() { calls <- struct{}{} }
 	base := sessions.open
 	sessions.peak, sessions.settled = base, base
 	sessions.mu.Unlock()
 	t.Cleanup(func() {
 		sessions.mu.Lock()
-		freeOSMemory = debug.FreeOSMemory
+		freeOSMemory = free
 		sessions.mu.Unlock()
 	})
 	none := func() {

@@ -3,6 +3,7 @@
 package wsengine
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ const (
 // last give-back (a burst of opening handshakes leaves their garbage), or
 // has fallen to a quarter of a peak of at least giveBackPeak (a burst
 // closed), the memory is given back to the operating system once the count
-// has been still for giveBackDelay (debug.FreeOSMemory: a collection, which
-// also shrinks idle goroutine stacks, then every free page returned). The
+// has been still for giveBackDelay (freeOSMemory: two collections, which
+// also empty the buffer pools and shrink idle goroutine stacks, then every
+// free page returned). The
 // runtime would otherwise keep it until its next forced collection (2 min)
 // and return it slowly. No timer runs while the count is steady.
 var sessions struct {
@@ -84,4 +86,11 @@ func giveBack() {
 	free()
 }
 
-var freeOSMemory = debug.FreeOSMemory // under sessions.mu (a test counts the calls)
+// freeOSMemory collects twice, then returns the free pages: what the pools
+// (read and write buffers, compressors) held at the first collection is
+// moved to their victim caches and freed only by the second. Under
+// sessions.mu (a test counts the calls).
+var freeOSMemory = func() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
