@@ -4,13 +4,16 @@
 # Go gobwas client (tests/bench/goclient), all against one Go echo server (tests/demo/echoserver)
 # in the same run; then the Go client against a Lua echo server (tests/bench/server.lua,
 # ws.listen) beside the Go echo server; then the RSS of lua5.1 holding one idle connection,
-# per variant; then the engine's Go benchmarks (-benchmem) of its read and write paths.
+# per variant; then idle connections (build/bench-idle.sh: RSS per idle connection at 1, 100
+# and 1,000 client and server-accepted connections, RSS once they closed, wakeups/s over 10 s
+# idle; about 3 minutes); then the engine's Go benchmarks (-benchmem) of its read and write paths.
 # Beside the variants (lua5.1), the client table has LuaJIT with the in-process .so and
 # Debian's lua-http client (pure Lua framing on cqueues; installed here when missing), and a
 # table of CPU time, context switches and syscalls per round trip of each client (perf stat,
 # the oop helper included: it is a child).
 # Env: RTT_N (default 30000), MIB_N (default 256), INGEST_N (default 100000), ROUNDS (default 3),
-# LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table and BENCH_RSS=0 the RSS table,
+# LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table, BENCH_RSS=0 the RSS table,
+# BENCH_IDLE=0 the idle-connection table (IDLE_COUNTS, IDLE_SECS: see build/bench-idle.sh),
 # BENCH_PEERS=0 the LuaJIT and lua-http columns, BENCH_PERF=0 the per-round-trip table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -221,6 +224,12 @@ for v in "${variants[@]}"; do
 	wait "$bg" 2>/dev/null || true
 	bg=
 done
+fi
+
+if [ "${BENCH_IDLE:-1}" != 0 ]; then
+	idle_args=()
+	for v in "${variants[@]}"; do idle_args+=("$v=${dir[$v]}"); done
+	LUA=$lua build/bench-idle.sh "${idle_args[@]}" || echo "bench: idle-connection table failed" >&2
 fi
 
 # The engine's read and write paths per message, with allocations (BENCH_GO=0 skips).

@@ -370,7 +370,7 @@ func (c *Conn) run(done, prev chan struct{}) {
 		c.cancelDial = cancel
 		c.mu.Unlock()
 
-		est, err := c.dial(ctx, c.target)
+		est, err := c.dialAside(ctx, c.target)
 		cancel()
 
 		c.mu.Lock()
@@ -417,11 +417,38 @@ func (c *Conn) run(done, prev chan struct{}) {
 	}
 }
 
+// dialAside runs dial on a goroutine of its own and waits for it: the deep
+// stack of a TLS and HTTP handshake grows that goroutine's, not the one that
+// then serves the connection for its whole life.
+func (c *Conn) dialAside(ctx context.Context, t *target) (*established, error) {
+	type result struct {
+		est *established
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		est, err := c.dial(ctx, t)
+		ch <- result{est, err}
+	}()
+	r := <-ch
+	return r.est, r.err
+}
+
 // runSession runs one established connection (c.mu held on entry, released):
 // it emits opened, serves until the connection ends, emits its EventClosed
 // and reports whether to reconnect (never for an accepted connection, whose
 // options have no reconnect policy).
+// Its stack stays shallow while the connection is idle (the parts before and
+// after serve are methods of their own): an idle goroutine's stack shrinks
+// to 4 KiB only when less than about 1.2 KiB of it is in use.
 func (c *Conn) runSession(est *established, opened Event) (retry bool) {
+	s := c.openSession(est, &opened)
+	ev := s.serve()
+	return c.closeSession(&ev)
+}
+
+// openSession starts the session of est (c.mu held on entry, released) and emits opened.
+func (c *Conn) openSession(est *established, opened *Event) *session {
 	if est.answer != nil {
 		// The 101, under c.mu: no frame (a broadcast's write-through) can
 		// come before it, and none is refused for want of a session after it.
@@ -439,10 +466,15 @@ func (c *Conn) runSession(est *established, opened Event) (retry bool) {
 	c.protocol = est.protocol
 	c.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "wsengine: %s: established (protocol %q)", c.target.u, est.protocol)
-	c.emit(opened)
+	c.emit(*opened)
+	sessionOpened()
+	return s
+}
 
-	ev := s.serve()
-
+// closeSession ends the session that serve ended with ev: it emits ev and
+// reports whether to reconnect.
+func (c *Conn) closeSession(ev *Event) (retry bool) {
+	sessionClosed()
 	c.mu.Lock()
 	c.sess = nil
 	retry = !ev.Clean && c.opts.reconnect != nil && !c.userClose && !c.abandon
@@ -455,7 +487,7 @@ func (c *Conn) runSession(est *established, opened Event) (retry bool) {
 	c.closedSent = true
 	c.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "wsengine: %s: closed clean=%v code=%d %q", c.target.u, ev.Clean, ev.Code, ev.Data)
-	c.emit(ev)
+	c.emit(*ev)
 	return retry
 }
 

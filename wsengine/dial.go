@@ -44,7 +44,7 @@ func failf(err error, format string, args ...any) *dialError {
 // established is the result of a successful dial + handshake.
 type established struct {
 	nc       net.Conn
-	br       *bufio.Reader
+	early    []byte // bytes read behind the opening handshake (frames), read first
 	protocol string
 	deflate  *wsflate.Parameters
 	answer   *bufio.Writer // an accepted connection's 101, not yet written
@@ -163,7 +163,11 @@ func (c *Conn) dialOnce(ctx context.Context, t *target) (est *established, loc *
 		}
 		return nil, nil, failf(err, "%s", reason)
 	}
-	est = &established{nc: nc, br: br, protocol: hs.Protocol, response: responseHeaders(rec.in.Bytes())}
+	est = &established{nc: nc, protocol: hs.Protocol, response: responseHeaders(rec.in.Bytes())}
+	if br != nil && br.Buffered() > 0 { // frames the server sent right behind its 101
+		early, _ := br.Peek(br.Buffered())
+		est.early = bytes.Clone(early)
+	}
 	for _, e := range hs.Extensions {
 		if !bytes.Equal(e.Name, wsflate.ExtensionNameBytes) {
 			continue
@@ -180,9 +184,6 @@ func (c *Conn) dialOnce(ctx context.Context, t *target) (est *established, loc *
 	nc.SetDeadline(time.Time{})
 	if !stop() {
 		return nil, nil, c.mapCtxErr(ctx, ctx.Err())
-	}
-	if est.br == nil {
-		est.br = bufio.NewReaderSize(nc, 32<<10)
 	}
 	return est, nil, nil
 }

@@ -21,8 +21,9 @@
 //	_ = c.Close(1000, "bye")                    // EventClosed follows
 //
 // Concurrency: every Conn method is safe for concurrent use and returns at
-// once. Each Conn runs up to three goroutines while connected (the run loop,
-// a reader, and a writer): all end when the connection ends.
+// once. Each Conn runs two goroutines while connected (the run loop and a
+// reader) and a writer while frames are queued: all end when the connection
+// ends. An idle connection holds no buffer (see readbuf.go).
 // The emit function gets the events of one Conn one at a time, in order.
 //
 // Servers: NewServer, SetOption, Listen; each accepted connection is announced

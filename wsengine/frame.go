@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -260,8 +261,8 @@ var errInflateAborted = errors.New("wsengine: compressed message aborted")
 type inflater struct {
 	noContext bool
 	dict      []byte
-	fr        io.ReadCloser
-	tmp       []byte
+	fr        io.ReadCloser // from inflatePool while a message is inflated
+	tmp       *[]byte       // from inflateTmpPool likewise
 
 	running bool
 	limit   int64
@@ -321,14 +322,14 @@ func (f *inflater) begin(limit int64) error {
 	f.abort()
 	f.req, f.done, f.exit = make(chan []byte), make(chan struct{}), make(chan struct{})
 	src := &inflateSource{req: f.req, done: f.done}
-	if f.fr == nil {
+	if fr, _ := inflatePool.Get().(io.ReadCloser); fr == nil {
 		f.fr = flate.NewReaderDict(src, f.dict)
-	} else if err := f.fr.(flate.Resetter).Reset(src, f.dict); err != nil {
+	} else if err := fr.(flate.Resetter).Reset(src, f.dict); err != nil {
 		return err
+	} else {
+		f.fr = fr
 	}
-	if f.tmp == nil {
-		f.tmp = make([]byte, 32<<10)
-	}
+	f.tmp = inflateTmpPool.Get().(*[]byte)
 	f.limit, f.out, f.err, f.running = limit, nil, nil, true
 	go f.run()
 	return nil
@@ -338,7 +339,7 @@ func (f *inflater) begin(limit int64) error {
 func (f *inflater) run() {
 	defer close(f.exit)
 	for {
-		n, err := f.fr.Read(f.tmp)
+		n, err := f.fr.Read(*f.tmp)
 		if n > 0 {
 			if int64(len(f.out))+int64(n) > f.limit {
 				f.err = errTooBig
@@ -351,7 +352,7 @@ func (f *inflater) run() {
 				copy(out, f.out)
 				f.out = out
 			}
-			f.out = append(f.out, f.tmp[:n]...)
+			f.out = append(f.out, (*f.tmp)[:n]...)
 		}
 		if err != nil {
 			f.err = err
@@ -403,6 +404,7 @@ func (f *inflater) finish() ([]byte, error) {
 	case <-f.exit:
 	}
 	f.running = false
+	f.release()
 	msg := f.out
 	f.out = nil
 	if f.err != io.EOF {
@@ -422,6 +424,26 @@ func (f *inflater) abort() {
 	close(f.req)
 	<-f.exit
 	f.running, f.out = false, nil
+	f.release()
+}
+
+// The decompressors (about 40 KiB each) and their output chunks, taken for
+// one message: between messages a connection keeps only its window (dict).
+var (
+	inflatePool    sync.Pool
+	inflateTmpPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+// release gives the decompressor and its chunk back (the worker has stopped).
+func (f *inflater) release() {
+	if f.fr != nil {
+		inflatePool.Put(f.fr)
+		f.fr = nil
+	}
+	if f.tmp != nil {
+		inflateTmpPool.Put(f.tmp)
+		f.tmp = nil
+	}
 }
 
 // appendWindow keeps the last 32 KiB of dict+p.
@@ -443,32 +465,44 @@ func appendWindow(dict, p []byte) []byte {
 // compress/flate's LZ77 (a fixed 2^15 window) cannot.
 type deflater struct {
 	noBackRefs bool
-	buf        bytes.Buffer
-	fw         *flate.Writer
 }
 
+// flateOut is a compressor and its output buffer, pooled per level (index
+// 0: BestSpeed, 1: HuffmanOnly): a compress/flate Writer is over 600 KiB,
+// and no context is kept between messages, so a connection holds none
+// between its sends.
+type flateOut struct {
+	buf bytes.Buffer
+	fw  *flate.Writer
+}
+
+var deflatePools [2]sync.Pool
+
 func (d *deflater) deflate(p []byte) ([]byte, error) {
-	d.buf.Reset()
-	if d.fw == nil {
-		level := flate.BestSpeed
-		if d.noBackRefs {
-			level = flate.HuffmanOnly
-		}
-		fw, err := flate.NewWriter(&d.buf, level)
+	pool, level := &deflatePools[0], flate.BestSpeed
+	if d.noBackRefs {
+		pool, level = &deflatePools[1], flate.HuffmanOnly
+	}
+	z, _ := pool.Get().(*flateOut)
+	if z == nil {
+		z = &flateOut{}
+		fw, err := flate.NewWriter(&z.buf, level)
 		if err != nil {
 			return nil, err
 		}
-		d.fw = fw
+		z.fw = fw
 	} else {
-		d.fw.Reset(&d.buf)
+		z.buf.Reset()
+		z.fw.Reset(&z.buf)
 	}
-	if _, err := d.fw.Write(p); err != nil {
+	defer pool.Put(z)
+	if _, err := z.fw.Write(p); err != nil {
 		return nil, err
 	}
-	if err := d.fw.Flush(); err != nil {
+	if err := z.fw.Flush(); err != nil {
 		return nil, err
 	}
-	out := d.buf.Bytes()
+	out := z.buf.Bytes()
 	out = bytes.TrimSuffix(out, deflateTail[:4])
 	return append([]byte(nil), out...), nil
 }

@@ -246,16 +246,12 @@ func (s *Server) handshake(nc net.Conn) {
 	c.emitMu.Lock()
 	c.emitFn = emit
 	c.emitMu.Unlock()
-	go func() {
-		defer s.forget(c)
-		var rd io.Reader = nc
-		if n := br.Buffered(); n > 0 { // frames the client sent right behind its request
-			early, _ := br.Peek(n)
-			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
-		}
-		c.serveAccepted(&established{nc: nc, br: bufio.NewReaderSize(rd, readChunk), protocol: hs.Protocol, deflate: deflate,
-			answer: hw})
-	}()
+	var early []byte
+	if n := br.Buffered(); n > 0 { // frames the client sent right behind its request
+		early, _ = br.Peek(n)
+		early = bytes.Clone(early)
+	}
+	go c.serveAccepted(s, &established{nc: nc, early: early, protocol: hs.Protocol, deflate: deflate, answer: hw})
 }
 
 // errFiltered ends an upgrade the filter refused (its answer is written instead).
@@ -339,7 +335,8 @@ func acceptDeflate(opt httphead.Option) (wsflate.Parameters, bool) {
 
 // serveAccepted runs an accepted connection until it closes: the server
 // role's version of run (no dialing, no reconnecting).
-func (c *Conn) serveAccepted(est *established) {
+func (c *Conn) serveAccepted(s *Server, est *established) {
+	defer s.forget(c)
 	defer close(c.runDone)
 	c.mu.Lock()
 	c.runSession(est, Event{Type: EventEstablished, Attempt: 1, Data: []byte(c.uri)})

@@ -47,6 +47,7 @@ func (s *session) yield() {
 func (s *session) readLoop() {
 	defer close(s.rExit)
 	s.rRes = s.read()
+	s.rb.put()
 }
 
 func failResult(ce *CloseError) readResult { return readResult{fail: ce} }
@@ -59,161 +60,177 @@ func ioResult(err error) readResult {
 	return readResult{code: CloseAbnormal, reason: reason}
 }
 
+// readState is what the reader keeps between frames (a message in
+// progress); it lives in the session, so that the reader's stack stays
+// shallow while it waits.
+type readState struct {
+	hbuf       []byte
+	st         frameState
+	msg        []byte
+	msgOp      ws.OpCode
+	compressed bool
+	text       utf8Validator
+	inflated   int // bytes of s.inflate.out validated so far
+}
+
+// invalidResult fails a text message that is not UTF-8.
+var invalidResult = failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
+
+// inflateFail fails a compressed message that did not inflate.
+func (s *session) inflateFail(err error) readResult {
+	if errors.Is(err, errTooBig) {
+		return failResult(&CloseError{Code: CloseMessageTooBig, Reason: fmt.Sprintf("message over max_message_size (%d bytes)", s.c.opts.maxMessageSize)})
+	}
+	return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid compressed data"})
+}
+
+// read reads frames until the connection ends. Between frames it waits in
+// rb.idle with no buffer and a shallow stack (readFrame's is large).
 func (s *session) read() readResult {
-	o := &s.c.opts
-	hbuf := make([]byte, 2, ws.MaxHeaderSize-2)
-	st := frameState{deflate: s.inflate != nil, maxSize: o.maxMessageSize, server: s.server}
-	var (
-		msg        []byte
-		msgOp      ws.OpCode
-		compressed bool
-		text       utf8Validator
-		zbuf       []byte // compressed payload as it arrives
-		inflated   int    // bytes of s.inflate.out validated so far
-	)
+	s.rs = &readState{
+		hbuf: make([]byte, 2, ws.MaxHeaderSize-2),
+		st:   frameState{deflate: s.inflate != nil, maxSize: s.c.opts.maxMessageSize, server: s.server},
+	}
 	if s.inflate != nil {
 		defer s.inflate.abort() // a message left open: stop its worker
 	}
-	inflateFail := func(err error) readResult {
-		if errors.Is(err, errTooBig) {
-			return failResult(&CloseError{Code: CloseMessageTooBig, Reason: fmt.Sprintf("message over max_message_size (%d bytes)", o.maxMessageSize)})
-		}
-		return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid compressed data"})
-	}
-	invalidText := func() readResult {
-		return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
-	}
 	for {
-		h, err := ws.ReadHeaderBuffer(s.br, hbuf)
-		if err != nil {
-			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
-				return failResult(&CloseError{Code: CloseProtocolError, Reason: "bad payload length"})
-			}
-			return ioResult(err)
+		s.rb.idle() // no buffer held while nothing arrives
+		if res, end := s.readFrame(); end {
+			return res
 		}
-		if lwslog.Enabled(lwslog.Parser) {
-			lwslog.Printf(lwslog.Parser, "wsengine: recv op=%d fin=%v len=%d rsv=%d", h.OpCode, h.Fin, h.Length, h.Rsv)
+	}
+}
+
+// readFrame reads one frame and handles it; end: the reader stops with res.
+func (s *session) readFrame() (res readResult, end bool) {
+	o := &s.c.opts
+	rs := s.rs
+	h, err := ws.ReadHeaderBuffer(s.rb, rs.hbuf)
+	if err != nil {
+		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+			return failResult(&CloseError{Code: CloseProtocolError, Reason: "bad payload length"}), true
 		}
-		if ce := checkHeader(h, &st); ce != nil {
-			return failResult(ce)
+		return ioResult(err), true
+	}
+	if lwslog.Enabled(lwslog.Parser) {
+		lwslog.Printf(lwslog.Parser, "wsengine: recv op=%d fin=%v len=%d rsv=%d", h.OpCode, h.Fin, h.Length, h.Rsv)
+	}
+	if ce := checkHeader(h, &rs.st); ce != nil {
+		return failResult(ce), true
+	}
+	s.heard()
+	if h.OpCode.IsControl() {
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(s.rb, p); err != nil {
+			return ioResult(err), true
+		}
+		if h.Masked {
+			ws.Cipher(p, h.Mask, 0)
 		}
 		s.heard()
-		if h.OpCode.IsControl() {
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(s.br, p); err != nil {
-				return ioResult(err)
+		switch h.OpCode {
+		case ws.OpPing:
+			s.c.mu.Lock()
+			s.pushCtrl(outFrame{op: opPong, p: p}, false)
+			s.c.mu.Unlock()
+		case ws.OpPong:
+			if o.pongEvents {
+				s.c.emit(Event{Type: EventReceivePong, Data: p})
+				s.yield()
 			}
-			if h.Masked {
-				ws.Cipher(p, h.Mask, 0)
+		case ws.OpClose:
+			code, reason, ce := parseClosePayload(p)
+			if ce != nil {
+				return failResult(ce), true
 			}
-			s.heard()
-			switch h.OpCode {
-			case ws.OpPing:
-				s.c.mu.Lock()
-				s.pushCtrl(outFrame{op: opPong, p: p}, false)
-				s.c.mu.Unlock()
-			case ws.OpPong:
-				if o.pongEvents {
-					s.c.emit(Event{Type: EventReceivePong, Data: p})
-					s.yield()
-				}
-			case ws.OpClose:
-				code, reason, ce := parseClosePayload(p)
-				if ce != nil {
-					return failResult(ce)
-				}
-				return readResult{peerClose: true, code: code, reason: reason}
-			}
-			continue
+			return readResult{peerClose: true, code: code, reason: reason}, true
 		}
-		if h.OpCode != ws.OpContinuation {
-			msgOp, compressed, msg = h.OpCode, h.Rsv&0x4 != 0, nil
-			text.Reset()
-			st.inMessage, st.msgLen = true, 0
-			if compressed {
-				if err := s.inflate.begin(o.maxMessageSize); err != nil {
-					return inflateFail(err)
-				}
-				inflated = 0
-			}
-		}
-		for n := h.Length; compressed && n > 0; {
-			// Inflate what has arrived and validate the output so far: an
-			// invalid byte fails the connection before the message ends.
-			if zbuf == nil {
-				zbuf = make([]byte, readChunk)
-			}
-			m, err := s.br.Read(zbuf[:min(n, readChunk)])
-			if m == 0 {
-				if err == nil {
-					err = io.ErrNoProgress
-				}
-				return ioResult(err)
-			}
-			s.heard()
-			if h.Masked {
-				ws.Cipher(zbuf[:m], h.Mask, int(h.Length-n))
-			}
-			if err := s.inflate.feed(zbuf[:m]); err != nil {
-				return inflateFail(err)
-			}
-			if out := s.inflate.out; msgOp == ws.OpText && inflated < len(out) {
-				if !text.Write(out[inflated:]) {
-					return invalidText()
-				}
-				inflated = len(out)
-			}
-			n -= int64(m)
-		}
-		for n := h.Length; !compressed && n > 0; {
-			k := int(min(n, readChunk))
-			l := len(msg)
-			msg = slices.Grow(msg, k)[:l+k]
-			// Read what has arrived, not the whole chunk: text is validated as
-			// it streams in, so an invalid byte fails the connection at once.
-			m, err := s.br.Read(msg[l:])
-			msg = msg[:l+m]
-			if m == 0 {
-				if err == nil {
-					err = io.ErrNoProgress
-				}
-				return ioResult(err)
-			}
-			if h.Masked {
-				ws.Cipher(msg[l:], h.Mask, int(h.Length-n))
-			}
-			s.heard()
-			if msgOp == ws.OpText && !compressed && !text.Write(msg[l:]) {
-				return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"})
-			}
-			n -= int64(m)
-		}
-		st.msgLen += h.Length
-		if !h.Fin {
-			continue
-		}
-		st.inMessage = false
-		if compressed {
-			out, err := s.inflate.finish()
-			if err != nil {
-				return inflateFail(err)
-			}
-			msg = out
-			if msgOp == ws.OpText && !(text.Write(msg[inflated:]) && text.Complete()) {
-				return invalidText()
-			}
-		} else if msgOp == ws.OpText && !text.Complete() {
-			return invalidText()
-		}
-		if msg == nil {
-			msg = []byte{}
-		}
-		op := OpBinary
-		if msgOp == ws.OpText {
-			op = OpText
-		}
-		s.c.emit(Event{Type: EventReceive, Opcode: op, Data: msg})
-		msg = nil
-		s.yield()
+		return readResult{}, false
 	}
+	if h.OpCode != ws.OpContinuation {
+		rs.msgOp, rs.compressed, rs.msg = h.OpCode, h.Rsv&0x4 != 0, nil
+		rs.text.Reset()
+		rs.st.inMessage, rs.st.msgLen = true, 0
+		if rs.compressed {
+			if err := s.inflate.begin(o.maxMessageSize); err != nil {
+				return s.inflateFail(err), true
+			}
+			rs.inflated = 0
+		}
+	}
+	for n := h.Length; rs.compressed && n > 0; {
+		// Inflate what has arrived and validate the output so far: an
+		// invalid byte fails the connection before the message ends.
+		z, err := s.rb.next(int(min(n, readChunk)))
+		if err != nil {
+			return ioResult(err), true
+		}
+		m := len(z)
+		s.heard()
+		if h.Masked {
+			ws.Cipher(z, h.Mask, int(h.Length-n))
+		}
+		if err := s.inflate.feed(z); err != nil {
+			return s.inflateFail(err), true
+		}
+		if out := s.inflate.out; rs.msgOp == ws.OpText && rs.inflated < len(out) {
+			if !rs.text.Write(out[rs.inflated:]) {
+				return invalidResult, true
+			}
+			rs.inflated = len(out)
+		}
+		n -= int64(m)
+	}
+	for n := h.Length; !rs.compressed && n > 0; {
+		k := int(min(n, readChunk))
+		l := len(rs.msg)
+		rs.msg = slices.Grow(rs.msg, k)[:l+k]
+		// Read what has arrived, not the whole chunk: text is validated as
+		// it streams in, so an invalid byte fails the connection at once.
+		m, err := s.rb.Read(rs.msg[l:])
+		rs.msg = rs.msg[:l+m]
+		if m == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return ioResult(err), true
+		}
+		if h.Masked {
+			ws.Cipher(rs.msg[l:], h.Mask, int(h.Length-n))
+		}
+		s.heard()
+		if rs.msgOp == ws.OpText && !rs.compressed && !rs.text.Write(rs.msg[l:]) {
+			return failResult(&CloseError{Code: CloseInvalidPayload, Reason: "invalid UTF-8 in text message"}), true
+		}
+		n -= int64(m)
+	}
+	rs.st.msgLen += h.Length
+	if !h.Fin {
+		return readResult{}, false
+	}
+	rs.st.inMessage = false
+	if rs.compressed {
+		out, err := s.inflate.finish()
+		if err != nil {
+			return s.inflateFail(err), true
+		}
+		rs.msg = out
+		if rs.msgOp == ws.OpText && !(rs.text.Write(rs.msg[rs.inflated:]) && rs.text.Complete()) {
+			return invalidResult, true
+		}
+	} else if rs.msgOp == ws.OpText && !rs.text.Complete() {
+		return invalidResult, true
+	}
+	if rs.msg == nil {
+		rs.msg = []byte{}
+	}
+	op := OpBinary
+	if rs.msgOp == ws.OpText {
+		op = OpText
+	}
+	s.c.emit(Event{Type: EventReceive, Opcode: op, Data: rs.msg})
+	rs.msg = nil
+	s.yield()
+	return readResult{}, false
 }

@@ -5,8 +5,8 @@
 package wsengine
 
 import (
-	"bufio"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,9 +28,9 @@ const (
 type session struct {
 	c       *Conn
 	nc      net.Conn
-	sc      *spillConn // under nc; nil: no write-through
-	br      *bufio.Reader
-	bw      *bufio.Writer
+	sc      *spillConn             // under nc; nil: no write-through
+	rb      *readBuf               // the reader's (pooled buffer)
+	rs      *readState             // the reader's, between frames
 	hdr     [ws.MaxHeaderSize]byte // writeFrame's frame header (writes are serialized)
 	server  bool                   // server role: frames out unmasked, frames in must be masked
 	inflate *inflater
@@ -54,19 +54,27 @@ type session struct {
 	failPending bool  // EventFailPending was emitted; FailNow not called yet
 	throughErr  error // a write-through failed: the writer ends with it
 
-	wWake        chan struct{} // wakes the writer (cap 1)
+	// The writer goroutine runs only while frames are queued (an idle
+	// connection has none): wakeWriter starts it, it ends when the queue is
+	// empty. Guarded by c.mu.
+	writerOn   bool // a writer goroutine is running
+	writerDone bool // none may start again: a close frame was written, a write failed, or teardown
+	writers    sync.WaitGroup
+
 	stop         chan struct{} // closed at teardown
 	closeWritten chan struct{} // closed by the writer after a close frame
-	wExit, rExit chan struct{}
+	wFail        chan struct{} // closed by the writer when a write failed (wErr)
+	rExit        chan struct{}
 	wErr         error
+	timers       serveTimers
 	rRes         readResult
 }
 
 func newSession(c *Conn, est *established) *session {
 	s := &session{
-		c: c, nc: est.nc, br: est.br, bw: bufio.NewWriterSize(est.nc, 16<<10), server: c.accepted,
-		wWake: make(chan struct{}, 1), stop: make(chan struct{}), failGo: make(chan struct{}, 1),
-		closeWritten: make(chan struct{}), wExit: make(chan struct{}), rExit: make(chan struct{}),
+		c: c, nc: est.nc, rb: newReadBuf(est.nc, est.early), server: c.accepted,
+		stop: make(chan struct{}), failGo: make(chan struct{}, 1),
+		closeWritten: make(chan struct{}), wFail: make(chan struct{}), rExit: make(chan struct{}),
 	}
 	s.sc = spillConnOf(est.nc)
 	if p := est.deflate; p != nil && s.server {
@@ -96,138 +104,155 @@ func (s *session) waitCloseWritten(d time.Duration) bool {
 	select {
 	case <-s.closeWritten:
 		return true
-	case <-s.wExit:
-		select {
-		case <-s.closeWritten:
-			return true
-		default:
-			return false
-		}
+	case <-s.wFail:
+		return false
 	case <-t.C:
 		return false
 	}
 }
 
-// serve runs the connection until it ends and returns its EventClosed.
-func (s *session) serve() Event {
-	o := &s.c.opts
-	go s.readLoop()
-	go s.writeLoop()
+// serveTimers are serve's keepalive and closing timers (in the session:
+// serve's stack stays shallow while it waits). Used by serve only.
+type serveTimers struct {
+	ping                 *time.Ticker
+	pong, close          *time.Timer
+	pingC, pongC, closeC <-chan time.Time
+}
 
-	var pingC, pongC, closeC <-chan time.Time
-	if o.pingInterval > 0 {
-		t := time.NewTicker(o.pingInterval)
-		defer t.Stop()
-		pingC = t.C
+func (t *serveTimers) stop() {
+	if t.ping != nil {
+		t.ping.Stop()
 	}
-	var pongT, closeT *time.Timer
-	defer func() {
-		if pongT != nil {
-			pongT.Stop()
-		}
-		if closeT != nil {
-			closeT.Stop()
-		}
-	}()
-	rExit, wExit := s.rExit, s.wExit
-	kick := s.c.kick
-	checkStop := func() (abandon bool) {
-		uc, ab := s.c.stopped()
-		if uc && closeC == nil {
-			closeT = time.NewTimer(o.closeTimeout)
-			closeC = closeT.C
-		}
-		return ab
+	if t.pong != nil {
+		t.pong.Stop()
 	}
-	if checkStop() {
-		s.waitCloseWritten(abandonWait)
-		return s.finish(false, CloseGoingAway, "abandoned")
+	if t.close != nil {
+		t.close.Stop()
+	}
+}
+
+// serve runs the connection until it ends and returns its EventClosed.
+// Its cases are handled in methods, so that its frame stays small.
+func (s *session) serve() Event {
+	go s.readLoop()
+	t := &s.timers
+	if o := &s.c.opts; o.pingInterval > 0 {
+		t.ping = time.NewTicker(o.pingInterval)
+		t.pingC = t.ping.C
+	}
+	defer t.stop()
+	if s.checkStop() {
+		return s.abandoned()
 	}
 	for {
 		select {
-		case <-rExit:
-			rExit = nil
-			r := s.rRes
-			switch {
-			case r.peerClose:
-				s.c.mu.Lock()
-				if s.c.state == StateOpen {
-					s.c.state = StateClosing
-				}
-				code, reason := r.code, r.reason
-				if s.closeQueued && s.c.userClose {
-					// We started the closing handshake: report our code
-					// and reason (the peer may echo only the code).
-					code, reason = s.c.closeCode, s.c.closeReason
-				}
-				if !s.closeQueued {
-					echo := r.code
-					if echo == CloseNoStatus {
-						echo = 0
-					}
-					s.pushCtrl(outFrame{op: opClose, p: closePayload(echo, "")}, true)
-				}
-				s.c.mu.Unlock()
-				wait := o.closeTimeout
-				if closeT != nil {
-					wait = max(wait, time.Second)
-				}
-				clean := s.waitCloseWritten(wait)
-				return s.finish(clean, code, reason)
-			case r.fail != nil:
-				lwslog.Printf(lwslog.Client, "wsengine: %s: failing connection: %d %s", s.c.target.u, r.fail.Code, r.fail.Reason)
-				wait := min(failCloseWait, max(o.closeTimeout, 100*time.Millisecond))
-				if s.inOrder {
-					if s.awaitFailNow(r.fail) {
-						s.waitCloseWritten(abandonWait)
-						return s.finish(false, CloseGoingAway, "abandoned")
-					}
-					wait = max(o.closeTimeout, 100*time.Millisecond) // the queued messages go first
-				}
-				s.c.mu.Lock()
-				s.c.state = StateClosing
-				s.failPending = false
-				switch {
-				case !s.inOrder:
-					s.pushCtrl(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)}, true)
-				case !s.closeQueued: // else Close queued the user's close frame meanwhile
-					s.pushData(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)})
-				}
-				s.c.mu.Unlock()
-				s.waitCloseWritten(wait)
-				return s.finish(false, r.fail.Code, r.fail.Reason)
-			default:
-				return s.finish(false, CloseAbnormal, r.reason)
+		case <-s.rExit:
+			return s.readerDone()
+		case <-s.wFail:
+			return s.finish(false, CloseAbnormal, "write failed: "+s.wErr.Error())
+		case <-s.c.kick:
+			if s.checkStop() {
+				return s.abandoned()
 			}
-		case <-wExit:
-			wExit = nil
-			if s.wErr != nil {
-				return s.finish(false, CloseAbnormal, "write failed: "+s.wErr.Error())
-			}
-		case <-kick:
-			if checkStop() {
-				s.waitCloseWritten(abandonWait)
-				return s.finish(false, CloseGoingAway, "abandoned")
-			}
-		case <-pingC:
-			if pongC == nil {
-				s.recvd.Store(false) // before the ping: its pong may come at once
-				pongT = time.NewTimer(o.effectivePongTimeout())
-				pongC = pongT.C
-			}
-			s.c.mu.Lock()
-			if s.c.state == StateOpen {
-				s.pushCtrl(outFrame{op: opPing}, false)
-			}
-			s.c.mu.Unlock()
-		case <-pongC:
-			pongC = nil
+		case <-t.pingC:
+			s.ping()
+		case <-t.pongC:
+			t.pongC = nil
 			if !s.recvd.Load() && !s.waiting.Load() {
 				return s.finish(false, CloseAbnormal, "pong timeout")
 			}
-		case <-closeC:
+		case <-t.closeC:
 			return s.finish(false, CloseAbnormal, "close timeout")
 		}
+	}
+}
+
+// checkStop starts the close timer once Close was called and reports
+// whether Abandon was.
+func (s *session) checkStop() (abandon bool) {
+	uc, ab := s.c.stopped()
+	if t := &s.timers; uc && t.closeC == nil {
+		t.close = time.NewTimer(s.c.opts.closeTimeout)
+		t.closeC = t.close.C
+	}
+	return ab
+}
+
+// abandoned ends the connection after Abandon.
+func (s *session) abandoned() Event {
+	s.waitCloseWritten(abandonWait)
+	return s.finish(false, CloseGoingAway, "abandoned")
+}
+
+// ping sends a keepalive ping and starts the pong timer.
+func (s *session) ping() {
+	t := &s.timers
+	if t.pongC == nil {
+		s.recvd.Store(false) // before the ping: its pong may come at once
+		t.pong = time.NewTimer(s.c.opts.effectivePongTimeout())
+		t.pongC = t.pong.C
+	}
+	s.c.mu.Lock()
+	if s.c.state == StateOpen {
+		s.pushCtrl(outFrame{op: opPing}, false)
+	}
+	s.c.mu.Unlock()
+}
+
+// readerDone ends the connection after the reader stopped: the peer's close
+// frame (answered), a protocol violation (failed) or an I/O error.
+func (s *session) readerDone() Event {
+	o := &s.c.opts
+	r := s.rRes
+	switch {
+	case r.peerClose:
+		s.c.mu.Lock()
+		if s.c.state == StateOpen {
+			s.c.state = StateClosing
+		}
+		code, reason := r.code, r.reason
+		if s.closeQueued && s.c.userClose {
+			// We started the closing handshake: report our code
+			// and reason (the peer may echo only the code).
+			code, reason = s.c.closeCode, s.c.closeReason
+		}
+		if !s.closeQueued {
+			echo := r.code
+			if echo == CloseNoStatus {
+				echo = 0
+			}
+			s.pushCtrl(outFrame{op: opClose, p: closePayload(echo, "")}, true)
+		}
+		s.c.mu.Unlock()
+		wait := o.closeTimeout
+		if s.timers.close != nil {
+			wait = max(wait, time.Second)
+		}
+		clean := s.waitCloseWritten(wait)
+		return s.finish(clean, code, reason)
+	case r.fail != nil:
+		lwslog.Printf(lwslog.Client, "wsengine: %s: failing connection: %d %s", s.c.target.u, r.fail.Code, r.fail.Reason)
+		wait := min(failCloseWait, max(o.closeTimeout, 100*time.Millisecond))
+		if s.inOrder {
+			if s.awaitFailNow(r.fail) {
+				return s.abandoned()
+			}
+			wait = max(o.closeTimeout, 100*time.Millisecond) // the queued messages go first
+		}
+		s.c.mu.Lock()
+		s.c.state = StateClosing
+		s.failPending = false
+		switch {
+		case !s.inOrder:
+			s.pushCtrl(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)}, true)
+		case !s.closeQueued: // else Close queued the user's close frame meanwhile
+			s.pushData(outFrame{op: opClose, p: closePayload(r.fail.Code, r.fail.Reason)})
+		}
+		s.c.mu.Unlock()
+		s.waitCloseWritten(wait)
+		return s.finish(false, r.fail.Code, r.fail.Reason)
+	default:
+		return s.finish(false, CloseAbnormal, r.reason)
 	}
 }
 
@@ -253,7 +278,7 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 		case <-t.C:
 			lwslog.Printf(lwslog.Client, "wsengine: %s: events before the violation not handled within close_timeout: failing anyway", s.c.target.u)
 			return false
-		case <-s.wExit:
+		case <-s.wFail:
 			return false
 		case <-s.c.kick:
 			if uc, ab := s.c.stopped(); uc || ab {
@@ -269,7 +294,10 @@ func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.nc.Close()
 	close(s.stop)
 	<-s.rExit
-	<-s.wExit
+	s.c.mu.Lock()
+	s.writerDone = true
+	s.c.mu.Unlock()
+	s.writers.Wait()
 	s.c.mu.Lock()
 	s.ctrl, s.data, s.queued = nil, nil, 0
 	s.c.mu.Unlock()

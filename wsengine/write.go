@@ -4,6 +4,9 @@
 package wsengine
 
 import (
+	"bufio"
+	"sync"
+
 	"github.com/gobwas/ws"
 
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
@@ -62,16 +65,20 @@ func (s *session) pushCtrl(f outFrame, urgent bool) {
 	s.wakeWriter()
 }
 
+// wakeWriter starts the writer goroutine unless it runs; c.mu is held.
 func (s *session) wakeWriter() {
-	select {
-	case s.wWake <- struct{}{}:
-	default:
+	if s.writerOn || s.writerDone {
+		return
 	}
+	s.writerOn = true
+	s.writers.Add(1)
+	go s.writeLoop()
 }
 
 // pop takes the next frame for the writer and marks it writing; none while a
 // write-through is in progress (it wakes the writer when it is done). err is
-// the failure of a write-through.
+// the failure of a write-through. Without a frame the writer is off: a
+// later push starts a new one.
 func (s *session) pop() (f outFrame, ok bool, err error) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
@@ -79,6 +86,7 @@ func (s *session) pop() (f outFrame, ok bool, err error) {
 		return outFrame{}, false, s.throughErr
 	}
 	if s.writing {
+		s.writerOn = false
 		return outFrame{}, false, nil
 	}
 	if len(s.ctrl) > 0 {
@@ -89,6 +97,7 @@ func (s *session) pop() (f outFrame, ok bool, err error) {
 		s.data[0] = outFrame{}
 		s.data = s.data[1:]
 	} else {
+		s.writerOn = false
 		return outFrame{}, false, nil
 	}
 	s.writing = true
@@ -131,23 +140,18 @@ func (s *session) writeThrough(f outFrame) (done, drained bool) {
 	return true, s.queued == 0 && s.c.opts.writeableEvents
 }
 
-// writeLoop writes queued frames in order until a close frame is written,
-// a write fails, or the session stops.
+// writeLoop writes queued frames in order until the queue is empty, a close
+// frame is written, or a write fails (wFail). It is started by wakeWriter.
 func (s *session) writeLoop() {
-	defer close(s.wExit)
+	defer s.writers.Done()
 	for {
 		f, ok, err := s.pop()
 		if err != nil {
-			s.wErr = err
+			s.fail(err)
 			return
 		}
 		if !ok {
-			select {
-			case <-s.wWake:
-				continue
-			case <-s.stop:
-				return
-			}
+			return
 		}
 		if f.spill > 0 {
 			err = s.sc.flush()
@@ -164,12 +168,15 @@ func (s *session) writeLoop() {
 			}
 			drained = s.queued == 0 && len(s.data) == 0 && s.c.opts.writeableEvents && err == nil
 		}
+		if err == nil && f.op == opClose {
+			s.writerOn, s.writerDone = false, true
+		}
 		s.c.mu.Unlock()
 		if drained {
 			s.c.emit(Event{Type: EventWriteable})
 		}
 		if err != nil {
-			s.wErr = err
+			s.fail(err)
 			return
 		}
 		if f.op == opClose {
@@ -177,6 +184,15 @@ func (s *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// fail ends the writing for good after the write error err (serve sees wFail).
+func (s *session) fail(err error) {
+	s.c.mu.Lock()
+	s.writerOn, s.writerDone = false, true
+	s.c.mu.Unlock()
+	s.wErr = err
+	close(s.wFail)
 }
 
 // writeFrame writes f as one frame, masked unless we are the server (a
@@ -199,17 +215,23 @@ func (s *session) writeFrame(f outFrame) error {
 	if lwslog.Enabled(lwslog.Parser) {
 		lwslog.Printf(lwslog.Parser, "wsengine: send op=%d len=%d rsv=%d", h.OpCode, h.Length, h.Rsv)
 	}
-	if _, err := s.bw.Write(appendHeader(s.hdr[:0], h)); err != nil {
-		return err
-	}
 	if h.Masked {
 		ws.Cipher(p, h.Mask, 0)
 	}
-	if _, err := s.bw.Write(p); err != nil {
-		return err
-	}
-	return s.bw.Flush()
+	bw := writePool.Get().(*bufio.Writer)
+	bw.Reset(s.nc)
+	bw.Write(appendHeader(s.hdr[:0], h))
+	bw.Write(p)
+	err := bw.Flush()
+	bw.Reset(nil)
+	writePool.Put(bw)
+	return err
 }
+
+// writePool holds the buffered writers frames are written through (a header
+// and a small payload in one write): taken for one frame, so that an idle
+// connection holds none.
+var writePool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 // appendHeader appends the wire form of frame header h to b (RFC 6455
 // section 5.2), as ws.WriteHeader writes it, without its allocation.

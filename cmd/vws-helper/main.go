@@ -5,8 +5,8 @@
 // internal/hub, and an event pump per context forwards the hub's events.
 //
 // The helper exits when the socket reaches EOF (the host closed it or died) or
-// when its parent process changes (the host died while a forked child of it
-// still holds the socket). Log lines (vws_set_log_level) go to stderr, which
+// when its parent process ends (the host died while a forked child of it
+// still holds the socket; see watchParent). Log lines (vws_set_log_level) go to stderr, which
 // it shares with the host. It is static (CGO_ENABLED=0) and not meant to be
 // run by hand.
 package main
@@ -23,7 +23,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/verawebsockets/verawebsockets/internal/hub"
 	"github.com/verawebsockets/verawebsockets/internal/lwslog"
@@ -79,15 +78,6 @@ func closeInherited() {
 		link, err := os.Readlink("/proc/self/fd/" + e.Name())
 		if err == nil && (strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "pipe:")) {
 			syscall.Close(fd)
-		}
-	}
-}
-
-// watchParent exits when the parent process changes (the host died).
-func watchParent(ppid int) {
-	for range time.Tick(2 * time.Second) {
-		if os.Getppid() != ppid {
-			os.Exit(0)
 		}
 	}
 }

@@ -6,6 +6,8 @@
 //	mib N SECONDS    N echoes of a 1 MiB binary message, the next sent on receipt
 //	ingest N SECONDS N text messages of -size bytes pushed by the server (URL path
 //	                 /push), from the end of the handshake to the last one read
+//	OPEN N           (-idle N) N connections open; they stay idle for -hold, then
+//	                 close (a close frame each, the peer's answer awaited up to 5 s)
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -28,9 +32,15 @@ func main() {
 	size := flag.Int("size", 100, "size of the small text message in bytes")
 	mibs := flag.Int("mib", 64, "echoes of a 1 MiB binary message (0 = skip)")
 	ingest := flag.Int("ingest", 0, "messages of -size bytes the server pushes (0 = skip)")
+	idle := flag.Int("idle", 0, "open this many idle connections, hold them for -hold, close them (0 = skip)")
+	hold := flag.Duration("hold", 10*time.Second, "how long -idle holds its connections")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("goclient: ")
+	if *idle > 0 {
+		runIdle(*url, *idle, *hold)
+		return
+	}
 	if *ingest > 0 {
 		runIngest(fmt.Sprintf("%spush?n=%d&size=%d", *url, *ingest, *size), *ingest, *size)
 	}
@@ -114,4 +124,35 @@ func runIngest(u string, n, size int) {
 	fmt.Printf("ingest %d %.6f\n", n, time.Since(start).Seconds())
 	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "")
 	ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
+}
+
+// runIdle opens n connections to u, prints "OPEN n", holds them idle for hold and
+// closes them with a close frame each, waiting up to 5 s for the peer's answers.
+func runIdle(u string, n int, hold time.Duration) {
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, _, _, err := ws.Dial(ctx, u)
+		cancel()
+		if err != nil {
+			log.Fatalf("idle: connection %d: %v", i+1, err)
+		}
+		conns = append(conns, conn)
+	}
+	fmt.Printf("OPEN %d\n", n)
+	time.Sleep(hold)
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "") // masked in place: one each
+			if ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body))) == nil {
+				io.Copy(io.Discard, conn) // until the server closes
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,0 +1,6 @@
+//go:build race
+
+package wsengine
+
+// raceOn: the race detector is on (it changes stack and heap sizes).
+const raceOn = true
