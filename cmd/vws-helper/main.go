@@ -149,19 +149,44 @@ func (s *server) pumpFor(ctag uint64) (*pump, error) {
 	return p, nil
 }
 
-// write sends one frame; a failure ends the process (the proxy is gone).
+// write sends one frame at once (with the frames buffered before it); a
+// failure ends the process (the proxy is gone).
 func (s *server) write(m *wire.Msg) error {
+	return s.put(m, true)
+}
+
+// put writes one frame into the buffer, and with flush sends what is
+// buffered. The pumps put events without flush and flush when their queue
+// is empty (one write for a burst of events); every reply flushes.
+func (s *server) put(m *wire.Msg, flush bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	err := wire.WriteMsg(s.w, m)
-	if err == nil {
+	if err == nil && flush {
 		err = s.w.Flush()
 	}
 	if err != nil {
-		lwslog.Printf(lwslog.Err, "vws-helper: write: %v", err)
-		os.Exit(1)
+		s.fail(err)
 	}
 	return nil
+}
+
+// flush sends the buffered frames.
+func (s *server) flush() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w.Buffered() == 0 {
+		return
+	}
+	if err := s.w.Flush(); err != nil {
+		s.fail(err)
+	}
+}
+
+// fail ends the process after a failed write (wmu held): the proxy is gone.
+func (s *server) fail(err error) {
+	lwslog.Printf(lwslog.Err, "vws-helper: write: %v", err)
+	os.Exit(1)
 }
 
 // reply answers call m (unless it wants no reply) with err's status and results.
