@@ -198,6 +198,16 @@ func (p *pump) send(ev hub.Event) {
 	if err != nil {
 		st = wsengine.StateClosed
 	}
+	if ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError {
+		// The proxy keeps each connection's state from its events: closed
+		// exactly when this event ends it for good (a state read now may
+		// be that of a later run, or not yet closed).
+		if ev.Final {
+			st = wsengine.StateClosed
+		} else if st == wsengine.StateClosed {
+			st = wsengine.StateConnecting
+		}
+	}
 	clean := int64(0)
 	if ev.Clean {
 		clean = 1
