@@ -571,5 +571,24 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 			res = []wire.Value{res[0]} // keep the reply's shape
 		}
 	}
+	if m.ID == 0 && known && err != nil && (op == wire.OpSend || op == wire.OpPing || op == wire.OpClose) {
+		s.sendError(ref.p, tag, op, err)
+		return
+	}
 	s.reply(m, err, res...)
+}
+
+// sendError reports the failure of an asynchronous (id 0) OpSend, OpPing or
+// OpClose of connection tag as an EventSendError; the proxy returns it from
+// the connection's next send or ping. EState is not reported: the connection
+// closed meanwhile and its CLOSED event follows.
+func (s *server) sendError(p *pump, tag uint64, op wire.Op, err error) {
+	status := hub.Status(err)
+	if status == hub.EState {
+		return
+	}
+	s.write(&wire.Msg{Kind: wire.KindEvent, Op: wire.EventSendError, Args: []wire.Value{
+		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(op)), wire.Int(0),
+		wire.Int(int64(status)), wire.Int(0), wire.Int(0), wire.String(message(err)),
+	}})
 }
