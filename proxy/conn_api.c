@@ -300,7 +300,8 @@ int vws_conn_connect(vws_conn c, char *err, size_t errlen)
  * argument, a connection that is not open (its state from events), a message
  * over max_message_size. What only the helper knows (the send queue over
  * max_send_queue, ...) comes back as WIRE_EVENT_SEND_ERROR and is returned
- * by the connection's next send or ping, which then sends nothing; a send
+ * by the connection's next send or ping, which then sends WIRE_OP_SEND_ACK
+ * instead of itself (the helper reports nothing in between); a send
  * the helper finds closing or closed (its CLOSED event is on its way) is
  * dropped without a report. */
 
@@ -344,8 +345,9 @@ static int async_args(const struct async_call *a, char *err, size_t errlen)
 }
 
 /* The checks against connection cn's state (px.mu held); a close moves its
- * state on as the engine's Close does. Returns the status. */
-static int async_state(struct px_conn *cn, const struct async_call *a, char *err, size_t errlen)
+ * state on as the engine's Close does. Returns the status; *ack is set when
+ * it is the helper's report, which the call acknowledges instead. */
+static int async_state(struct px_conn *cn, const struct async_call *a, int *ack, char *err, size_t errlen)
 {
 	int rc;
 	if (a->op == WIRE_OP_CLOSE) {
@@ -366,6 +368,7 @@ static int async_state(struct px_conn *cn, const struct async_call *a, char *err
 		free(cn->async_err);
 		cn->async_err = NULL;
 		cn->async_rc = 0;
+		*ack = 1;
 		return rc;
 	}
 	if (a->op == WIRE_OP_SEND && a->opcode == VWS_OP_TEXT && !px_utf8_valid(a->data, a->len))
@@ -379,7 +382,7 @@ static int conn_async(vws_conn id, const struct async_call *a, char *err, size_t
 	struct px_conn *cn;
 	struct px_helper *h;
 	struct px_buf b;
-	int rc = async_args(a, err, errlen);
+	int rc = async_args(a, err, errlen), ack = 0;
 	if (rc != VWS_OK)
 		return rc;
 	pthread_mutex_lock(&px.mu);
@@ -394,9 +397,18 @@ static int conn_async(vws_conn id, const struct async_call *a, char *err, size_t
 			return VWS_OK;
 		return px_errf(VWS_ESTATE, err, errlen, "connection is not open (engine helper died)");
 	}
-	rc = async_state(cn, a, err, errlen);
-	h = rc == VWS_OK ? px_helper_get(0, NULL, 0) : NULL;
+	rc = async_state(cn, a, &ack, err, errlen);
+	h = rc == VWS_OK || ack ? px_helper_get(0, NULL, 0) : NULL;
 	pthread_mutex_unlock(&px.mu);
+	if (ack) { /* the helper reports the connection's failures again */
+		px_buf_msg(&b, WIRE_OP_SEND_ACK, id, "");
+		px_call(h, &b, 0, NULL, NULL, 0);
+		px_buf_free(&b);
+		pthread_mutex_lock(&px.mu);
+		px_helper_put(h);
+		pthread_mutex_unlock(&px.mu);
+		return rc;
+	}
 	if (rc != VWS_OK)
 		return rc;
 

@@ -66,6 +66,10 @@
  * state value of a CLOSED or CONNECTION_ERROR event is VWS_STATE_CLOSED exactly
  * when it ends the connection for good (no reconnect follows). */
 #define WIRE_EVENT_SEND_ERROR     65
+/* The proxy returned the connection's WIRE_EVENT_SEND_ERROR to its caller; until
+ * this frame the helper reports no further failure of that connection (those
+ * calls were sent before the report was returned, which stands for them). */
+#define WIRE_OP_SEND_ACK          29  /* conn -> no reply */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

@@ -102,6 +102,8 @@ type server struct {
 	// Owned by the request loop (serve).
 	ctxs    map[uint64]*pump  // ctx tag -> its pump
 	servers map[uint64]srvRef // server tag -> hub server
+	// conn tags whose EventSendError the proxy has not acknowledged (OpSendAck)
+	unacked map[uint64]bool
 
 	// mu guards conns, lastAccepted and every pump's connTags and freed: the
 	// pumps register the connections that servers accept.
@@ -123,7 +125,7 @@ type srvRef struct {
 }
 
 func newServer(w io.Writer) *server {
-	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump),
+	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump), unacked: make(map[uint64]bool),
 		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), reqs: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
 }
 
@@ -260,6 +262,7 @@ func (s *server) call(m *wire.Msg) {
 			p.freed = true // the pump registers no more accepted connections
 			for ct := range p.connTags {
 				delete(s.conns, ct)
+				delete(s.unacked, ct)
 			}
 			for rt, ref := range s.reqs {
 				if ref.p == p {
@@ -335,6 +338,7 @@ func (s *server) call(m *wire.Msg) {
 			delete(ref.p.connTags, tag)
 		}
 		s.mu.Unlock()
+		delete(s.unacked, tag)
 		if !ok {
 			s.reply(m, errUnknownConn(tag))
 			return
@@ -345,6 +349,8 @@ func (s *server) call(m *wire.Msg) {
 			ref.p.setTag(ref.hub, 0)
 			s.reply(m, err)
 		})
+	case wire.OpSendAck: // no reply
+		delete(s.unacked, a.Uint())
 	case wire.OpAcceptBase:
 		base := a.Uint()
 		if err := a.Err(); err != nil {
@@ -580,13 +586,16 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 
 // sendError reports the failure of an asynchronous (id 0) OpSend, OpPing or
 // OpClose of connection tag as an EventSendError; the proxy returns it from
-// the connection's next send or ping. EState is not reported: the connection
-// closed meanwhile and its CLOSED event follows.
+// the connection's next send or ping, and acknowledges it (OpSendAck). EState
+// is not reported: the connection closed meanwhile and its CLOSED event
+// follows. Nor is a failure while a report waits for its acknowledgement: the
+// call was sent before the report was returned, which stands for it.
 func (s *server) sendError(p *pump, tag uint64, op wire.Op, err error) {
 	status := hub.Status(err)
-	if status == hub.EState {
+	if status == hub.EState || s.unacked[tag] {
 		return
 	}
+	s.unacked[tag] = true
 	s.write(&wire.Msg{Kind: wire.KindEvent, Op: wire.EventSendError, Args: []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(op)), wire.Int(0),
 		wire.Int(int64(status)), wire.Int(0), wire.Int(0), wire.String(message(err)),

@@ -46,12 +46,16 @@
 //	OpPeerCert         conn                               -> (client certificate subject, "" if none)
 //	OpHTTPRespond      request, status, headers, body     -> ()
 //	OpConnFail         conn                               (no reply: sent with id 0)
+//	OpSendAck          conn                               (no reply: sent with id 0)
 //
 // The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 4)
 // after checking what it can itself (see proxy/conn_api.c). One that fails in
 // the helper with another status than EState is reported by an event of type
 // EventSendError (code: the status, data: the message), which the proxy never
-// hands to the application: the connection's next send or ping returns it. The
+// hands to the application: the connection's next send or ping returns it and
+// sends OpSendAck (conn, no reply) instead of its own call; between a report
+// and that OpSendAck the helper reports no other failure of the connection
+// (those calls were sent before the report was returned). The
 // proxy answers vws_conn_state and vws_ctx_active from the events it receives;
 // OpState and OpActive remain for other clients of the protocol.
 //

@@ -60,6 +60,10 @@ const (
 
 	// Failing in order (protocol version 3).
 	OpConnFail Op = 28
+
+	// Asynchronous sends (protocol version 4): the proxy took the
+	// connection's EventSendError (no reply).
+	OpSendAck Op = 29
 )
 
 // EventFailPending is the event type (op) of the marker the helper sends
@@ -74,7 +78,10 @@ const EventFailPending = 64
 // max_send_queue, ...): code is the status, data the message. Never handed
 // to the application: the proxy returns it from the connection's next send or
 // ping. Failures with EState (the connection closing meanwhile) are not
-// reported: its CLOSED event follows.
+// reported: its CLOSED event follows. After one report the helper reports no
+// further failure of that connection until the proxy's OpSendAck: the calls
+// that fail meanwhile were sent before the proxy returned the report, which
+// stands for them.
 const EventSendError = 65
 
 // Tags of connections accepted by servers, which the helper makes: base+1,

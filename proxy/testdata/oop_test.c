@@ -468,6 +468,11 @@ int main(void)
 		check(rc == 1 && ev.type == VWS_EV_RECEIVE && ev.len == 5 && !memcmp(ev.data, "again", 5),
 			"a send works again; the first echo is its own (the refused ones never went out)");
 		vws_event_clear(&ev);
+		rc = vws_conn_send(q, VWS_OP_BINARY, b2, 1200, err, sizeof err);
+		rc = rc == VWS_OK ? vws_conn_buffered(q, &nbuf) : rc;
+		err[0] = 0;
+		rc = rc == VWS_OK ? vws_conn_send(q, VWS_OP_TEXT, "next", 4, err, sizeof err) : rc;
+		check(rc == VWS_EFULL, "a later refusal is reported again: %d (%s)", rc, err);
 		check(vws_conn_close(q, 4000, "bye", 3, err, sizeof err) == VWS_OK && vws_conn_state(q) == VWS_STATE_CLOSING,
 			"close: closing at once");
 		err[0] = 0;
