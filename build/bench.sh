@@ -5,8 +5,13 @@
 # in the same run; then the Go client against a Lua echo server (tests/bench/server.lua,
 # ws.listen) beside the Go echo server; then the RSS of lua5.1 holding one idle connection,
 # per variant; then the engine's Go benchmarks (-benchmem) of its read and write paths.
+# Beside the variants (lua5.1), the client table has LuaJIT with the in-process .so and
+# Debian's lua-http client (pure Lua framing on cqueues; installed here when missing), and a
+# table of CPU time, context switches and syscalls per round trip of each client (perf stat,
+# the oop helper included: it is a child).
 # Env: RTT_N (default 30000), MIB_N (default 256), INGEST_N (default 100000), ROUNDS (default 3),
-# LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table and BENCH_RSS=0 the RSS table.
+# LUA (default lua5.1), BENCH_SERVER=0 skips the Lua-server table and BENCH_RSS=0 the RSS table,
+# BENCH_PEERS=0 the LuaJIT and lua-http columns, BENCH_PERF=0 the per-round-trip table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -25,6 +30,13 @@ fi
 variants=()
 for v in inproc oop; do [ -n "${dir[$v]:-}" ] && variants+=("$v"); done
 [ ${#variants[@]} -gt 0 ] || { echo "bench: no built variant (make build)" >&2; exit 1; }
+# runners of the client table: the variants, then luajit (the in-process .so) and luahttp.
+runners=("${variants[@]}")
+if [ "${BENCH_PEERS:-1}" != 0 ]; then
+	build/deps.sh luajit lua-http >/dev/null 2>&1 || true
+	[ -n "${dir[inproc]:-}" ] && command -v luajit >/dev/null && { dir[luajit]=${dir[inproc]}; runners+=(luajit); }
+	lua5.1 -e 'require "http.websocket"' 2>/dev/null && runners+=(luahttp)
+fi
 
 tmp=$(mktemp -d)
 srv= bg=
@@ -56,6 +68,11 @@ one_run() {
 	n=$(count_of "$w")
 	if [ "$r" = go ]; then
 		out=$(timeout 60 build/out/host/goclient -url "$url" -rtt 0 -mib 0 "-$w" "$n" 2>"$tmp/err") || { echo "bench: go $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+	elif [ "$r" = luahttp ]; then
+		[ "$w" = mib ] && n=$(((n + 7) / 8)) # pure Lua unmasking: a few MiB/s
+		out=$(timeout 120 lua5.1 tests/bench/luahttp.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua-http $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+	elif [ "$r" = luajit ]; then
+		out=$(LUA_CPATH="${dir[$r]}/?.so" timeout 60 luajit tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: luajit $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
 	else
 		# shellcheck disable=SC2086
 		out=$(LUA_CPATH="${dir[$r]}/?.so" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua $r $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
@@ -69,7 +86,7 @@ for ((round = 1; round <= rounds; round++)); do
 	for w in "${workloads[@]}"; do
 		g=$(one_run "$w" go)
 		rates[$w,go]+="$g "
-		for v in "${variants[@]}"; do
+		for v in "${runners[@]}"; do
 			l=$(one_run "$w" "$v")
 			rates[$w,$v]+="$l "
 			rats[$w,$v]+="$(ratio "$l" "$g") "
@@ -79,7 +96,7 @@ done
 for w in "${workloads[@]}"; do
 	# shellcheck disable=SC2086
 	res[$w,go]=$(median ${rates[$w,go]})
-	for v in "${variants[@]}"; do
+	for v in "${runners[@]}"; do
 		# shellcheck disable=SC2086
 		res[$w,$v]=$(median ${rates[$w,$v]})
 		# shellcheck disable=SC2086
@@ -94,19 +111,44 @@ label_of() {
 	esac
 }
 echo
+runner_name() { case $1 in inproc | oop) echo "Lua $1" ;; luajit) echo "LuaJIT inproc" ;; luahttp) echo "lua-http" ;; esac; }
 printf '%-28s %12s' "workload (one connection)" "Go gobwas"
-for v in "${variants[@]}"; do printf ' %12s %9s' "Lua $v" "Lua/Go"; done
+for v in "${runners[@]}"; do printf ' %13s %7s' "$(runner_name "$v")" "/Go"; done
 echo
 for w in "${workloads[@]}"; do
 	printf '%-28s %12s' "$(label_of "$w")" "${res[$w,go]}"
-	for v in "${variants[@]}"; do printf ' %12s %9s' "${res[$w,$v]}" "${res[$w,ratio_$v]}"; done
+	for v in "${runners[@]}"; do printf ' %13s %7s' "${res[$w,$v]}" "${res[$w,ratio_$v]}"; done
 	echo
 done
-echo "(medians of $rounds rounds; Lua/Go is the median of per-round ratios, runs interleaved;"
-echo " rtt: $rtt_n round trips; ingest: $ingest_n messages; MiB/s: $mib_n echoes; $(nproc) cores)"
+echo "(medians of $rounds rounds; /Go is the median of per-round ratios to the Go client, runs"
+echo " interleaved; rtt: $rtt_n round trips; ingest: $ingest_n messages; MiB/s: $mib_n echoes"
+echo " (lua-http: $(((mib_n + 7) / 8))); $(nproc) cores)"
 for w in "${workloads[@]}"; do
-	for v in "${variants[@]}"; do echo "  $w $v per-round ratios: ${rats[$w,$v]}"; done
+	for v in "${runners[@]}"; do echo "  $w $v per-round ratios: ${rats[$w,$v]}"; done
 done
+
+if [ "${BENCH_PERF:-1}" != 0 ] && perf stat -e task-clock true >/dev/null 2>&1; then
+	# perf_run RUNNER N: "cpu_us ctxsw syscalls" per round trip of one rtt run of N under perf stat
+	perf_run() {
+		local r=$1 n=$2 cmd
+		case $r in
+		go) cmd=(build/out/host/goclient -url "$url" -rtt "$n" -mib 0) ;;
+		luahttp) cmd=(lua5.1 tests/bench/luahttp.lua rtt "$url" "$n" 100) ;;
+		luajit) cmd=(env LUA_CPATH="${dir[$r]}/?.so" luajit tests/bench/bench.lua rtt "$url" "$n" 100) ;;
+		*) cmd=(env LUA_CPATH="${dir[$r]}/?.so" "$lua" tests/bench/bench.lua rtt "$url" "$n" 100) ;;
+		esac
+		timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -o "$tmp/perf" "${cmd[@]}" >/dev/null 2>&1 || { echo "- - -"; return; }
+		awk -F, -v n="$n" '$3 == "task-clock" { c = $1 } $3 == "context-switches" { x = $1 } $3 == "raw_syscalls:sys_enter" { s = $1 }
+			END { printf "%.1f %.2f %.2f\n", c * 1000 / n, x / n, (s == "" ? -1 : s / n) }' "$tmp/perf"
+	}
+	echo
+	printf '%-28s %14s %14s %14s\n' "per round trip (100 B)" "CPU us" "ctx switches" "syscalls"
+	for r in go "${runners[@]}"; do
+		read -r c x s <<<"$(perf_run "$r" "$rtt_n")"
+		printf '%-28s %14s %14s %14s\n' "$([ "$r" = go ] && echo "Go gobwas" || runner_name "$r")" "$c" "$x" "$s"
+	done
+	echo "(one run each under perf stat, the client process and its children, startup included)"
+fi
 
 if [ "${BENCH_SERVER:-1}" != 0 ]; then
 # The server side: the Go client against a Lua echo server, per variant.

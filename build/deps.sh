@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a target needs on a fresh Debian machine, only when missing.
-# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas lua5x luarocks peers proxy chromium qemu cross-arm cross-mips)
+# Usage: build/deps.sh GROUP...   (groups: lua luajit lua-dev lua-socket lua-copas lua-http lua5x luarocks peers proxy chromium qemu cross-arm cross-mips)
 #   lua5x: Lua 5.2, 5.3, 5.4 interpreters and headers (the binding builds for each: make LUA=5.4)
 set -euo pipefail
 need=()
@@ -16,6 +16,7 @@ for g in "$@"; do
 	lua-dev) want /usr/include/lua5.1/lua.h liblua5.1-0-dev ;;
 	lua-socket) want /usr/share/lua/5.1/socket.lua lua-socket ;;
 	lua-copas) want /usr/share/lua/5.1/copas.lua lua-copas lua-socket ;;
+	lua-http) want /usr/share/lua/5.1/http/websocket.lua lua-http ;; # the lua-http client of make bench
 	lua5x)
 		for v in 5.2 5.3 5.4; do
 			want "lua$v" "lua$v"

@@ -240,6 +240,16 @@ check_run() {
 	else
 		notok "$label: no handler error, every answer 200, wakes reached the host" "${problems[@]}"
 	fi
+	# The engine's own lines (plugin_names turns on its CLIENT lines) go to luup.log, at
+	# Luup level 50, in a plugin's device (the module writes them from its request handler).
+	local el
+	el=$(grep -cE $'^50\t.* luup_log:1[12]: verawebsockets: wsengine: .*(connecting to|established)' "$l")
+	if [ "$el" -ge 2 ]; then
+		ok "$label: the engine's CLIENT lines are in luup.log, in a plugin's device ($el lines)"
+	else
+		notok "$label: the engine's CLIENT lines are in luup.log, in a plugin's device" "$el lines" \
+			"$(grep -F 'wsengine' "$l" | head -3)" "$(grep -F 'wsengine' "$tmp/$name.err" | head -3)"
+	fi
 	# The module's own account of its wakes: a wake it judged failed (stderr, and a
 	# luup.log line at the next delivery) costs a reconnect and a back-off.
 	local wf

@@ -114,6 +114,13 @@ func vws_log(level C.int, msg *C.vws_cchar) (rc C.int) {
 	return C.VWS_OK
 }
 
+//export vws_set_log_sink
+func vws_set_log_sink(fn C.vws_log_sink, ud unsafe.Pointer) (rc C.int) {
+	defer recoverStatus(&rc, nil, 0)
+	setLogSink(fn, ud)
+	return C.VWS_OK
+}
+
 //export vws_ctx_new
 func vws_ctx_new(out *C.vws_ctx, err *C.char, errlen C.size_t) (rc C.int) {
 	defer recoverStatus(&rc, err, errlen)

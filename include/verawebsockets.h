@@ -19,7 +19,8 @@
  *     wait at most timeout_ms.
  *   - All functions are safe to call from any thread, concurrently.
  *   - No function ever calls back into the caller: events are pulled with
- *     vws_ctx_next_event, or many at a time with vws_ctx_next_events.
+ *     vws_ctx_next_event, or many at a time with vws_ctx_next_events. The one
+ *     exception is the log sink the caller may set (vws_set_log_sink).
  */
 #ifndef VERAWEBSOCKETS_H
 #define VERAWEBSOCKETS_H
@@ -126,6 +127,19 @@ int vws_set_log_level(int mask);
 
 /* Writes one line at the given level (one of the bits above) if enabled. */
 int vws_log(int level, const char *msg);
+
+/* A log sink: gets every line written from the time it is set, after it went to
+ * stderr (so only the levels the mask enables): its level (one bit) and its
+ * text, NUL-terminated, without the time stamp, the level name and the newline.
+ * It is called on the thread that logs: any thread of the implementation (out of
+ * process: the reader thread of the helper's socket, for the helper's lines) or
+ * the caller's own in vws_log. It must return quickly, must not call any vws_
+ * function and must copy the text it keeps; it must be thread-safe. */
+typedef void (*vws_log_sink)(void *ud, int level, const char *msg);
+
+/* Sets the log sink (NULL: none; the default). ud is passed to it as is. Lines
+ * being written while it changes may go to the old sink or the new one. */
+int vws_set_log_sink(vws_log_sink fn, void *ud);
 
 /* ---- Contexts ------------------------------------------------------------------ */
 

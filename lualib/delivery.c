@@ -293,7 +293,7 @@ static void *waker_main(void *arg)
 	while (!VL_STOPPED(st)) {
 		struct pollfd p[64];
 		vl_group *gs[64];
-		int nfd = 1, ng = 0, i, timeout = -1;
+		int nfd = 1, ng = 0, i, timeout = -1, logp = -1;
 		int64_t now = vl_now_ms(), t = -1;
 
 		p[0].fd = st->wake[0];
@@ -306,13 +306,15 @@ static void *waker_main(void *arg)
 		} else {
 			vl_group *g;
 			pthread_mutex_lock(&st->waker_mu);
-			for (g = st->groups; g && ng < 63; g = g->next)
+			for (g = st->groups; g && ng < 62; g = g->next)
 				gs[ng++] = g;
 			pthread_mutex_unlock(&st->waker_mu);
 			for (i = 0; i < ng; i++) {
 				vl_luup_poll_prepare(st, gs[i], &p[nfd], now, &t);
 				nfd++;
 			}
+			if (ng > 0 && vl_luup_log_prepare(gs[ng - 1], &p[nfd], now))
+				logp = nfd++;
 			if (t >= 0)
 				timeout = (int)(t > 60000 ? 60000 : t);
 		}
@@ -326,9 +328,12 @@ static void *waker_main(void *arg)
 			waker_thread_mode(st, p, &nfd, &timeout, 1);
 		else if (mode == VL_DELIVERY_HOOK)
 			waker_hook_mode(st, p, &nfd, &timeout, 1);
-		else
+		else {
 			for (i = 0; i < ng; i++)
 				vl_luup_poll_done(st, gs[i], &p[1 + i], vl_now_ms());
+			if (logp >= 0)
+				vl_luup_log_done(st, gs[ng - 1], &p[logp], vl_now_ms());
+		}
 	}
 	vl_state_unref(st);
 	return NULL;

@@ -75,7 +75,9 @@ static int wake_log_cf(lua_State *L)
 {
 	wake_log_args *a = lua_touserdata(L, 1);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, a->g->env_ref);
-	vl_luup_log(L, lua_gettop(L), a->msg, 2);
+	if (a->msg[0])
+		vl_luup_log(L, lua_gettop(L), a->msg, 2);
+	vl_logq_drain(L, lua_gettop(L)); /* the engine's lines (logq.c) */
 	return 0;
 }
 
@@ -98,13 +100,17 @@ static int wake_handler(lua_State *L)
 	vl_lock_acquire(&st->lock);
 	__atomic_add_fetch(&g->runs, 1, __ATOMIC_ACQ_REL);
 	fails = __atomic_exchange_n(&g->fails, 0, __ATOMIC_ACQ_REL);
-	if (fails > 0) {
+	if (fails > 0 || vl_logq_pending() > 0) {
 		wake_log_args a;
 		a.g = g;
-		pthread_mutex_lock(&st->waker_mu);
-		snprintf(a.msg, sizeof a.msg, "verawebsockets: %u wake request(s) to the Luup port failed before this one; last: %s",
-		         fails, g->last_error);
-		pthread_mutex_unlock(&st->waker_mu);
+		a.msg[0] = 0;
+		if (fails > 0) {
+			pthread_mutex_lock(&st->waker_mu);
+			snprintf(a.msg, sizeof a.msg,
+			         "verawebsockets: %u wake request(s) to the Luup port failed before this one; last: %s", fails,
+			         g->last_error);
+			pthread_mutex_unlock(&st->waker_mu);
+		}
 		if (lua_cpcall(L, wake_log_cf, &a) != 0)
 			lua_pop(L, 1);
 	}
@@ -203,6 +209,8 @@ vl_group *vl_group_for_env(vl_state *st, lua_State *L, int env, char *err, size_
 		return NULL;
 	}
 	luaL_unref(L, LUA_REGISTRYINDEX, a.su_ref);
+	if (vl_logq_install() != 0)
+		fprintf(stderr, "verawebsockets: no pipe for the log queue: engine log lines go to stderr only\n");
 	pthread_mutex_lock(&st->waker_mu);
 	g->next = st->groups;
 	st->groups = g;
@@ -321,6 +329,7 @@ static void send_wake(vl_state *st, vl_group *g, int64_t now)
 		return;
 	}
 	g->in_flight = 1;
+	g->log_wake = 0;
 	reset_response(g);
 	g->sent_at = now;
 }
@@ -423,7 +432,8 @@ static void read_response(vl_state *st, vl_group *g, int64_t now)
 		wake_failed(st, g, now, why);
 		return;
 	}
-	if (__atomic_load_n(&g->runs, __ATOMIC_ACQUIRE) == g->runs_at_send && vws_ctx_pending(g->ctx) > 0) {
+	if (__atomic_load_n(&g->runs, __ATOMIC_ACQUIRE) == g->runs_at_send &&
+	    (vws_ctx_pending(g->ctx) > 0 || (g->log_wake && vl_logq_pending() > 0))) {
 		wake_failed(st, g, now, "the host answered 200 but did not run " VL_WAKE_FN);
 		return;
 	}
@@ -469,4 +479,26 @@ void vl_luup_poll_done(vl_state *st, vl_group *g, const struct pollfd *p, int64_
 		return;
 	if (vws_ctx_pending(g->ctx) > 0)
 		send_wake(st, g, now);
+}
+
+/* The engine's log lines (logq.c) go out through the state's oldest group: it
+ * watches the queue's pipe whenever it could send a wake. */
+int vl_luup_log_prepare(vl_group *g, struct pollfd *p, int64_t now)
+{
+	int fd = vl_logq_fd();
+	if (fd < 0 || g->in_flight || now < g->next_at)
+		return 0;
+	p->fd = fd;
+	p->events = POLLIN;
+	p->revents = 0;
+	return 1;
+}
+
+void vl_luup_log_done(vl_state *st, vl_group *g, const struct pollfd *p, int64_t now)
+{
+	if (!(p->revents & POLLIN) || g->in_flight || now < g->next_at || vl_logq_pending() == 0)
+		return;
+	send_wake(st, g, now);
+	if (g->in_flight)
+		g->log_wake = 1;
 }

@@ -82,6 +82,7 @@ typedef struct vl_group {
 	/* waker thread only */
 	int       sock;           /* kept-alive connection to the host, -1 */
 	int       in_flight;
+	int       log_wake;       /* the wake in flight is for the log queue's lines */
 	unsigned  runs_at_send;
 	int64_t   sent_at, next_at;
 	int       backoff_ms;
@@ -350,6 +351,14 @@ void      vl_luup_poll_prepare(vl_state *st, vl_group *g, struct pollfd *p, int6
 void      vl_luup_poll_done(vl_state *st, vl_group *g, const struct pollfd *p, int64_t now);
 void      vl_luup_close_groups(vl_state *st);
 void      vl_luup_log(lua_State *L, int env, const char *msg, int level); /* luup.log of env, protected */
+int       vl_luup_log_prepare(vl_group *g, struct pollfd *p, int64_t now); /* 1: p watches the log queue */
+void      vl_luup_log_done(vl_state *st, vl_group *g, const struct pollfd *p, int64_t now);
+
+/* logq.c: the engine's log lines, queued for luup.log */
+int       vl_logq_install(void);                 /* sets the engine's log sink, once; -1: no pipe */
+int       vl_logq_fd(void);                      /* readable while lines wait; -1 before install */
+int       vl_logq_pending(void);
+void      vl_logq_drain(lua_State *L, int fenv); /* luup.log of fenv; may raise (memory): protect it */
 
 /* module.c: registers metatable `name` (once per VM): __index = methods, each a
  * closure over the State userdata at index su; __gc and __tostring. */

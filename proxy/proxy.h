@@ -137,6 +137,9 @@ struct px_state {
 	struct px_server *servers;
 	uint64_t last_ctx, last_conn; /* last_conn numbers servers too: handles never collide */
 	int log_mask;
+	pthread_mutex_t sink_mu;  /* the log sink: guards sink and sink_ud */
+	vws_log_sink sink;
+	void *sink_ud;
 	struct px_helper *h;      /* the live helper, or NULL */
 	unsigned gen;             /* generation of the newest helper */
 	uint32_t last_id;
@@ -162,6 +165,8 @@ PX_HIDDEN int px_errf(int rc, char *err, size_t errlen, const char *fmt, ...) __
 PX_HIDDEN int64_t px_now_ms(void);
 PX_HIDDEN void px_cond_init(pthread_cond_t *c);                                 /* on CLOCK_MONOTONIC */
 PX_HIDDEN void px_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PX_HIDDEN void px_log_to_sink(int level, const char *msg); /* to the log sink, if one is set */
+PX_HIDDEN int px_log_sink_set(void);
 PX_HIDDEN int px_utf8_valid(const void *p, size_t n);                          /* as Go's utf8.Valid */
 
 /* The engine's default max_message_size (wsengine.DefaultMaxMessageSize). */

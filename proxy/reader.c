@@ -151,6 +151,9 @@ void *px_reader_main(void *arg)
 			pthread_mutex_lock(&px.mu);
 			on_event(h, op, &v);
 			pthread_mutex_unlock(&px.mu);
+		} else if (kind == WIRE_KIND_LOG) {
+			if (v.n == 1 && v.v[0].is_bytes) /* NUL-terminated by px_read_values */
+				px_log_to_sink((int)id, v.v[0].len ? (const char *)v.v[0].b : "");
 		} else if (kind == WIRE_KIND_HELLO) {
 			if (op != WIRE_VERSION) {
 				why = "protocol version mismatch";

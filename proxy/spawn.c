@@ -23,6 +23,7 @@ extern char **environ;
 
 struct px_state px = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.sink_mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* revive_mu is recursive: vws_conn_set_option holds it around a call that may revive. */
@@ -214,6 +215,8 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	send_first(h, WIRE_OP_ACCEPT_BASE, (int64_t)accept_base(h->gen));
 	if (px.log_mask) /* replay */
 		send_first(h, WIRE_OP_SET_LOG_LEVEL, px.log_mask);
+	if (px_log_sink_set())
+		send_first(h, WIRE_OP_SET_LOG_SINK, 1);
 	return h;
 }
 

@@ -113,6 +113,44 @@ static void log_line(int level, const char *msg)
 	n = (size_t)snprintf(line, n, "%s %s: %s\n", stamp, name, msg);
 	if (write(2, line, n) < 0) { /* nothing to do */ }
 	free(line);
+	px_log_to_sink(level, msg);
+}
+
+/* Hands a line (already written to stderr, or by the helper to its own) to the sink. */
+void px_log_to_sink(int level, const char *msg)
+{
+	pthread_mutex_lock(&px.sink_mu);
+	if (px.sink)
+		px.sink(px.sink_ud, level, msg);
+	pthread_mutex_unlock(&px.sink_mu);
+}
+
+int px_log_sink_set(void)
+{
+	int set;
+	pthread_mutex_lock(&px.sink_mu);
+	set = px.sink != NULL;
+	pthread_mutex_unlock(&px.sink_mu);
+	return set;
+}
+
+int vws_set_log_sink(vws_log_sink fn, void *ud)
+{
+	struct px_helper *h;
+	pthread_mutex_lock(&px.sink_mu);
+	px.sink = fn;
+	px.sink_ud = ud;
+	pthread_mutex_unlock(&px.sink_mu);
+	pthread_mutex_lock(&px.mu);
+	h = px_helper_get(0, NULL, 0);
+	pthread_mutex_unlock(&px.mu);
+	if (!h)
+		return VWS_OK; /* replayed when a helper starts */
+	px_notify(h, WIRE_OP_SET_LOG_SINK, fn != NULL);
+	pthread_mutex_lock(&px.mu);
+	px_helper_put(h);
+	pthread_mutex_unlock(&px.mu);
+	return VWS_OK;
 }
 
 void px_logf(int level, const char *fmt, ...)

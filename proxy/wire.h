@@ -11,12 +11,13 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 4
+#define WIRE_VERSION 5
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
 #define WIRE_KIND_EVENT 3
 #define WIRE_KIND_HELLO 4
+#define WIRE_KIND_LOG   5 /* helper -> proxy: a log line; id: its level; values: the text */
 
 #define WIRE_OP_SET_LOG_LEVEL 1  /* mask -> () */
 #define WIRE_OP_CTX_FREE      2  /* ctx -> () */
@@ -57,8 +58,11 @@
  * handed to the application; once those events were handled the proxy sends
  * WIRE_OP_CONN_FAIL (no reply) and the helper fails the connection. */
 #define WIRE_OP_CONN_FAIL         28  /* conn -> no reply */
+/* Log lines (version 4): while on, the helper sends each line it writes to its
+ * stderr as a WIRE_KIND_LOG frame too, for the proxy's log sink. */
+#define WIRE_OP_SET_LOG_SINK      29  /* on (0/1) -> () */
 #define WIRE_EVENT_FAIL_PENDING   64
-/* Asynchronous calls (version 4): WIRE_OP_SEND, WIRE_OP_PING and WIRE_OP_CLOSE
+/* Asynchronous calls (version 5): WIRE_OP_SEND, WIRE_OP_PING and WIRE_OP_CLOSE
  * are sent with id 0 (no reply). One that fails in the helper for a reason the
  * proxy could not tell (send queue full, ...) is reported by an event of type
  * WIRE_EVENT_SEND_ERROR (code: the status, data: the message), never handed to
@@ -69,7 +73,7 @@
 /* The proxy returned the connection's WIRE_EVENT_SEND_ERROR to its caller; until
  * this frame the helper reports no further failure of that connection (those
  * calls were sent before the report was returned, which stands for them). */
-#define WIRE_OP_SEND_ACK          29  /* conn -> no reply */
+#define WIRE_OP_SEND_ACK          30  /* conn -> no reply */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

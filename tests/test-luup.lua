@@ -363,10 +363,12 @@ end)
 -- answering /data_request?id=lr_<name> by calling the function the plugin registered
 -- (looked up in the plugin's environment), on the script's one thread. MODE: "ok"
 -- (keep-alive), "close" (Connection: close after each answer), "404" (a host that
--- does not know the name: the module must back off, not spin).
+-- does not know the name: the module must back off, not spin). LOGS: the plugin turns
+-- on the engine's CLIENT lines first, and after its last message starts a server (a
+-- NOTICE line and no event after it); the host runs until that line is in its log.
 local mini_host = [[
 local socket = require "socket"
-local MODE, URL, N = os.getenv("MODE"), os.getenv("URL"), tonumber(os.getenv("N"))
+local MODE, URL, N, LOGS = os.getenv("MODE"), os.getenv("URL"), tonumber(os.getenv("N")), os.getenv("LOGS")
 local srv = assert(socket.bind("127.0.0.1", 0))
 local _, port = srv:getsockname()
 srv:settimeout(0)
@@ -387,16 +389,27 @@ end
 local plugin = load_plugin([=[
 	got = {}
 	function on_open(p, a, w) for i = 1, N do ws.send(w, "m" .. i) end end
-	function on_msg(d) got[#got + 1] = d; if d == "m1" then error("plugin boom") end end
+	function on_msg(d)
+		got[#got + 1] = d
+		if d == "m1" then error("plugin boom") end
+		if LOGS and d == "m" .. N then
+			ws.set_log_level(4) -- NOTICE only
+			S = assert(ws.listen{port = 0, host = "127.0.0.1"})
+		end
+	end
+	if LOGS then ws.set_log_level(256) end -- CLIENT
 	W = ws.create{url = URL, event_handlers = {[3] = "on_open", [8] = "on_msg"}}
 	ws.connect(W)
 ]=], plugin_env)
-plugin_env.ws, plugin_env.URL, plugin_env.N = ws, URL, N
+plugin_env.ws, plugin_env.URL, plugin_env.N, plugin_env.LOGS = ws, URL, N, LOGS
 device = 7; plugin(); device = 0
 print("delivery", ws.delivery(), "global wake fn", rawget(_G, "verawebsockets_wake"))
 local clients, t0 = {}, socket.gettime()
 local limit = MODE == "404" and 2 or 10 * (tonumber(os.getenv("VWS_TEST_TIME_FACTOR")) or 1)
-while socket.gettime() - t0 < limit and (MODE == "404" or #plugin_env.got < N) do
+local function logged(s)
+	for _, l in ipairs(logs) do if l:find(s, 1, true) then return true end end
+end
+while socket.gettime() - t0 < limit and (MODE == "404" or #plugin_env.got < N or (LOGS and not logged("server listening"))) do
 	local r = socket.select({ srv, unpack(clients) }, nil, 0.2)
 	for _, s in ipairs(r) do
 		if s == srv then
@@ -429,6 +442,7 @@ while socket.gettime() - t0 < limit and (MODE == "404" or #plugin_env.got < N) d
 	end
 end
 print("got", #plugin_env.got, plugin_env.got[1], plugin_env.got[N], "requests", reqs)
+if plugin_env.S then plugin_env.S:close() end
 print("log", table.concat(logs, "\n"))
 ]]
 
@@ -456,6 +470,16 @@ end or "LuaSocket missing")
 	-- 2 s of backoff from 100 ms doubling: 100+200+400+800 -> about 5 requests
 	ok(reqs and reqs >= 2 and reqs <= 8, "requests in 2 s: " .. tostring(reqs))
 	like(out, "Luup wake lr_vws_%d+ to 127.0.0.1:%d+ failed: HTTP status 404; next try in %d+ ms")
+end or "LuaSocket missing")
+
+;(has_socket and test or tap.skip)("in a Luup host: the engine's log lines go to the plugin's luup.log, even with no event after them", has_socket and function()
+	local url = tap.url("/echo")
+	local out, okr = tap.run_lua_env({ MODE = "ok", URL = url, N = 5, LOGS = "1" }, mini_host)
+	ok(okr, "child: " .. out)
+	like(out, "got\t5\tm1\tm5")
+	like(out, "[\t\n]7:verawebsockets: wsengine: connecting to " .. url:gsub("%p", "%%%0"), "a CLIENT line, device 7")
+	like(out, "[\t\n]7:verawebsockets: wsengine: server listening on 127%.0%.0%.1:%d+", "the server's NOTICE line, with no event after it")
+	like(out, "%[[%d/: ]+%] NOTICE: wsengine: server listening on 127%.0%.0%.1:%d+", "and on stderr")
 end or "LuaSocket missing")
 
 tap.done()

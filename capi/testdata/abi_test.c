@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "verawebsockets.h"
+#include "../../tests/c/sinktest.h"
 
 /* Function pointers typed by the header's own prototypes. */
 #define VWS_FUNCS(X) \
@@ -36,7 +37,7 @@
 	X(vws_conn_protocol) X(vws_conn_free) X(vws_conn_server) X(vws_server_new) \
 	X(vws_server_set_option) X(vws_server_listen) X(vws_server_port) X(vws_server_broadcast) \
 	X(vws_server_clients) X(vws_server_close) X(vws_server_free) X(vws_conn_request_headers) \
-	X(vws_conn_peer) X(vws_conn_peer_cert)
+	X(vws_conn_peer) X(vws_conn_peer_cert) X(vws_set_log_sink)
 #define DECLARE(f) static __typeof__(f) *p_##f;
 VWS_FUNCS(DECLARE)
 
@@ -115,6 +116,34 @@ static vws_conn open_conn(vws_ctx ctx, const char *url, const char *protocols)
 	}
 	p_vws_event_clear(&ev);
 	return c;
+}
+
+/* ---- the log sink ------------------------------------------------------------- */
+
+/* Lines of vws_log and of the engine's threads reach the sink, at the levels
+ * the mask enables; none once it is removed. */
+static void log_sink_checks(const char *url)
+{
+	char err[256], want[128];
+	vws_ctx ctx = 0;
+	vws_conn c;
+	check(p_vws_set_log_sink(test_sink, &sink_bad) == VWS_OK, "set_log_sink");
+	p_vws_set_log_level(1024 | 256); /* USER, CLIENT */
+	p_vws_log(1024, "abi_test sink line");
+	p_vws_log(8, "abi_test hidden line");
+	check(sink_has("abi_test sink line\n", 0), "the sink gets a vws_log line, without stamp or level name");
+	check(!sink_has("hidden", 0), "not a line of a disabled level");
+	p_vws_ctx_new(&ctx, err, sizeof err);
+	c = open_conn(ctx, url, NULL);
+	snprintf(want, sizeof want, "connecting to %s", url);
+	check(c != 0 && sink_has(want, 5000), "the sink gets the engine's CLIENT line \"%s\"", want);
+	p_vws_conn_free(c);
+	p_vws_ctx_free(ctx);
+	check(p_vws_set_log_sink(NULL, NULL) == VWS_OK, "set_log_sink(NULL)");
+	p_vws_log(1024, "abi_test line after removal");
+	check(!sink_has("after removal", 0), "no line once the sink is removed");
+	check(sink_all_good(), "every call had the sink's ud and a one-bit level");
+	p_vws_set_log_level(0);
 }
 
 /* ---- servers ------------------------------------------------------------------ */
@@ -304,6 +333,7 @@ int main(int argc, char **argv)
 	check(p_vws_log(8, "abi_test info line (must not appear)") == VWS_OK, "log at a disabled level");
 	check(p_vws_log(1024, NULL) == VWS_EARG, "log(NULL) -> EARG");
 	p_vws_set_log_level(0);
+	log_sink_checks(url);
 
 	memset(&ev, 0, sizeof ev);
 	p_vws_event_clear(&ev);

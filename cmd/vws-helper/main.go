@@ -250,6 +250,14 @@ func (s *server) call(m *wire.Msg) {
 		}
 		lwslog.SetMask(int(mask))
 		s.reply(m, nil)
+	case wire.OpSetLogSink:
+		on := a.Int()
+		if err := a.Err(); err != nil {
+			s.reply(m, err)
+			return
+		}
+		s.setLogSink(on != 0)
+		s.reply(m, nil)
 	case wire.OpCtxFree:
 		tag := a.Uint()
 		if err := a.Err(); err != nil {

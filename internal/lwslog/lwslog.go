@@ -34,7 +34,20 @@ var (
 	mask atomic.Int32
 	mu   sync.Mutex
 	out  io.Writer = os.Stderr
+	sink atomic.Pointer[func(level int, msg string)]
 )
+
+// SetSink hands every line written from now on to fn as well (its level and
+// its text without the time stamp and level name), after it went to the
+// output; nil removes it. fn runs on the goroutine that logs: it must be quick
+// and must not log.
+func SetSink(fn func(level int, msg string)) {
+	if fn == nil {
+		sink.Store(nil)
+		return
+	}
+	sink.Store(&fn)
+}
 
 // SetMask sets the enabled levels (bits above; other bits are ignored).
 func SetMask(m int) { mask.Store(int32(m & All)) }
@@ -78,6 +91,9 @@ func Line(level int, msg string) {
 	now := time.Now()
 	stamp := fmt.Sprintf("[%s:%04d]", now.Format("2006/01/02 15:04:05"), now.Nanosecond()/100000)
 	mu.Lock()
-	defer mu.Unlock()
 	fmt.Fprintf(out, "%s %s: %s\n", stamp, name, msg)
+	mu.Unlock()
+	if fn := sink.Load(); fn != nil {
+		(*fn)(level, msg)
+	}
 }

@@ -7,7 +7,7 @@
 // message is one frame:
 //
 //	u32  n      big-endian length of the rest of the frame (MinBody..MaxBody)
-//	u8   kind   KindCall, KindReply, KindEvent or KindHello
+//	u8   kind   KindCall, KindReply, KindEvent, KindHello or KindLog
 //	u8   op     call/reply: the Op; event: the event type (VWS_EV_*); hello: Version
 //	u32  id     call/reply: request id (a call with id 0 wants no reply); else 0
 //	...         values, each a u8 tag followed by its payload:
@@ -46,9 +46,10 @@
 //	OpPeerCert         conn                               -> (client certificate subject, "" if none)
 //	OpHTTPRespond      request, status, headers, body     -> ()
 //	OpConnFail         conn                               (no reply: sent with id 0)
+//	OpSetLogSink       on (0/1)                           -> ()
 //	OpSendAck          conn                               (no reply: sent with id 0)
 //
-// The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 4)
+// The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 5)
 // after checking what it can itself (see proxy/conn_api.c). One that fails in
 // the helper with another status than EState is reported by an event of type
 // EventSendError (code: the status, data: the message), which the proxy never
@@ -99,6 +100,12 @@
 // helper fails the connection with that code, its close frame behind the
 // messages sent meanwhile. A connection whose OpConnFail does not come fails
 // after its close_timeout.
+//
+// While OpSetLogSink is on, every line the helper writes to its stderr goes to
+// the proxy too, as a frame of kind KindLog: op 0, id = its level (one bit of
+// the lws mask), one bytes value = the text without time stamp and level name.
+// The proxy hands it to the application's log sink (vws_set_log_sink). Lines
+// that find the helper's queue for them full (a burst) go to stderr only.
 //
 // The helper sends one hello first: op Version, values pid, ABI version.
 package wire

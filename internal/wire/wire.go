@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 4
+const Version = 5
 
 // Kind says what a frame is.
 type Kind uint8
@@ -19,6 +19,7 @@ const (
 	KindReply Kind = 2 // helper -> proxy response to a call with id != 0
 	KindEvent Kind = 3 // helper -> proxy asynchronous event
 	KindHello Kind = 4 // helper -> proxy, first frame
+	KindLog   Kind = 5 // helper -> proxy, a log line (protocol version 4)
 )
 
 // Op is a call's operation.
@@ -61,9 +62,12 @@ const (
 	// Failing in order (protocol version 3).
 	OpConnFail Op = 28
 
-	// Asynchronous sends (protocol version 4): the proxy took the
+	// Log lines for the proxy's log sink (protocol version 4).
+	OpSetLogSink Op = 29
+
+	// Asynchronous sends (protocol version 5): the proxy took the
 	// connection's EventSendError (no reply).
-	OpSendAck Op = 29
+	OpSendAck Op = 30
 )
 
 // EventFailPending is the event type (op) of the marker the helper sends
@@ -231,7 +235,7 @@ func Decode(body []byte) (*Msg, error) {
 		return nil, ErrTooBig
 	}
 	m := &Msg{Kind: Kind(body[0]), Op: body[1], ID: binary.BigEndian.Uint32(body[2:6])}
-	if m.Kind < KindCall || m.Kind > KindHello {
+	if m.Kind < KindCall || m.Kind > KindLog {
 		return nil, fmt.Errorf("%w: kind %d", ErrBadFrame, body[0])
 	}
 	p := body[HeaderLen:]

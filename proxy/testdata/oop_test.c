@@ -8,6 +8,7 @@
  * exits 1 if any check failed.
  */
 #include "harness.h"
+#include "../../tests/c/sinktest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -274,6 +275,38 @@ static void *wait_main(void *arg)
 	return NULL;
 }
 
+/* ---- the log sink: set before the helper starts, so the helper gets it replayed */
+
+/* The helper's lines (its engine's CLIENT line) and the proxy's own reach the sink. */
+static void log_sink_checks(const char *url)
+{
+	char err[256], want[160];
+	vws_ctx ctx = 0;
+	vws_conn c = 0;
+	vws_event ev;
+	int rc;
+	vws_set_log_level(1024 | 256); /* USER, CLIENT */
+	vws_log(1024, "oop_test sink line");
+	vws_log(8, "oop_test hidden line");
+	check(sink_has("oop_test sink line\n", 0), "the sink gets a vws_log line, without stamp or level name");
+	check(!sink_has("hidden", 0), "not a line of a disabled level");
+	vws_ctx_new(&ctx, err, sizeof err);
+	rc = vws_conn_new(ctx, url, &c, err, sizeof err);
+	rc = rc == VWS_OK ? vws_conn_connect(c, err, sizeof err) : rc;
+	rc = rc == VWS_OK ? vws_ctx_next_event(ctx, 5000, &ev) : rc;
+	if (rc == 1)
+		vws_event_clear(&ev);
+	snprintf(want, sizeof want, "wsengine: connecting to %s", url);
+	check(rc == 1 && sink_has(want, 5000), "the helper's CLIENT line \"%s\" reaches the sink", want);
+	vws_conn_free(c);
+	vws_ctx_free(ctx);
+	vws_set_log_sink(NULL, NULL);
+	vws_log(1024, "oop_test line after removal");
+	check(!sink_has("after removal", 0), "no line once the sink is removed");
+	check(sink_all_good(), "every call had the sink's ud and a one-bit level");
+	vws_set_log_level(0);
+}
+
 int main(void)
 {
 	const char *url = getenv("VWS_TEST_URL"), *hole = getenv("VWS_TEST_BLACKHOLE_URL"), *push = getenv("VWS_TEST_PUSH_URL");
@@ -303,6 +336,7 @@ int main(void)
 	check(vws_abi_version() == VWS_ABI_VERSION, "abi version %d", vws_abi_version());
 	check(vws_ctx_new(&ctx, err, sizeof err) == VWS_OK && ctx != 0, "ctx_new");
 	check(vws_ctx_new(&ctx2, err, sizeof err) == VWS_OK && ctx2 != ctx, "second ctx_new");
+	check(vws_set_log_sink(test_sink, &sink_bad) == VWS_OK, "set_log_sink before the helper starts");
 	check(helper_pid() == 0, "no helper before the first connection");
 	check(vws_ctx_pending(ctx) == 0 && vws_ctx_active(ctx) == 0, "empty context: pending 0, active 0");
 	fd = vws_ctx_event_fd(ctx);
@@ -355,6 +389,7 @@ int main(void)
 	check(!readable(fd, 0) && vws_ctx_pending(ctx) == 0, "event fd drained with the queue");
 	check(vws_conn_state(c) == VWS_STATE_OPEN && vws_ctx_active(ctx) == 1, "open, active 1");
 	check(vws_conn_connect(c, err, sizeof err) == VWS_ESTATE, "connect while open is ESTATE");
+	log_sink_checks(url);
 	nbuf = 12345;
 	rc = vws_conn_buffered(c, &nbuf);
 	check(rc == VWS_OK && nbuf < 12345, "buffered %zu", nbuf);

@@ -39,6 +39,7 @@ end
 
 function startup(lul_device)
 	if not p.start(lul_device) then return false, "no echo URL", "plugin_names" end
+	ws.set_log_level(256) -- the engine's CLIENT lines: they must reach luup.log
 	g_wso = ws.create {
 		url = p.URL,
 		event_handlers = { [1] = "on_error", [3] = "on_open", [4] = "on_close", [8] = "on_message" },
