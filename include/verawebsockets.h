@@ -194,7 +194,9 @@ int vws_ctx_wake(vws_ctx ctx);
 int vws_ctx_event_fd(vws_ctx ctx);
 
 /* Returns the number of connections of the context that are not CLOSED (>= 0):
- * created-but-unconnected ones are not counted. Listening servers count as one each. */
+ * created-but-unconnected ones are not counted. Listening servers count as one each.
+ * A connection stops counting when its last event is queued: 0 with nothing pending
+ * means no event is to come. Out of process the proxy answers it (no call to the helper). */
 int vws_ctx_active(vws_ctx ctx);
 
 /* ---- Connections ----------------------------------------------------------------- */
@@ -237,7 +239,12 @@ int vws_conn_connect(vws_conn c, char *err, size_t errlen);
 
 /* Queues one whole message (opcode VWS_OP_TEXT or VWS_OP_BINARY); returns at once.
  * VWS_ESTATE if not open, VWS_ETOOBIG over max_message_size, VWS_EFULL over
- * max_send_queue. Messages are sent in the order queued. */
+ * max_send_queue. Messages are sent in the order queued.
+ * Out of process (proxy/) send, ping and close do not wait for the helper: the
+ * statuses the proxy can decide itself (EARG, ESTATE, ETOOBIG) come at once as
+ * here; a message the helper refuses (VWS_EFULL) is dropped and the next
+ * vws_conn_send or vws_conn_ping of the connection returns that status (it then
+ * sends nothing); a send the helper finds closing is dropped (CLOSED follows). */
 int vws_conn_send(vws_conn c, int opcode, const char *data, size_t len, char *err, size_t errlen);
 
 /* Queues a ping with up to 125 bytes of payload. */
@@ -247,7 +254,11 @@ int vws_conn_ping(vws_conn c, const char *data, size_t len, char *err, size_t er
  * stops reconnecting. A CLOSED event follows. Closing a closed connection is VWS_OK. */
 int vws_conn_close(vws_conn c, int code, const char *reason, size_t len, char *err, size_t errlen);
 
-/* Returns the state (VWS_STATE_*, >= 0) or a negative status. */
+/* Returns the state (VWS_STATE_*, >= 0) or a negative status. It is CLOSED once the
+ * event that ends the connection for good (CLOSED, or a CONNECTION_ERROR without a
+ * reconnect to come) is queued, and never OPEN after vws_conn_close. Out of process
+ * the proxy answers it from the events it received (it lags the engine between
+ * events) and from vws_conn_close (OPEN -> CLOSING at once). */
 int vws_conn_state(vws_conn c);
 
 /* Writes the number of bytes queued but not yet written to the socket. */

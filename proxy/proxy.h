@@ -59,6 +59,8 @@ struct px_server {
 	uint64_t id;
 	struct px_ctx *ctx;
 	unsigned gen;             /* helper generation that has it */
+	int listening;            /* vws_server_listen succeeded, no vws_server_close since */
+	int64_t max_msg;          /* max_message_size as set, for the connections it accepts */
 };
 
 /* An option as set, replayed when a connection is recreated in a new helper. */
@@ -74,13 +76,19 @@ struct px_conn {
 	uint64_t id;
 	struct px_ctx *ctx;
 	unsigned gen;             /* helper generation that has it (0 none) */
-	int state;                /* VWS_STATE_* as seen from events (for helper death) */
+	int state;                /* VWS_STATE_*, kept from its events and the caller's connect and
+	                           * close: vws_conn_state and vws_ctx_active answer from it */
 	int attempt;              /* last attempt number reported */
 	unsigned events;          /* events seen (orders a reply against events) */
 	uint64_t taken;           /* ctx->calls of the call that last took one of its events (0: none) */
 	char *url;                /* NULL for an accepted connection */
 	uint64_t server;          /* the server that accepted it; 0 for a client */
 	int request;              /* an HTTP request (VWS_EV_HTTP) until vws_http_respond */
+	int user_close;           /* vws_conn_close was called (since the last vws_conn_connect) */
+	int64_t max_msg;          /* max_message_size as set: larger sends are refused here */
+	int async_rc;             /* an asynchronous send, ping or close that failed in the helper
+	                           * (WIRE_EVENT_SEND_ERROR; 0: none): the next send or ping returns it */
+	char *async_err;          /* its message, or NULL */
 	struct px_opt *opts, **opts_tail;
 };
 
@@ -159,6 +167,10 @@ PX_HIDDEN void px_cond_init(pthread_cond_t *c);                                 
 PX_HIDDEN void px_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 PX_HIDDEN void px_log_to_sink(int level, const char *msg); /* to the log sink, if one is set */
 PX_HIDDEN int px_log_sink_set(void);
+PX_HIDDEN int px_utf8_valid(const void *p, size_t n);                          /* as Go's utf8.Valid */
+
+/* The engine's default max_message_size (wsengine.DefaultMaxMessageSize). */
+#define PX_DEFAULT_MAX_MSG (16ll << 20)
 
 /* wireio.c: frames */
 PX_HIDDEN void px_buf_start(struct px_buf *b, int op);

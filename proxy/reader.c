@@ -19,7 +19,7 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 	struct px_ctx *c;
 	struct px_conn *cn;
 	vws_event ev;
-	int i, state;
+	int i, state, orphan = 0;
 	for (i = 0; i < 7; i++)
 		if (!ival(v, i))
 			return;
@@ -50,6 +50,15 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 			px_fail_pending(c, cn, h->gen);
 		return;
 	}
+	if (type == WIRE_EVENT_SEND_ERROR) { /* neither: the next send or ping returns it */
+		if (cn && cn->gen == h->gen && !cn->async_rc) {
+			cn->async_rc = ev.code < 0 ? ev.code : VWS_EINTERNAL;
+			cn->async_err = ev.data;
+		} else {
+			free(ev.data);
+		}
+		return;
+	}
 	if (type == VWS_EV_SERVER_ESTABLISHED || type == VWS_EV_HTTP || type == VWS_EV_FILTER) {
 		/* A connection a server accepted, or an HTTP request, tagged by the
 		 * helper; code names the server (the caller asks vws_conn_server). A
@@ -61,27 +70,43 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 				cn->state = VWS_STATE_CLOSED;
 				cn->request = 1;
 			}
+			/* Accepted just before vws_server_free: closed with the
+			 * server's other clients, without further events. */
+			orphan = cn && !px_server_find(cn->server);
 		}
 		ev.code = 0;
 	}
 	if (cn && cn->gen == h->gen) {
+		/* The connection's state, as vws_conn_state and vws_ctx_active answer
+		 * it: set with its event, under px.mu, so it is closed exactly once
+		 * the event that ends it for good is queued (the helper's state value
+		 * of CLOSED and CONNECTION_ERROR says whether a reconnect follows),
+		 * and it never goes back to open from closing: the caller's
+		 * vws_conn_close sets closing, and a state value read after the
+		 * event was queued (closing or closed: the peer began closing) only
+		 * moves an open connection on to closing. */
+		int closing = state == VWS_STATE_CLOSING || state == VWS_STATE_CLOSED;
 		cn->events++;
 		switch (type) {
 		case VWS_EV_SERVER_ESTABLISHED:
-			cn->state = VWS_STATE_OPEN;
-			break;
-		case VWS_EV_ESTABLISHED:
-			cn->state = VWS_STATE_OPEN;
-			cn->attempt = ev.attempt;
+		case VWS_EV_ESTABLISHED: /* closed by the caller while connecting: closing */
+			cn->state = closing || cn->user_close ? VWS_STATE_CLOSING : VWS_STATE_OPEN;
+			if (type == VWS_EV_ESTABLISHED)
+				cn->attempt = ev.attempt;
 			break;
 		case VWS_EV_CONNECTION_ERROR:
 			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;
 			cn->attempt = ev.attempt;
 			break;
 		case VWS_EV_CLOSED:
-			cn->state = VWS_STATE_CLOSED;
+			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;
 			break;
+		default: /* a message, a pong, writeable */
+			if (cn->state == VWS_STATE_OPEN && closing)
+				cn->state = VWS_STATE_CLOSING;
 		}
+		if (orphan)
+			cn->state = VWS_STATE_CLOSED;
 	}
 	px_push(c, &ev);
 }

@@ -114,6 +114,7 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 	if (rc == VWS_OK && c) {
 		s->ctx = c;
 		s->gen = h->gen;
+		s->max_msg = PX_DEFAULT_MAX_MSG;
 		c->gen = h->gen;
 		s->next = px.servers;
 		px.servers = s;
@@ -132,18 +133,40 @@ int vws_server_new(vws_ctx ctx, vws_server *out, char *err, size_t errlen)
 	return rc;
 }
 
+/* Sets what the proxy keeps of server id (px.mu not held): listening, or
+ * max_message_size (when max_msg >= 0). */
+static void server_note(vws_server id, int listening, int64_t max_msg)
+{
+	struct px_server *sv;
+	pthread_mutex_lock(&px.mu);
+	if ((sv = px_server_find(id))) {
+		if (listening >= 0)
+			sv->listening = listening;
+		if (max_msg >= 0)
+			sv->max_msg = max_msg;
+	}
+	pthread_mutex_unlock(&px.mu);
+}
+
 int vws_server_set_option(vws_server s, const char *name, const char *value, char *err, size_t errlen)
 {
+	int rc;
 	if (!name)
 		return px_errf(VWS_EARG, err, errlen, "option name is NULL");
 	if (!value)
 		return px_errf(VWS_EARG, err, errlen, "value of option %s is NULL", name);
-	return server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_SET_OPTION, "ss", name, value), err, errlen);
+	rc = server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_SET_OPTION, "ss", name, value), err, errlen);
+	if (rc == VWS_OK && strcmp(name, "max_message_size") == 0) /* sends to its clients check it here */
+		server_note(s, -1, strtoll(value, NULL, 10));
+	return rc;
 }
 
 int vws_server_listen(vws_server s, char *err, size_t errlen)
 {
-	return server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_LISTEN, ""), err, errlen);
+	int rc = server_live(server_op(s, NULL, err, errlen, WIRE_OP_SERVER_LISTEN, ""), err, errlen);
+	if (rc == VWS_OK) /* vws_ctx_active counts it */
+		server_note(s, 1, -1);
+	return rc;
 }
 
 int vws_server_port(vws_server s)
@@ -196,6 +219,8 @@ int vws_server_close(vws_server s, int code, const char *reason, size_t len, cha
 	if (!reason && len)
 		return px_errf(VWS_EARG, err, errlen, "reason is NULL with a non-zero length");
 	rc = server_op(s, NULL, err, errlen, WIRE_OP_SERVER_CLOSE, "ib", code, reason, len);
+	if (rc == VWS_OK) /* not listening (also with code -1) */
+		server_note(s, 0, -1);
 	return rc == SERVER_DEAD ? VWS_OK : rc; /* its helper died: closed */
 }
 
@@ -211,6 +236,12 @@ int vws_server_free(vws_server s)
 	}
 	gen = sv->gen;
 	px_server_unlink(sv);
+	{ /* its clients are closed without further events: closed from now on */
+		struct px_conn *cn;
+		for (cn = sv->ctx->conns; cn; cn = cn->cnext)
+			if (cn->server == s && cn->state != VWS_STATE_CREATED)
+				cn->state = VWS_STATE_CLOSED;
+	}
 	pthread_mutex_unlock(&px.mu);
 	free(sv);
 	px_fire(WIRE_OP_SERVER_FREE, s, gen);

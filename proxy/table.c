@@ -27,7 +27,8 @@ struct px_conn *px_conn_find(uint64_t id)
 }
 
 /* Adds the connection that a server of helper gen accepted (the reader, on
- * its SERVER_ESTABLISHED): open, without URL, never revived in another helper. */
+ * its SERVER_ESTABLISHED): open, without URL, never revived in another helper;
+ * its max_message_size is the server's. */
 struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, uint64_t server)
 {
 	struct px_conn *cn = calloc(1, sizeof *cn);
@@ -39,6 +40,12 @@ struct px_conn *px_conn_accepted(struct px_ctx *c, uint64_t id, unsigned gen, ui
 	cn->state = VWS_STATE_OPEN;
 	cn->attempt = 1;
 	cn->server = server;
+	cn->max_msg = PX_DEFAULT_MAX_MSG;
+	{
+		struct px_server *s = px_server_find(server);
+		if (s)
+			cn->max_msg = s->max_msg;
+	}
 	cn->opts_tail = &cn->opts;
 	cn->hnext = px.tab[id % PX_BUCKETS];
 	px.tab[id % PX_BUCKETS] = cn;
@@ -91,6 +98,7 @@ void px_conn_destroy(struct px_conn *c)
 		free(o);
 	}
 	free(c->url);
+	free(c->async_err);
 	free(c);
 }
 

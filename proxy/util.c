@@ -36,6 +36,37 @@ int px_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
 	return rc;
 }
 
+/* Whether p[0..n-1] is valid UTF-8: no overlong forms, surrogates or code
+ * points over U+10FFFF (the engine's check of text messages and close reasons). */
+int px_utf8_valid(const void *p, size_t n)
+{
+	const unsigned char *s = p, *end = s + n;
+	while (s < end) {
+		unsigned c = *s++;
+		unsigned lo = 0x80, hi = 0xBF;
+		int more;
+		if (c < 0x80)
+			continue;
+		if (c < 0xC2 || c > 0xF4)
+			return 0;
+		more = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F;
+		else if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+		if (end - s < more || *s < lo || *s > hi)
+			return 0;
+		for (s++; --more > 0; s++)
+			if (*s < 0x80 || *s > 0xBF)
+				return 0;
+	}
+	return 1;
+}
+
 int64_t px_now_ms(void)
 {
 	struct timespec ts;

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 4
+#define WIRE_VERSION 5
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -62,6 +62,18 @@
  * stderr as a WIRE_KIND_LOG frame too, for the proxy's log sink. */
 #define WIRE_OP_SET_LOG_SINK      29  /* on (0/1) -> () */
 #define WIRE_EVENT_FAIL_PENDING   64
+/* Asynchronous calls (version 5): WIRE_OP_SEND, WIRE_OP_PING and WIRE_OP_CLOSE
+ * are sent with id 0 (no reply). One that fails in the helper for a reason the
+ * proxy could not tell (send queue full, ...) is reported by an event of type
+ * WIRE_EVENT_SEND_ERROR (code: the status, data: the message), never handed to
+ * the application; a failure with VWS_ESTATE (closing meanwhile) is not. The
+ * state value of a CLOSED or CONNECTION_ERROR event is VWS_STATE_CLOSED exactly
+ * when it ends the connection for good (no reconnect follows). */
+#define WIRE_EVENT_SEND_ERROR     65
+/* The proxy returned the connection's WIRE_EVENT_SEND_ERROR to its caller; until
+ * this frame the helper reports no further failure of that connection (those
+ * calls were sent before the report was returned, which stands for them). */
+#define WIRE_OP_SEND_ACK          30  /* conn -> no reply */
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

@@ -197,6 +197,43 @@ test("server closes with code and reason -> event 4 (true, 4002, \"why\")", func
 	eq(ws.state(wso), "closed")
 end)
 
+test("closed by the peer: in the close handler the state is closed and a send is refused at once", function()
+	local rec, seen = tap.recorder(), {}
+	local record = rec.handlers[4]
+	rec.handlers[4] = function(clean, code, reason, w)
+		seen.state = ws.state(w)
+		seen.r, seen.err, seen.name = ws.send(w, "late")
+		return record(clean, code, reason, w)
+	end
+	local wso = tap.create { url = tap.url("/closewith?code=4002&reason=why"), event_handlers = rec.handlers }
+	eq(ws.connect(wso), true)
+	rec.wait(4)
+	eq(seen.state, "closed", "state in the handler")
+	eq(seen.r, nil, "send in the handler")
+	eq(seen.name, "ESTATE")
+	eq(ws.state(wso), "closed")
+end)
+
+test("after ws.close the state is never open again and a send is refused at once", function()
+	for i = 1, 5 do
+		local wso, rec = open("/echo")
+		eq(ws.send(wso, "x" .. i), true)
+		eq(ws.close(wso), true)
+		local st = ws.state(wso)
+		ok(st == "closing" or st == "closed", "state right after close: " .. st)
+		local r, _, name = ws.send(wso, "after close")
+		eq(r, nil, "send after close")
+		eq(name, "ESTATE")
+		local opened = 0
+		tap.wait(function()
+			if ws.state(wso) == "open" then opened = opened + 1 end
+			return rec.count(4) > 0
+		end, 5, "event 4")
+		eq(opened, 0, "never open again while closing")
+		eq(ws.state(wso), "closed")
+	end
+end)
+
 test("server closes without a code -> event 4 code 1005", function()
 	local wso, rec = open("/closewith")
 	rec.wait(4)

@@ -377,4 +377,25 @@ test("max_send_queue: a slow reader fills the queue -> nil, err; writeable after
 	close(wso, rec)
 end)
 
+test("a message over max_send_queue is refused by its send (in process) or the next send (out of process); none is lost unreported", function()
+	local wso, rec = open("/echo", { max_send_queue = 1000 })
+	local r1, e1, n1 = ws.send(wso, string.rep("b", 1200), "binary")
+	-- out of process the send went without waiting; buffered is answered after
+	-- the helper took it, and its report of the failure comes before the answer
+	ws.buffered(wso)
+	local r2, e2, n2 = ws.send(wso, "after")
+	ok((r1 == nil) ~= (r2 == nil), "exactly one send refused: " .. tostring(r1) .. ", " .. tostring(r2))
+	local err, name = e1 or e2, n1 or n2
+	eq(name, "EFULL", "the stable error name")
+	like(err, "queue is full")
+	eq(ws.send(wso, "again"), true, "the next send is queued")
+	rec.wait(8, 5, r2 and 2 or 1)
+	tap.pump(0.2)
+	local got = {}
+	for i = 1, rec.count(8) do got[i] = rec.nth(8, i) end
+	eq(table.concat(got, ","), r2 and "after,again" or "again", "echoed: only what was queued")
+	eq(ws.state(wso), "open", "a refused message does not close")
+	close(wso, rec)
+end)
+
 tap.done()

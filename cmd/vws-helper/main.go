@@ -92,6 +92,8 @@ type server struct {
 	// Owned by the request loop (serve).
 	ctxs    map[uint64]*pump  // ctx tag -> its pump
 	servers map[uint64]srvRef // server tag -> hub server
+	// conn tags whose EventSendError the proxy has not acknowledged (OpSendAck)
+	unacked map[uint64]bool
 
 	// mu guards conns, lastAccepted and every pump's connTags and freed: the
 	// pumps register the connections that servers accept.
@@ -113,7 +115,7 @@ type srvRef struct {
 }
 
 func newServer(w io.Writer) *server {
-	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump),
+	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump), unacked: make(map[uint64]bool),
 		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), reqs: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
 }
 
@@ -139,19 +141,44 @@ func (s *server) pumpFor(ctag uint64) (*pump, error) {
 	return p, nil
 }
 
-// write sends one frame; a failure ends the process (the proxy is gone).
+// write sends one frame at once (with the frames buffered before it); a
+// failure ends the process (the proxy is gone).
 func (s *server) write(m *wire.Msg) error {
+	return s.put(m, true)
+}
+
+// put writes one frame into the buffer, and with flush sends what is
+// buffered. The pumps put events without flush and flush when their queue
+// is empty (one write for a burst of events); every reply flushes.
+func (s *server) put(m *wire.Msg, flush bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	err := wire.WriteMsg(s.w, m)
-	if err == nil {
+	if err == nil && flush {
 		err = s.w.Flush()
 	}
 	if err != nil {
-		lwslog.Printf(lwslog.Err, "vws-helper: write: %v", err)
-		os.Exit(1)
+		s.fail(err)
 	}
 	return nil
+}
+
+// flush sends the buffered frames.
+func (s *server) flush() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w.Buffered() == 0 {
+		return
+	}
+	if err := s.w.Flush(); err != nil {
+		s.fail(err)
+	}
+}
+
+// fail ends the process after a failed write (wmu held): the proxy is gone.
+func (s *server) fail(err error) {
+	lwslog.Printf(lwslog.Err, "vws-helper: write: %v", err)
+	os.Exit(1)
 }
 
 // reply answers call m (unless it wants no reply) with err's status and results.
@@ -233,6 +260,7 @@ func (s *server) call(m *wire.Msg) {
 			p.freed = true // the pump registers no more accepted connections
 			for ct := range p.connTags {
 				delete(s.conns, ct)
+				delete(s.unacked, ct)
 			}
 			for rt, ref := range s.reqs {
 				if ref.p == p {
@@ -308,6 +336,7 @@ func (s *server) call(m *wire.Msg) {
 			delete(ref.p.connTags, tag)
 		}
 		s.mu.Unlock()
+		delete(s.unacked, tag)
 		if !ok {
 			s.reply(m, errUnknownConn(tag))
 			return
@@ -318,6 +347,8 @@ func (s *server) call(m *wire.Msg) {
 			ref.p.setTag(ref.hub, 0)
 			s.reply(m, err)
 		})
+	case wire.OpSendAck: // no reply
+		delete(s.unacked, a.Uint())
 	case wire.OpAcceptBase:
 		base := a.Uint()
 		if err := a.Err(); err != nil {
@@ -544,5 +575,27 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 			res = []wire.Value{res[0]} // keep the reply's shape
 		}
 	}
+	if m.ID == 0 && known && err != nil && (op == wire.OpSend || op == wire.OpPing || op == wire.OpClose) {
+		s.sendError(ref.p, tag, op, err)
+		return
+	}
 	s.reply(m, err, res...)
+}
+
+// sendError reports the failure of an asynchronous (id 0) OpSend, OpPing or
+// OpClose of connection tag as an EventSendError; the proxy returns it from
+// the connection's next send or ping, and acknowledges it (OpSendAck). EState
+// is not reported: the connection closed meanwhile and its CLOSED event
+// follows. Nor is a failure while a report waits for its acknowledgement: the
+// call was sent before the report was returned, which stands for it.
+func (s *server) sendError(p *pump, tag uint64, op wire.Op, err error) {
+	status := hub.Status(err)
+	if status == hub.EState || s.unacked[tag] {
+		return
+	}
+	s.unacked[tag] = true
+	s.write(&wire.Msg{Kind: wire.KindEvent, Op: wire.EventSendError, Args: []wire.Value{
+		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(op)), wire.Int(0),
+		wire.Int(int64(status)), wire.Int(0), wire.Int(0), wire.String(message(err)),
+	}})
 }

@@ -17,7 +17,9 @@ const pumpWait = 30 * time.Second
 
 // pump forwards the events of one hub context to the proxy, in order, and
 // runs the calls that must not overtake them (OpActive, OpConnFree,
-// OpServerFree). It also tags the connections that servers accept.
+// OpServerFree). It also tags the connections that servers accept. Events
+// are buffered and written when the hub's queue is empty (a burst of events
+// is one write) or with the next reply.
 type pump struct {
 	s   *server
 	tag uint64 // the proxy's context handle
@@ -130,7 +132,13 @@ func (p *pump) do(f func()) {
 func (p *pump) run() {
 	for {
 		p.runCalls()
-		ev, ok, err := hub.NextEvent(p.hub, pumpWait)
+		ev, ok, err := hub.NextEvent(p.hub, 0)
+		if err == nil && !ok {
+			// The queue is empty: the events put since the last flush go
+			// out now, in one write, before the pump waits.
+			p.s.flush()
+			ev, ok, err = hub.NextEvent(p.hub, pumpWait)
+		}
 		if err != nil { // context freed: answer what is left and end
 			p.runCalls()
 			return
@@ -190,6 +198,16 @@ func (p *pump) send(ev hub.Event) {
 	if err != nil {
 		st = wsengine.StateClosed
 	}
+	if ev.Type == wsengine.EventClosed || ev.Type == wsengine.EventConnectionError {
+		// The proxy keeps each connection's state from its events: closed
+		// exactly when this event ends it for good (a state read now may
+		// be that of a later run, or not yet closed).
+		if ev.Final {
+			st = wsengine.StateClosed
+		} else if st == wsengine.StateClosed {
+			st = wsengine.StateConnecting
+		}
+	}
 	clean := int64(0)
 	if ev.Clean {
 		clean = 1
@@ -198,8 +216,8 @@ func (p *pump) send(ev hub.Event) {
 	if ev.Type == wsengine.EventFailPending {
 		op = wire.EventFailPending // the proxy answers OpConnFail once the events before it were handled
 	}
-	p.s.write(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: []wire.Value{
+	p.s.put(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(ev.Opcode)), wire.Int(clean),
 		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
-	}})
+	}}, false) // flushed when the queue is empty (run), or by a reply
 }

@@ -27,9 +27,11 @@ func TestMain(m *testing.M) {
 const silenceT = 800 * time.Millisecond
 
 // fakeHelper stands in for vws-helper in TestOOPSilence. With T the proxy's
-// timeout, it answers OpConnNew and OpBuffered (42) at once; OpActive (7)
-// after 3T of events, one every T/8; OpState after 3T of silence; OpProtocol
-// never, after 3T of events. Calls without an id get no reply. It exits on EOF.
+// timeout, it answers OpConnNew and OpBuffered (42) at once; OpRequestHeaders
+// ("Seven: 7\n") after 3T of events, one every T/8; OpPeer after 3T of
+// silence; OpProtocol never, after 3T of events; OpActive and OpState never
+// (the proxy answers vws_ctx_active and vws_conn_state itself). Calls without
+// an id get no reply. It exits on EOF.
 func fakeHelper() {
 	sock := os.NewFile(socketFD, "vws-socket")
 	var mu sync.Mutex
@@ -68,16 +70,17 @@ func fakeHelper() {
 			reply(m)
 		case wire.OpBuffered:
 			reply(m, wire.Int(42))
-		case wire.OpActive:
+		case wire.OpRequestHeaders:
 			go func() {
 				stream()
-				reply(m, wire.Int(7))
+				reply(m, wire.String("Seven: 7\n"))
 			}()
-		case wire.OpState:
+		case wire.OpPeer:
 			go func() {
 				time.Sleep(3 * silenceT)
-				reply(m, wire.Int(2))
+				reply(m, wire.String("127.0.0.1:1"))
 			}()
+		case wire.OpActive, wire.OpState: // never answered: the proxy must not ask
 		case wire.OpProtocol:
 			go stream()
 		default:

@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -104,10 +105,10 @@ func TestEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := nextOf(t, ctx, c)
-	if ev.Type != wsengine.EventClosed || !ev.Clean || ev.Code != 1000 {
+	if ev.Type != wsengine.EventClosed || !ev.Clean || ev.Code != 1000 || !ev.Final {
 		t.Fatalf(
-			"after Close: %+v; want clean CLOSED 1000",
-			ev.Event)
+			"after Close: %+v final %v; want a clean, final CLOSED 1000",
+			ev.Event, ev.Final)
 	}
 	if n, _ := Active(ctx); n != 0 {
 		t.Fatalf(
@@ -121,6 +122,47 @@ func TestEcho(t *testing.T) {
 	}
 	if err := FreeConn(c); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEventFinal: a CONNECTION_ERROR with a reconnect to come is not final,
+// the last one (max_attempts reached) is, and no event follows it.
+func TestEventFinal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + ln.Addr().String() + "/"
+	ln.Close() // connections to it are refused
+	ctx, _ := newTestContext(t)
+	c, err := NewConn(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer FreeConn(c)
+	if err := SetOption(c, "reconnect", "10,10,1,0,3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Connect(c); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		ev := nextOf(t, ctx, c)
+		if ev.Type != wsengine.EventConnectionError || ev.Attempt != attempt || ev.Final != (attempt == 3) {
+			t.Fatalf(
+				"event %+v final %v; want CONNECTION_ERROR attempt %d, final only for the last (3)",
+				ev.Event, ev.Final, attempt)
+		}
+	}
+	if ev, ok, _ := NextEvent(ctx, 200*time.Millisecond); ok {
+		t.Fatalf(
+			"event after the final one: %+v",
+			ev.Event)
+	}
+	if n, _ := Active(ctx); n != 0 {
+		t.Fatalf(
+			"Active after the final event = %d",
+			n)
 	}
 }
 

@@ -133,7 +133,11 @@ func asArg(err error) error {
 type Event struct {
 	Conn uint64
 	wsengine.Event
-	src *conn // the connection, while queued
+	// Final is set on an EventClosed or EventConnectionError that ends the
+	// connection's run for good (it was closed when the event was queued: no
+	// reconnect follows); the out-of-process helper tells the proxy.
+	Final bool
+	src   *conn // the connection, while queued
 }
 
 // conn is a registered connection.
@@ -419,9 +423,10 @@ func (c *conn) emit(ev wsengine.Event) {
 		// The run ended for good: no longer active. Done under the queue's lock
 		// with the push, so Active never counts it once the event can be read,
 		// and never stops counting it before the event is queued.
-		settle = func() {
+		settle = func() { // cx.mu held, ev the queue's last
 			if c.ws.State() == wsengine.StateClosed {
 				c.unsettled.Store(false)
+				c.cx.q[len(c.cx.q)-1].Final = true
 			}
 		}
 	}

@@ -47,6 +47,18 @@
 //	OpHTTPRespond      request, status, headers, body     -> ()
 //	OpConnFail         conn                               (no reply: sent with id 0)
 //	OpSetLogSink       on (0/1)                           -> ()
+//	OpSendAck          conn                               (no reply: sent with id 0)
+//
+// The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 5)
+// after checking what it can itself (see proxy/conn_api.c). One that fails in
+// the helper with another status than EState is reported by an event of type
+// EventSendError (code: the status, data: the message), which the proxy never
+// hands to the application: the connection's next send or ping returns it and
+// sends OpSendAck (conn, no reply) instead of its own call; between a report
+// and that OpSendAck the helper reports no other failure of the connection
+// (those calls were sent before the report was returned). The
+// proxy answers vws_conn_state and vws_ctx_active from the events it receives;
+// OpState and OpActive remain for other clients of the protocol.
 //
 // Servers and the proxy's connections take their tags from one counter, so
 // they never collide. A connection accepted by a server is made inside the
@@ -71,7 +83,9 @@
 //
 // An event (helper -> proxy, id 0, op = event type) carries ctx, conn,
 // opcode, clean (0/1), code, attempt, state (the connection's state right
-// after the event, as the helper saw it), data (bytes, always the last value
+// after the event, as the helper saw it; for CLOSED and CONNECTION_ERROR
+// exactly VWS_STATE_CLOSED when the event ends the connection for good, else
+// CONNECTING: a reconnect follows), data (bytes, always the last value
 // so a reader can receive it straight into its own buffer). SERVER_ESTABLISHED:
 // code = the tag of the server that accepted the connection.
 //

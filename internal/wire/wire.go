@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 4
+const Version = 5
 
 // Kind says what a frame is.
 type Kind uint8
@@ -64,6 +64,10 @@ const (
 
 	// Log lines for the proxy's log sink (protocol version 4).
 	OpSetLogSink Op = 29
+
+	// Asynchronous sends (protocol version 5): the proxy took the
+	// connection's EventSendError (no reply).
+	OpSendAck Op = 30
 )
 
 // EventFailPending is the event type (op) of the marker the helper sends
@@ -71,6 +75,18 @@ const (
 // before it to be handled (wsengine.EventFailPending): never handed to the
 // application; the proxy answers with OpConnFail.
 const EventFailPending = 64
+
+// EventSendError is the event type (op) of the report of an OpSend, OpPing
+// or OpClose sent without a reply (id 0) that failed in the helper for a
+// reason the proxy could not tell beforehand (the send queue over
+// max_send_queue, ...): code is the status, data the message. Never handed
+// to the application: the proxy returns it from the connection's next send or
+// ping. Failures with EState (the connection closing meanwhile) are not
+// reported: its CLOSED event follows. After one report the helper reports no
+// further failure of that connection until the proxy's OpSendAck: the calls
+// that fail meanwhile were sent before the proxy returned the report, which
+// stands for them.
+const EventSendError = 65
 
 // Tags of connections accepted by servers, which the helper makes: base+1,
 // base+2, ... up to base+AcceptedTagSpan-1, where base (OpAcceptBase) is

@@ -26,17 +26,25 @@ int main(void)
 	rc = vws_conn_new(ctx, "ws://127.0.0.1:1/fake", &c, err, sizeof err);
 	check(rc == VWS_OK, "conn_new through the fake helper: %d (%s)", rc, err);
 
+	/* Answered by the proxy: the fake helper never answers OpActive or OpState. */
 	t0 = now_ms();
 	rc = vws_ctx_active(ctx);
+	before = vws_conn_state(c);
 	ms = now_ms() - t0;
-	check(rc == 7 && ms >= 3 * T, "a reply after 3T of events: the call waited (%d after %lld ms, T %lld)", rc, ms, T);
+	check(rc == 0 && before == VWS_STATE_CREATED && ms < T / 2,
+		"active %d, state %d without the helper, in %lld ms (T %lld)", rc, before, ms, T);
+
+	t0 = now_ms();
+	rc = vws_conn_request_headers(c, buf, sizeof buf);
+	ms = now_ms() - t0;
+	check(rc == 9 && !strcmp(buf, "Seven: 7\n") && ms >= 3 * T,
+		"a reply after 3T of events: the call waited (%d after %lld ms, T %lld)", rc, ms, T);
 	check(vws_ctx_pending(ctx) == 24, "the 24 events came before it (%d)", vws_ctx_pending(ctx));
 
 	t0 = now_ms();
-	err[0] = 0;
-	rc = vws_conn_state(c);
+	rc = vws_conn_peer(c, buf, sizeof buf);
 	ms = now_ms() - t0;
-	check(rc == VWS_EENGINE && ms >= T - 50 && ms < 3 * T, "silent helper: state %d after %lld ms (T %lld)", rc, ms, T);
+	check(rc == VWS_EENGINE && ms >= T - 50 && ms < 3 * T, "silent helper: peer %d after %lld ms (T %lld)", rc, ms, T);
 
 	rc = vws_conn_buffered(c, &n);
 	check(rc == VWS_OK && n == 42, "the next call is answered: buffered %d, %zu", rc, n);
