@@ -75,10 +75,10 @@ one_run() {
 		[ "$w" = mib ] && n=$(((n + 7) / 8)) # pure Lua unmasking: a few MiB/s
 		out=$(timeout 120 lua5.1 tests/bench/luahttp.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua-http $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
 	elif [ "$r" = luajit ]; then
-		out=$(LUA_CPATH="${dir[$r]}/?.so" timeout 60 luajit tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: luajit $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+		out=$(LUA_CPATH="${dir[$r]}/?.so;;" timeout 60 luajit tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: luajit $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
 	else
 		# shellcheck disable=SC2086
-		out=$(LUA_CPATH="${dir[$r]}/?.so" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua $r $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
+		out=$(LUA_CPATH="${dir[$r]}/?.so;;" timeout 60 $lua tests/bench/bench.lua "$w" "$url" "$n" 100 2>"$tmp/err") || { echo "bench: lua $r $w failed: $(head -3 "$tmp/err")" >&2; echo -; return; }
 	fi
 	read -r _ n s <<<"$out"
 	rate "$n" "$s"
@@ -137,8 +137,8 @@ if [ "${BENCH_PERF:-1}" != 0 ] && perf stat -e task-clock true >/dev/null 2>&1; 
 		case $r in
 		go) cmd=(build/out/host/goclient -url "$url" -rtt "$n" -mib 0) ;;
 		luahttp) cmd=(lua5.1 tests/bench/luahttp.lua rtt "$url" "$n" 100) ;;
-		luajit) cmd=(env LUA_CPATH="${dir[$r]}/?.so" luajit tests/bench/bench.lua rtt "$url" "$n" 100) ;;
-		*) cmd=(env LUA_CPATH="${dir[$r]}/?.so" "$lua" tests/bench/bench.lua rtt "$url" "$n" 100) ;;
+		luajit) cmd=(env LUA_CPATH="${dir[$r]}/?.so;;" luajit tests/bench/bench.lua rtt "$url" "$n" 100) ;;
+		*) cmd=(env LUA_CPATH="${dir[$r]}/?.so;;" "$lua" tests/bench/bench.lua rtt "$url" "$n" 100) ;;
 		esac
 		timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -o "$tmp/perf" "${cmd[@]}" >/dev/null 2>&1 || { echo "- - -"; return; }
 		awk -F, -v n="$n" '$3 == "task-clock" { c = $1 } $3 == "context-switches" { x = $1 } $3 == "raw_syscalls:sys_enter" { s = $1 }
