@@ -53,6 +53,29 @@ wait_for() {
 	for ((i = 0; i < $2 * 20; i++)); do grep -q "$3" "$1" 2>/dev/null && return 0; sleep 0.05; done
 	return 1
 } 2>/dev/null
+# pair FN: "FN of the Lua process, FN of its helper (0 without one)", for the caller's lp and hp
+pair() {
+	local a h=0
+	a=$("$1" "$lp")
+	[ -n "$hp" ] && h=$("$1" "$hp")
+	echo "$a $h"
+}
+# idle_sample: the caller's open RSS (o, oh) and its context switches before and after $secs
+# idle (s0 s1, h0 h1) (bash's dynamic scope: the caller's locals)
+idle_sample() {
+	read -r o oh <<<"$(pair rss)"
+	read -r s0 h0 <<<"$(pair switches)"
+	sleep "$secs"
+	read -r s1 h1 <<<"$(pair switches)"
+}
+# report ROLE N: the row of one measurement (and the helper's share) from the caller's figures
+report() {
+	row "$v $1 (Lua+helper)" "$2" "$((b + bh))" "$((o + oh))" "$(per $((o + oh)) $((b + bh)) "$2")" "$((c + ch))" \
+		"$(rate "$s1" "$s0" "$secs")" "$([ -n "$hp" ] && rate "$h1" "$h0" "$secs" || echo -)"
+	if [ -n "$hp" ]; then
+		row "  of which the helper" "$2" "$bh" "$oh" "$(per "$oh" "$bh" "$2")" "$ch" "" ""
+	fi
+}
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b) / n }'; }
 rate() { awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (a - b) / s }'; }
 
@@ -71,30 +94,18 @@ client_row() {
 	lp=$(cat /proc/$bg/task/$bg/children | awk '{ print $1 }')
 	sleep 0.3
 	hp=$(helper_of "$lp")
-	b=$(rss "$lp") bh=0
-	[ -n "$hp" ] && bh=$(rss "$hp")
+	read -r b bh <<<"$(pair rss)"
 	echo >&4
 	if ! wait_for "$tmp/out" 70 OPEN; then echo "bench-idle: $v client $n: not open: $(head -2 "$tmp/err")" >&2; exec 4>&-; wait $bg || true; return; fi
 	sleep "$settle"
 	[ -z "$hp" ] && hp=$(helper_of "$lp")
-	o=$(rss "$lp") oh=0
-	[ -n "$hp" ] && oh=$(rss "$hp")
-	s0=$(switches "$lp") h0=0
-	[ -n "$hp" ] && h0=$(switches "$hp")
-	sleep "$secs"
-	s1=$(switches "$lp") h1=0
-	[ -n "$hp" ] && h1=$(switches "$hp")
+	idle_sample
 	wait_for "$tmp/out" 40 CLOSED || echo "bench-idle: $v client $n: not closed" >&2
 	sleep "$settle"
-	c=$(rss "$lp") ch=0
-	[ -n "$hp" ] && ch=$(rss "$hp")
+	read -r c ch <<<"$(pair rss)"
 	exec 4>&-
 	wait $bg || echo "bench-idle: $v client $n failed: $(head -2 "$tmp/err")" >&2
-	row "$v client (Lua+helper)" "$n" "$((b + bh))" "$((o + oh))" "$(per $((o + oh)) $((b + bh)) "$n")" "$((c + ch))" \
-		"$(rate "$s1" "$s0" "$secs")" "$([ -n "$hp" ] && rate "$h1" "$h0" "$secs" || echo -)"
-	if [ -n "$hp" ]; then
-		row "  of which the helper" "$n" "$bh" "$oh" "$(per "$oh" "$bh" "$n")" "$ch" "" ""
-	fi
+	report client "$n"
 }
 # server VARIANT N: the Go client's N idle connections to conns.lua's ws.listen
 server_row() {
@@ -108,31 +119,19 @@ server_row() {
 	lp=$(cat /proc/$bg/task/$bg/children | awk '{ print $1 }')
 	sleep 0.3
 	hp=$(helper_of "$lp")
-	b=$(rss "$lp") bh=0
-	[ -n "$hp" ] && bh=$(rss "$hp")
+	read -r b bh <<<"$(pair rss)"
 	build/out/host/goclient -url "$surl" -idle "$n" -hold "$((secs + settle + 2))s" >"$tmp/gout" 2>"$tmp/gerr" &
 	local gc=$!
 	pids+=($gc)
 	if ! wait_for "$tmp/gout" 70 OPEN; then echo "bench-idle: $v server $n: not open: $(head -2 "$tmp/gerr")" >&2; kill $bg $gc 2>/dev/null || true; wait $bg $gc 2>/dev/null || true; return; fi
 	sleep "$settle"
-	o=$(rss "$lp") oh=0
-	[ -n "$hp" ] && oh=$(rss "$hp")
-	s0=$(switches "$lp") h0=0
-	[ -n "$hp" ] && h0=$(switches "$hp")
-	sleep "$secs"
-	s1=$(switches "$lp") h1=0
-	[ -n "$hp" ] && h1=$(switches "$hp")
+	idle_sample
 	wait $gc || echo "bench-idle: $v server $n: Go client failed: $(head -2 "$tmp/gerr")" >&2
 	sleep "$settle"
-	c=$(rss "$lp") ch=0
-	[ -n "$hp" ] && ch=$(rss "$hp")
+	read -r c ch <<<"$(pair rss)"
 	kill $bg 2>/dev/null || true
 	wait $bg 2>/dev/null || true
-	row "$v server (Lua+helper)" "$n" "$((b + bh))" "$((o + oh))" "$(per $((o + oh)) $((b + bh)) "$n")" "$((c + ch))" \
-		"$(rate "$s1" "$s0" "$secs")" "$([ -n "$hp" ] && rate "$h1" "$h0" "$secs" || echo -)"
-	if [ -n "$hp" ]; then
-		row "  of which the helper" "$n" "$bh" "$oh" "$(per "$oh" "$bh" "$n")" "$ch" "" ""
-	fi
+	report server "$n"
 }
 row() { printf '%-34s %6s %10s %10s %10s %10s %9s %9s\n' "$@"; }
 for v in inproc oop; do
