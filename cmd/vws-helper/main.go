@@ -7,7 +7,7 @@
 // The helper exits when the socket reaches EOF (the host closed it or died) or
 // when its parent process ends (the host died while a forked child of it
 // still holds the socket; see watchParent). Log lines (vws_set_log_level) go to stderr, which
-// it shares with the host. It is static (CGO_ENABLED=0) and not meant to be
+// it shares with the host, and to the proxy while it asks for them (logsink.go). It is static (CGO_ENABLED=0) and not meant to be
 // run by hand.
 package main
 
@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,27 +57,6 @@ func main() {
 	if err := s.serve(bufio.NewReaderSize(sock, 64<<10)); !errors.Is(err, io.EOF) {
 		lwslog.Printf(lwslog.Err, "vws-helper: %v", err)
 		os.Exit(1)
-	}
-}
-
-// closeInherited closes the sockets and pipes above fd 3 that the host let
-// leak into the helper (fds without FD_CLOEXEC): holding them would keep the
-// host's peers from seeing EOF. The Go runtime's own descriptors are made later
-// or are not sockets or pipes.
-func closeInherited() {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= socketFD {
-			continue
-		}
-		link, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && (strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "pipe:")) {
-			syscall.Close(fd)
-		}
 	}
 }
 

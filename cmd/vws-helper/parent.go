@@ -2,9 +2,32 @@ package main
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
+
+// closeInherited closes the sockets and pipes above fd 3 that the host let
+// leak into the helper (fds without FD_CLOEXEC): holding them would keep the
+// host's peers from seeing EOF. The Go runtime's own descriptors are made later
+// or are not sockets or pipes.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= socketFD {
+			continue
+		}
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && (strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "pipe:")) {
+			syscall.Close(fd)
+		}
+	}
+}
 
 // parentPoll is how often watchParent looks at the parent's pid where the
 // kernel has no pidfd_open (Linux before 5.3): a backstop only, since the
