@@ -213,12 +213,13 @@ void px_notify(struct px_helper *h, int op, uint64_t arg)
 	px_buf_free(&b);
 }
 
-/* Sends a call that wants no reply to the live helper, if its generation is gen. */
+/* Sends a call that wants no reply to the live helper, if its generation is gen
+ * (0: whichever it is; generations count from 1). */
 void px_fire(int op, uint64_t arg, unsigned gen)
 {
 	struct px_helper *h;
 	pthread_mutex_lock(&px.mu);
-	h = px.h && px.h->gen == gen ? px_helper_get(0, NULL, 0) : NULL;
+	h = px.h && (gen == 0 || px.h->gen == gen) ? px_helper_get(0, NULL, 0) : NULL;
 	pthread_mutex_unlock(&px.mu);
 	if (!h)
 		return;

@@ -198,7 +198,7 @@ PX_HIDDEN void px_reqs_fail(unsigned gen);                                      
 /* px_call of px_buf_msg(op, id, fmt, ...) wanting a reply without results: the status. */
 PX_HIDDEN int px_call_msg(struct px_helper *h, char *err, size_t errlen, int op, uint64_t id, const char *fmt, ...);
 PX_HIDDEN void px_notify(struct px_helper *h, int op, uint64_t arg);             /* op(arg), no reply; px.mu not held */
-PX_HIDDEN void px_fire(int op, uint64_t arg, unsigned gen);                        /* px_notify to helper gen, if live */
+PX_HIDDEN void px_fire(int op, uint64_t arg, unsigned gen);                        /* px_notify to helper gen (0: any), if live */
 
 /* spawn.c */
 PX_HIDDEN struct px_helper *px_helper_get(int start, char *err, size_t errlen); /* px.mu held; adds a ref */

@@ -136,20 +136,11 @@ int px_log_sink_set(void)
 
 int vws_set_log_sink(vws_log_sink fn, void *ud)
 {
-	struct px_helper *h;
 	pthread_mutex_lock(&px.sink_mu);
 	px.sink = fn;
 	px.sink_ud = ud;
 	pthread_mutex_unlock(&px.sink_mu);
-	pthread_mutex_lock(&px.mu);
-	h = px_helper_get(0, NULL, 0);
-	pthread_mutex_unlock(&px.mu);
-	if (!h)
-		return VWS_OK; /* replayed when a helper starts */
-	px_notify(h, WIRE_OP_SET_LOG_SINK, fn != NULL);
-	pthread_mutex_lock(&px.mu);
-	px_helper_put(h);
-	pthread_mutex_unlock(&px.mu);
+	px_fire(WIRE_OP_SET_LOG_SINK, fn != NULL, 0); /* a helper started later has it replayed */
 	return VWS_OK;
 }
 
@@ -175,17 +166,10 @@ int vws_log(int level, const char *msg)
 
 int vws_set_log_level(int mask)
 {
-	struct px_helper *h;
 	mask &= 2047;
-	pthread_mutex_lock(&px.mu);
+	pthread_mutex_lock(&px.mu); /* a helper starting meanwhile replays it */
 	__atomic_store_n(&px.log_mask, mask, __ATOMIC_RELAXED);
-	h = px_helper_get(0, NULL, 0);
 	pthread_mutex_unlock(&px.mu);
-	if (!h)
-		return VWS_OK; /* replayed when a helper starts */
-	px_notify(h, WIRE_OP_SET_LOG_LEVEL, (uint64_t)mask);
-	pthread_mutex_lock(&px.mu);
-	px_helper_put(h);
-	pthread_mutex_unlock(&px.mu);
+	px_fire(WIRE_OP_SET_LOG_LEVEL, (uint64_t)mask, 0);
 	return VWS_OK;
 }
