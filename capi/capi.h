@@ -15,5 +15,7 @@
 /* cgo drops const from Go types; a const-qualified typedef keeps it in the
  * generated prototypes (const char * parameters of the ABI). */
 typedef const char vws_cchar;
+typedef const struct pollfd vws_cpollfd;
+typedef struct pollfd vws_pollfd;
 
 #endif

@@ -25,6 +25,7 @@
 #ifndef VERAWEBSOCKETS_H
 #define VERAWEBSOCKETS_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -198,6 +199,24 @@ int vws_ctx_event_fd(vws_ctx ctx);
  * A connection stops counting when its last event is queued: 0 with nothing pending
  * means no event is to come. Out of process the proxy answers it (no call to the helper). */
 int vws_ctx_active(vws_ctx ctx);
+
+/* Reading on the waiting thread. A thread that waits for the events of ctx can read
+ * ctx's open connections itself, parsing on its own stack, instead of the engine's
+ * threads reading them and handing each message over (two thread switches a message
+ * fewer). vws_ctx_read_fds claims the reading for the caller and fills fds[0..max-1]
+ * (fd, events; revents zeroed) with what to poll besides the event fd. It returns how
+ * many there are (more than max: call again with room for all), or a negative status;
+ * *now is set to 1 when input is waiting already (poll with timeout 0). Every call is
+ * followed by one vws_ctx_read with the array, revents as poll left them (zeroed if no
+ * poll was made): it reads what arrived (the events are queued, so vws_ctx_pending counts
+ * them) and returns VWS_OK or a negative status. A connection is handed over between
+ * its reads, so one may be read by the engine for a while after the claim.
+ * When the caller has not been between the two calls for 20 ms (it runs handlers, or
+ * waits elsewhere), the engine takes the reading back: pings, close handshakes and
+ * flow control go on while the caller is busy. Out of process there is nothing to
+ * claim: no fds. */
+int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now);
+int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n);
 
 /* ---- Connections ----------------------------------------------------------------- */
 

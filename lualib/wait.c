@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vws_lua.h"
@@ -40,6 +41,27 @@ static int vl_interrupted(vl_state *st, lua_Hook h0)
 	return h && h != h0 && !vl_hook_is_ours(h);
 }
 
+/* Claims the reading of ctx's connections for this wait (vws_ctx_read_fds) and
+ * appends their descriptors to p[*nfd..], growing p past its room *cap (p is
+ * *own when grown: the caller frees it). Returns the number added; *now: poll
+ * without waiting. A failure leaves the reading to the engine. */
+static int vl_claim(vws_ctx ctx, struct pollfd **p, int *cap, struct pollfd **own, int nfd, int *now)
+{
+	for (;;) {
+		int n = vws_ctx_read_fds(ctx, *p + nfd, *cap - nfd, now);
+		struct pollfd *q;
+		if (n <= *cap - nfd)
+			return n < 0 ? 0 : n;
+		q = realloc(*own, sizeof **p * (size_t)(nfd + n + 8));
+		if (!q) /* the rest stay unread while this thread waits (at most a wait slice) */
+			return *cap - nfd;
+		if (!*own)
+			memcpy(q, *p, sizeof **p * (size_t)nfd);
+		*own = *p = q;
+		*cap = nfd + n + 8;
+	}
+}
+
 int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered)
 {
 	int64_t deadline = vl_now_ms() + timeout_ms;
@@ -47,8 +69,9 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 	lua_Hook h0 = lua_gethook(st->main_L);
 
 	for (;;) {
-		struct pollfd p[VL_MAX_WAIT + 1];
-		int i, nfd = 0, fallback = 0, depth, own_b = 0;
+		struct pollfd room[VL_MAX_WAIT + 1 + 32], *p = room, *own = NULL;
+		int i, nfd = 0, fallback = 0, depth, own_b = 0, cap = (int)(sizeof room / sizeof room[0]);
+		int nd, now = 0;
 		int64_t left;
 
 		if (hook) {
@@ -80,12 +103,19 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 			if (p[nfd].fd >= 0)
 				nfd++;
 		}
+		/* This thread reads its standalone connections itself while it waits
+		 * (ctxs[0]: ws.loop's and ws.dispatch's ctxA, or a sync client's). */
+		nd = vl_claim(ctxs[0], &p, &cap, &own, nfd, &now);
 		depth = vl_lock_release_all(&st->lock);
-		if (fallback) /* no event fd: look again in small steps */
-			poll(p, (nfds_t)nfd, left < 10 ? (int)left : 10);
+		if (now)
+			poll(p, (nfds_t)(nfd + nd), 0);
+		else if (fallback) /* no event fd: look again in small steps */
+			poll(p, (nfds_t)(nfd + nd), left < 10 ? (int)left : 10);
 		else
-			poll(p, (nfds_t)nfd, (int)left);
+			poll(p, (nfds_t)(nfd + nd), (int)left);
 		vl_lock_reacquire(&st->lock, depth);
+		vws_ctx_read(ctxs[0], p + nfd, nd);
+		free(own);
 		if (VL_STOPPED(st))
 			return 0;
 		/* lua.c's SIGINT handler (laction) set its hook while we waited: return to

@@ -308,6 +308,36 @@ test("a ping from the server is answered with its payload", function()
 	close(wso, rec)
 end)
 
+test("a ping is answered while a handler runs for seconds (the engine reads meanwhile)", function()
+	-- The script's thread reads its connections while it waits in ws.loop or
+	-- ws.dispatch; busy in a handler, it leaves them to the engine.
+	local busy = 2 * tap.factor
+	local rec = tap.recorder()
+	local n, record, wso = 0, rec.handlers[8], nil
+	wso = tap.create({ url = tap.url("/pingwhile"), event_handlers = { [1] = rec.handlers[1],
+		[3] = rec.handlers[3], [4] = rec.handlers[4], [8] = function(...)
+			record(...)
+			n = n + 1
+			if n < 5 then
+				ws.send(wso, "echo " .. n)
+			elseif n == 5 then
+				ws.send(wso, "ping me")
+				local t0 = tap.now()
+				while tap.now() - t0 < busy do end -- busy: no ws.loop, no ws.dispatch
+			end
+		end } })
+	eq(ws.connect(wso), true)
+	rec.wait(3, 10)
+	ws.send(wso, "echo 0")
+	rec.wait(8, 10 + busy, 6)
+	local pong = rec.nth(8, 6)
+	local ms = tonumber(tostring(pong):match("^pong after (%d+) ms$"))
+	ok(ms, "the server saw the pong: " .. tostring(pong))
+	ok(ms and ms < busy * 1000 / 2, "answered while the handler was busy (" .. tostring(ms) .. " ms; busy "
+		.. busy * 1000 .. " ms)")
+	close(wso, rec)
+end)
+
 test("writeable (10) after the send queue drained; buffered() back to 0", function()
 	local wso, rec = open()
 	eq(ws.buffered(wso), 0)

@@ -38,6 +38,7 @@ type Conn struct {
 	closeReason string
 	flow        func(stop <-chan struct{}) bool // see SetFlowControl
 	failInOrder bool                            // see SetFailInOrder
+	handover    func()                          // see SetHandover
 
 	accepted bool        // accepted by a Server (server role); never dials
 	uri      string      // accepted: the request URI of the opening handshake

@@ -1,157 +1,92 @@
-// The session's read buffer: taken from a pool while frames arrive and given
-// back while the connection is idle, so that an idle connection holds none.
+// The session's byte source: waiting for the peer without a buffer, and
+// reading what has arrived into a pooled buffer, given back after each read,
+// so that an idle connection holds none. Whoever reads (the reader goroutine
+// or the waiting thread, see direct.go) feeds the bytes to the parser
+// (session.feed), which keeps no reference to them.
 
 package wsengine
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
 
-// readBufSize is the size of the pooled read buffers. A read of at least
-// this much into an empty buffer goes straight to the caller's slice.
+// readBufSize is the size of the pooled read buffers. A large payload is read
+// straight into the message instead (session.payloadDst).
 const readBufSize = 32 << 10
+
+// readChunk is the most one read puts straight into a message.
+const readChunk = 64 << 10
 
 var readPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
-// readBuf buffers the reads of one session (like bufio.Reader) with a buffer
-// it holds only while there is something to read: idle gives the buffer back
-// to readPool and waits for the connection to become readable without one.
-// It is used by the session's reader goroutine only.
-type readBuf struct {
-	src io.Reader // the connection (a tls.Conn for wss://)
-	buf *[]byte   // nil while idle
-	r   int       // (*buf)[r:w] is buffered
-	w   int
-	err error // the error of the read that filled the buffer, returned once it is empty
+// errWouldBlock is a non-blocking read that found nothing. It is a temporary
+// net.Error, so tls.Conn keeps its state (as after a read deadline).
+var errWouldBlock error = wouldBlock{}
 
-	// For a plain TCP connection: the descriptor, to wait for readability
-	// (rc.Read with waitFn, made once: no allocation per wait).
-	rc     syscall.RawConn
-	waitFn func(fd uintptr) bool
-	waited bool    // waitFn was called once and found nothing
-	peek   [1]byte // waitFn's MSG_PEEK target; without rc, idle's one-byte read
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "read would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// kicked reports whether err is a read ended by the deadline that hands the
+// reading over (session.claim), or a non-blocking read that found nothing.
+func kicked(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWouldBlock)
+}
+
+// readBuf is the session's source of bytes: src (the connection: a tls.Conn
+// for wss://) and, for TCP, the spillConn under it (sc), which reads without
+// waiting while its rnonblock is set. Its methods are called by one reader at
+// a time (session.rmode).
+type readBuf struct {
+	src   net.Conn
+	sc    *spillConn // nil: no descriptor (then reads block; no direct reading)
+	early []byte     // read behind the opening handshake, fed first
+
+	waitFn func(fd uintptr) bool // made once: no allocation per wait
+	waited bool                  // waitFn was called once and found nothing
+	peek   [1]byte
 }
 
 // newReadBuf returns a readBuf for nc holding early, the bytes read behind
-// the opening handshake (copied), first.
+// the opening handshake (copied).
 func newReadBuf(nc net.Conn, early []byte) *readBuf {
-	rb := &readBuf{src: nc}
-	if sc, ok := nc.(*spillConn); ok {
-		rb.rc = sc.rc
-		rb.waitFn = rb.readable
-	}
+	rb := &readBuf{src: nc, sc: spillConnOf(nc)}
 	if len(early) > 0 {
-		if len(early) > readBufSize {
-			b := make([]byte, len(early)) // not pooled (put drops it)
-			rb.buf = &b
-		} else {
-			rb.get()
-		}
-		rb.w = copy(*rb.buf, early)
+		rb.early = append([]byte(nil), early...)
 	}
+	rb.waitFn = rb.readable
 	return rb
 }
 
-func (rb *readBuf) get() {
-	if rb.buf == nil {
-		rb.buf = readPool.Get().(*[]byte)
-	}
-}
+func getReadBuf() *[]byte { return readPool.Get().(*[]byte) }
 
-// put gives the buffer back; nothing is buffered.
-func (rb *readBuf) put() {
-	if rb.buf != nil {
-		if cap(*rb.buf) == readBufSize {
-			readPool.Put(rb.buf)
-		}
-		rb.buf = nil
-	}
-	rb.r, rb.w = 0, 0
-}
+func putReadBuf(b *[]byte) { readPool.Put(b) }
 
-// Read reads into p what is buffered or, with nothing buffered, what one read
-// of the connection returns (straight into p when p is at least as large as
-// a buffer).
-func (rb *readBuf) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if rb.r == rb.w {
-		if rb.err != nil {
-			err := rb.err
-			rb.err = nil
-			return 0, err
-		}
-		if len(p) >= readBufSize {
-			rb.put()
-			return rb.src.Read(p)
-		}
-		rb.get()
-		n, err := rb.src.Read(*rb.buf)
-		rb.r, rb.w = 0, max(n, 0)
-		if rb.w == 0 {
-			return 0, err
-		}
-		rb.err = err
-	}
-	n := copy(p, (*rb.buf)[rb.r:rb.w])
-	rb.r += n
-	return n, nil
-}
+// tls reports whether src is a TLS connection over sc.
+func (rb *readBuf) tls() bool { return rb.src != net.Conn(rb.sc) }
 
-// next returns up to n buffered bytes (reading the connection once when
-// none are), valid until the next call of a readBuf method; they may be
-// changed in place.
-func (rb *readBuf) next(n int) ([]byte, error) {
-	if rb.r == rb.w {
-		if rb.err != nil {
-			err := rb.err
-			rb.err = nil
-			return nil, err
-		}
-		rb.get()
-		m, err := rb.src.Read(*rb.buf)
-		rb.r, rb.w = 0, max(m, 0)
-		if rb.w == 0 {
-			if err == nil {
-				err = io.ErrNoProgress
-			}
-			return nil, err
-		}
-		rb.err = err
-	}
-	k := min(n, rb.w-rb.r)
-	p := (*rb.buf)[rb.r : rb.r+k]
-	rb.r += k
-	return p, nil
-}
-
-// idle gives the buffer back unless bytes are buffered and waits until the
-// connection has something to read (or an error or its end, which the next
-// Read returns). Called between frames.
-func (rb *readBuf) idle() {
-	if rb.r < rb.w || rb.err != nil {
-		return
-	}
-	rb.put()
-	if rb.rc != nil {
+// wait waits, holding no buffer, until the connection has something to read
+// (or an error or its end, which the next read returns). For TLS it reads the
+// first byte (p, at most one), which the caller feeds. A kick (session.claim)
+// ends it early with a kicked error.
+func (rb *readBuf) wait() (p []byte, err error) {
+	if rb.sc != nil && !rb.tls() {
 		rb.waited = false
-		if err := rb.rc.Read(rb.waitFn); err != nil {
-			rb.err = err
+		if err := rb.sc.rc.Read(rb.waitFn); err != nil {
+			return nil, err
 		}
-		return
+		return nil, nil
 	}
-	// No descriptor to wait on (TLS keeps its own buffers under us): one byte.
+	// TLS keeps its own buffers under us: one byte.
 	n, err := rb.src.Read(rb.peek[:])
-	if n > 0 {
-		rb.get()
-		(*rb.buf)[0] = rb.peek[0]
-		rb.r, rb.w = 0, 1
-	}
-	rb.err = err
+	return rb.peek[:n], err
 }
 
 // readable is rc.Read's callback: true once the socket has something to
@@ -170,6 +105,58 @@ func (rb *readBuf) readable(fd uintptr) bool {
 			rb.waited = true
 			return false
 		}
-		return true // data, the end, or an error: Read will tell
+		return true // data, the end, or an error: the read will tell
 	}
+}
+
+// readNow reads into p what has arrived without waiting for more: an
+// errWouldBlock when nothing has. Without a descriptor it blocks.
+func (rb *readBuf) readNow(p []byte) (int, error) {
+	if rb.sc == nil {
+		return rb.src.Read(p)
+	}
+	rb.sc.rnonblock = true
+	n, err := rb.src.Read(p)
+	rb.sc.rnonblock = false
+	return n, err
+}
+
+// readNow is spillConn's non-blocking read (rnonblock set).
+func (c *spillConn) readNow(p []byte) (int, error) {
+	c.rp = p
+	err := c.rc.Read(c.readFn)
+	n, rerr := c.rn, c.rerr
+	c.rp, c.rerr = nil, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readOnce is rc.Read's callback for readNow: one read, never a wait.
+func (c *spillConn) readOnce(fd uintptr) bool {
+	for {
+		c.rn, c.rerr = syscall.Read(int(fd), c.rp)
+		if c.rerr != syscall.EINTR {
+			if c.rn < 0 {
+				c.rn = 0
+			}
+			return true
+		}
+	}
+}
+
+// Read reads p: without waiting while rnonblock is set (readBuf.readNow).
+func (c *spillConn) Read(p []byte) (int, error) {
+	if c.rnonblock {
+		return c.readNow(p)
+	}
+	return c.Conn.Read(p)
 }

@@ -26,11 +26,12 @@ const (
 
 // session is one established TCP connection.
 type session struct {
-	c       *Conn
-	nc      net.Conn
-	sc      *spillConn             // under nc; nil: no write-through
-	rb      *readBuf               // the reader's (pooled buffer)
-	rs      *readState             // the reader's, between frames
+	c  *Conn
+	nc net.Conn
+	sc *spillConn // under nc; nil: no write-through
+	rb *readBuf   // the reader's source of bytes
+	rs *readState // the reader's, between reads
+	readOwner
 	hdr     [ws.MaxHeaderSize]byte // writeFrame's frame header (writes are serialized)
 	server  bool                   // server role: frames out unmasked, frames in must be masked
 	inflate *inflater
@@ -77,6 +78,10 @@ func newSession(c *Conn, est *established) *session {
 		closeWritten: make(chan struct{}), wFail: make(chan struct{}), rExit: make(chan struct{}),
 	}
 	s.sc = spillConnOf(est.nc)
+	s.fd, s.back = -1, make(chan struct{}, 1)
+	if s.sc != nil {
+		s.sc.rc.Control(func(fd uintptr) { s.fd = int(fd) })
+	}
 	if p := est.deflate; p != nil && s.server {
 		// Server role: est.deflate is our response (acceptDeflate). The client's
 		// context is kept unless it agreed to client_no_context_takeover; ours
@@ -94,6 +99,7 @@ func newSession(c *Conn, est *established) *session {
 	}
 	s.flow = c.flow
 	s.inOrder = c.failInOrder
+	s.rs = s.newReadState()
 	return s
 }
 

@@ -33,6 +33,14 @@ type spillConn struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
+
+	// The non-blocking read (readBuf.readNow; one reader at a time): its
+	// switch, argument and results, and the function rc.Read calls.
+	rnonblock bool
+	rp        []byte
+	rn        int
+	rerr      error
+	readFn    func(fd uintptr) bool
 }
 
 // newSpillConn wraps a TCP connection; other connections are returned as they are.
@@ -47,6 +55,7 @@ func newSpillConn(nc net.Conn) net.Conn {
 	}
 	c := &spillConn{Conn: nc, rc: rc}
 	c.writeFn = c.writeNow
+	c.readFn = c.readOnce
 	return c
 }
 

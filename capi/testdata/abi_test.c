@@ -32,6 +32,7 @@
 	X(vws_event_clear) X(vws_abi_version) X(vws_set_log_level) X(vws_log) \
 	X(vws_ctx_new) X(vws_ctx_free) X(vws_ctx_next_event) X(vws_ctx_pending) \
 	X(vws_ctx_wake) X(vws_ctx_event_fd) X(vws_ctx_active) X(vws_conn_new) \
+	X(vws_ctx_read_fds) X(vws_ctx_read) \
 	X(vws_conn_set_option) X(vws_conn_check) X(vws_conn_connect) X(vws_conn_send) \
 	X(vws_conn_ping) X(vws_conn_close) X(vws_conn_state) X(vws_conn_buffered) \
 	X(vws_conn_protocol) X(vws_conn_free) X(vws_conn_server) X(vws_server_new) \
@@ -68,6 +69,9 @@ static long now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
+
+#define VWS_FN(f) p_##f
+#include "../../tests/c/readtest.h"
 
 static int readable(int fd)
 {
@@ -334,6 +338,7 @@ int main(int argc, char **argv)
 	check(p_vws_log(1024, NULL) == VWS_EARG, "log(NULL) -> EARG");
 	p_vws_set_log_level(0);
 	log_sink_checks(url);
+	read_checks(url, 1);
 
 	memset(&ev, 0, sizeof ev);
 	p_vws_event_clear(&ev);

@@ -146,15 +146,15 @@ type conn struct {
 	cx     *context
 	ws     *wsengine.Conn
 	server uint64 // the server that accepted it; 0 for a client connection
-	// unsettled is true from Connect until the event that ends the run
-	// (CLOSED, or a final CONNECTION_ERROR) is in the queue. The engine marks
-	// a connection closed just before it emits that event; counting it as
-	// active until then keeps Active from reaching 0 with the event unqueued.
+	// unsettled: from Connect until the event that ends the run (CLOSED, or a
+	// final CONNECTION_ERROR) is queued. The engine marks a connection closed
+	// just before it emits that event: Active counts it until then.
 	unsettled atomic.Bool
 	// Guarded by cx.mu: its events in the queue, and the call of the
 	// consumer that last took one (context.calls, from 1; 0: none taken).
 	queued int
 	taken  uint64
+	drGen  uint64 // direct.gen of the last rebuild that polled it (under direct.mu)
 }
 
 // The handle tables. Handles come from monotonic counters and are never reused.
@@ -253,6 +253,7 @@ func FreeContext(ctx uint64) (err error) {
 	for _, c := range conns {
 		c.ws.Abandon()
 	}
+	cx.dr.free()
 	return nil
 }
 
@@ -396,6 +397,7 @@ func NewConn(ctx uint64, url string) (id uint64, err error) {
 	}
 	ws.SetFlowControl(cx.room)
 	ws.SetFailInOrder(true)
+	ws.SetHandover(cx.dr.handed)
 	c.ws = ws
 	reg.mu.Lock()
 	if reg.ctxs[ctx] != cx { // freed meanwhile
@@ -429,6 +431,9 @@ func (c *conn) emit(ev wsengine.Event) {
 				c.cx.q[len(c.cx.q)-1].Final = true
 			}
 		}
+	}
+	if ev.Type == wsengine.EventEstablished || ev.Type == wsengine.EventClosed {
+		c.cx.dr.dirty.Store(true) // the consumer claims its reading, or drops it
 	}
 	if c.server != 0 {
 		ev.Type = serverEventType(ev.Type)

@@ -44,11 +44,19 @@ type context struct {
 	// and the consumer calls FailNow. Else the queue keeps them (see next).
 	relay bool
 	calls uint64 // calls of next: a new one means the events taken before were handled
+
+	dr direct // reading on the waiting thread (direct.go)
+	// quiet: the consumer is reading in ReadReady and takes the events it
+	// queues without polling the pipe, so they do not signal it; signaled:
+	// the pipe holds its byte. An event fd handed out later is signaled then.
+	quiet    int
+	signaled bool
 }
 
 func newContext(id uint64, relay bool) *context {
 	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), rfd: -1, wfd: -1, relay: relay}
 	cx.cond.L = &cx.mu
+	cx.dr.init()
 	return cx
 }
 
@@ -71,7 +79,7 @@ func (cx *context) pushThen(ev Event, after func()) {
 	if after != nil {
 		after()
 	}
-	if len(cx.q)-cx.head == 1 {
+	if len(cx.q)-cx.head == 1 && cx.quiet == 0 {
 		cx.signalPipe()
 	}
 	if cx.waiters > 0 {
@@ -261,10 +269,8 @@ func (cx *context) eventFD() (fd int, alive bool, err error) {
 			return -1, true, err
 		}
 		cx.rfd, cx.wfd = p[0], p[1]
-		if len(cx.q) > cx.head {
-			cx.signalPipe()
-		}
 	}
+	cx.owePipe()
 	return cx.rfd, true, nil
 }
 
@@ -272,9 +278,10 @@ func (cx *context) eventFD() (fd int, alive bool, err error) {
 // mu held when the queue goes from empty to non-empty; the pipe then holds
 // exactly one byte until drainPipe, so the write never blocks.
 func (cx *context) signalPipe() {
-	if cx.wfd < 0 {
+	if cx.wfd < 0 || cx.signaled {
 		return
 	}
+	cx.signaled = true
 	b := [1]byte{1}
 	for {
 		_, err := syscall.Write(cx.wfd, b[:])
@@ -284,11 +291,20 @@ func (cx *context) signalPipe() {
 	}
 }
 
+// owePipe signals the pipe if events are queued that did not (quiet). Called
+// with mu held.
+func (cx *context) owePipe() {
+	if len(cx.q) > cx.head && cx.quiet == 0 {
+		cx.signalPipe()
+	}
+}
+
 // drainPipe empties the event pipe. Called with mu held when the queue empties.
 func (cx *context) drainPipe() {
-	if cx.rfd < 0 {
+	if cx.rfd < 0 || !cx.signaled {
 		return
 	}
+	cx.signaled = false
 	var b [16]byte
 	for {
 		n, err := syscall.Read(cx.rfd, b[:])

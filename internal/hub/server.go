@@ -73,6 +73,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 		c := &conn{id: lastConn.Add(1), cx: cx, ws: ws, server: sid}
 		ws.SetFlowControl(cx.room)
 		ws.SetFailInOrder(true)
+		ws.SetHandover(cx.dr.handed)
 		c.unsettled.Store(true)
 		reg.conns[c.id] = c
 		cx.conns[c.id] = c

@@ -323,6 +323,32 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 		wc.onPong = func(p []byte) { wc.write(opText, append([]byte("pong:"), p...)) }
 		wc.writeFrame(ws.NewFrame(ws.OpPing, true, []byte(r.URL.Query().Get("payload"))))
 		wc.echo()
+	case "/pingwhile":
+		// Echoes; a text "ping me" is answered by a ping instead, and its pong
+		// by "pong after N ms" (N from the ping): a client whose script is busy
+		// in a handler must still answer pings.
+		c, br, ok := upgrade(w, r, "")
+		if !ok {
+			return
+		}
+		defer c.Close()
+		wc := newWSConn(c, br)
+		var sent time.Time
+		wc.onPong = func(p []byte) {
+			wc.write(opText, fmt.Appendf(nil, "pong after %d ms", time.Since(sent).Milliseconds()))
+		}
+		for {
+			op, p, err := wc.readMessage()
+			if err != nil {
+				return
+			}
+			if op == opText && string(p) == "ping me" {
+				sent = time.Now()
+				wc.writeFrame(ws.NewFrame(ws.OpPing, true, []byte("busy")))
+				continue
+			}
+			wc.write(op, p)
+		}
 	case "/delay":
 		time.Sleep(time.Duration(qint(r, "ms", 1000)) * time.Millisecond)
 		c, br, ok := upgrade(w, r, "")
