@@ -45,8 +45,8 @@ type direct struct {
 	gen     uint64  // incremented by each rebuild and releaseAll (conn.drGen)
 	inWait  bool    // between ReadFDs and ReadReady
 	left    time.Time
-	watched bool   // in watcher.list (guarded by watcher.mu, as watches)
-	watches uint64 // calls of watcher.watch
+	watched bool         // in watcher.list (guarded by watcher.mu, as watches)
+	watches uint64       // calls of watcher.watch
 	hr, hw  atomic.Int32 // the hand-over pipe, -1 until needed
 }
 
