@@ -218,3 +218,63 @@ func TestDirectRead(t *testing.T) {
 		})
 	}
 }
+
+// The reading changes hands many times while the server streams: the
+// consumer waits a little, then stays away for longer than the grace, again
+// and again. Every message arrives once, in order, over ws:// and wss://.
+func TestDirectChurn(t *testing.T) {
+	old := directGrace.Swap(int64(2 * time.Millisecond))
+	defer directGrace.Store(old)
+	for _, tls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", tls), func(t *testing.T) {
+			cctx, _, _, sc := directPair(t, tls, "compression", "1")
+			const n = 2000
+			go func() {
+				for i := range n {
+					if Send(sc, wsengine.OpText, fmt.Appendf(nil, "%d %s", i, strings.Repeat("z", i%700))) != nil {
+						return
+					}
+					if i%50 == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+			}()
+			next, handovers := 0, 0
+			cx, _ := lookupContext(cctx)
+			deadline := time.Now().Add(60 * time.Second)
+			for next < n && time.Now().Before(deadline) {
+				for range 3 {
+					waitRead(t, cctx, time.Millisecond)
+				}
+				cx.dr.mu.Lock()
+				if len(cx.dr.polled) > 0 {
+					handovers++
+				}
+				cx.dr.mu.Unlock()
+				for {
+					ev, ok, _ := NextEvent(cctx, 0)
+					if !ok {
+						break
+					}
+					var i int
+					if ev.Type != wsengine.EventReceive || len(ev.Data) != len(fmt.Sprint(next))+1+next%700 {
+						t.Fatalf("event %+v (%d bytes); want message %d", ev.Event, len(ev.Data), next)
+					}
+					fmt.Sscan(string(ev.Data), &i)
+					if i != next {
+						t.Fatalf("message %d; want %d", i, next)
+					}
+					next++
+				}
+				time.Sleep(time.Duration(next%7) * time.Millisecond) // away: the engine may take it back
+			}
+			if next < n {
+				t.Fatalf("%d of %d messages", next, n)
+			}
+			if handovers < 10 {
+				t.Fatalf("the reading was handed over only %d times", handovers)
+			}
+			t.Logf("%d messages, the consumer held the reading at %d of its turns", n, handovers)
+		})
+	}
+}
