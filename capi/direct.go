@@ -37,7 +37,7 @@ func vws_ctx_read_fds(ctx C.vws_ctx, fds *C.vws_pollfd, max C.int, now *C.int) (
 }
 
 //export vws_ctx_read
-func vws_ctx_read(ctx C.vws_ctx, fds *C.vws_cpollfd, n C.int) (rc C.int) {
+func vws_ctx_read(ctx C.vws_ctx, fds *C.vws_cpollfd, n C.int, again C.int) (rc C.int) {
 	defer recoverStatus(&rc, nil, 0)
 	if n < 0 || (fds == nil && n > 0) {
 		return status(nil, 0, errArg("vws_ctx_read: NULL fds"))
@@ -47,5 +47,5 @@ func vws_ctx_read(ctx C.vws_ctx, fds *C.vws_cpollfd, n C.int) (rc C.int) {
 	for _, p := range unsafe.Slice(fds, int(n)) {
 		rev = append(rev, int16(p.revents))
 	}
-	return status(nil, 0, hub.ReadReady(uint64(ctx), rev))
+	return status(nil, 0, hub.ReadReady(uint64(ctx), rev, again != 0))
 }

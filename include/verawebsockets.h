@@ -209,14 +209,16 @@ int vws_ctx_active(vws_ctx ctx);
  * *now is set to 1 when input is waiting already (poll with timeout 0). Every call is
  * followed by one vws_ctx_read with the array, revents as poll left them (zeroed if no
  * poll was made): it reads what arrived (the events are queued, so vws_ctx_pending counts
- * them) and returns VWS_OK or a negative status. A connection is handed over between
+ * them) and returns VWS_OK or a negative status. again = 1 says the caller calls
+ * vws_ctx_read_fds again at once when nothing is pending (its wait goes on: it runs no
+ * handler and returns to no script meanwhile); 0 that it may be away. A connection is handed over between
  * its reads, so one may be read by the engine for a while after the claim.
- * When the caller has not been between the two calls for 20 ms (it runs handlers, or
+ * When the caller has been away (not between the two calls, nor back at once) for 20 ms (it runs handlers, or
  * waits elsewhere), the engine takes the reading back: pings, close handshakes and
  * flow control go on while the caller is busy. Out of process there is nothing to
  * claim: no fds. */
 int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now);
-int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n);
+int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n, int again);
 
 /* ---- Connections ----------------------------------------------------------------- */
 

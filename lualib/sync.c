@@ -72,7 +72,8 @@ static int next_event(vl_state *st, lua_State *L, vl_client *cl, int timeout_ms,
 		}
 		rc = vws_ctx_next_event(cl->ctx, 0, ev);
 		if (rc == 0 && left > 0 && st) {
-			if (vl_wait(st, L, &cl->ctx, 1, (int)left, NULL) < 0)
+			if (vl_wait(st, L, &cl->ctx, 1, (int)left, NULL,
+				    timeout_ms < 0 || deadline - vl_now_ms() > left) < 0)
 				return 0; /* interrupted (Ctrl-C): back to Lua, which raises */
 			rc = vws_ctx_next_event(cl->ctx, 0, ev);
 		} else if (rc == 0 && left > 0) {

@@ -62,7 +62,7 @@ static int vl_claim(vws_ctx ctx, struct pollfd **p, int *cap, struct pollfd **ow
 	}
 }
 
-int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered)
+int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered, int resume)
 {
 	int64_t deadline = vl_now_ms() + timeout_ms;
 	int hook = VL_MODE(st) == VL_DELIVERY_HOOK;
@@ -71,7 +71,7 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 	for (;;) {
 		struct pollfd room[VL_MAX_WAIT + 1 + 32], *p = room, *own = NULL;
 		int i, nfd = 0, fallback = 0, depth, own_b = 0, cap = (int)(sizeof room / sizeof room[0]);
-		int nd, now = 0;
+		int nd, now = 0, stop, intr, again;
 		int64_t left;
 
 		if (hook) {
@@ -114,13 +114,18 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		else
 			poll(p, (nfds_t)(nfd + nd), (int)left);
 		vl_lock_reacquire(&st->lock, depth);
-		vws_ctx_read(ctxs[0], p + nfd, nd);
+		/* lua.c's SIGINT handler (laction) sets its hook while we wait: then we
+		 * return to Lua at once, where it raises "interrupted!" with a traceback. */
+		stop = VL_STOPPED(st);
+		intr = !stop && vl_interrupted(st, h0);
+		/* Back at once (the engine need not watch) unless this wait ends here
+		 * or runs Luup handlers (hook delivery) before it polls again. */
+		again = !stop && !intr && !hook && (resume || deadline - vl_now_ms() > 0);
+		vws_ctx_read(ctxs[0], p + nfd, nd, again);
 		free(own);
-		if (VL_STOPPED(st))
+		if (stop)
 			return 0;
-		/* lua.c's SIGINT handler (laction) set its hook while we waited: return to
-		 * Lua at once, where it raises "interrupted!" with a traceback. */
-		if (vl_interrupted(st, h0))
+		if (intr)
 			return -1;
 	}
 }
@@ -152,7 +157,9 @@ int vl_ws_loop(lua_State *L)
 			if (left > VL_WAIT_SLICE_MS)
 				left = VL_WAIT_SLICE_MS;
 		}
-		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL) < 0) {
+		/* resume: past this slice the loop waits again (it returns only when done,
+		 * interrupted, or at its own timeout) */
+		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL, timeout < 0 || deadline - vl_now_ms() > left) < 0) {
 			interrupted = 1;
 			break;
 		}
@@ -209,7 +216,8 @@ int vl_ws_dispatch(lua_State *L)
 		left = deadline - vl_now_ms();
 		if (left <= 0)
 			break;
-		if (vl_wait(st, L, both, nctx, left > VL_WAIT_SLICE_MS ? VL_WAIT_SLICE_MS : (int)left, &n) < 0)
+		if (vl_wait(st, L, both, nctx, left > VL_WAIT_SLICE_MS ? VL_WAIT_SLICE_MS : (int)left, &n,
+			    left > VL_WAIT_SLICE_MS) < 0)
 			break;
 	}
 	vl_lock_release(&st->lock);

@@ -311,9 +311,10 @@ int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now)
 	return ok ? 0 : VWS_EARG;
 }
 
-int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n)
+int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n, int again)
 {
 	(void)fds;
 	(void)n;
+	(void)again;
 	return vws_ctx_read_fds(ctx, NULL, 0, NULL) < 0 ? VWS_EARG : VWS_OK;
 }

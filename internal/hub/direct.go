@@ -138,8 +138,10 @@ func (d *direct) rebuild(cx *context) error {
 }
 
 // ReadReady reads the connections whose descriptors (as ReadFDs returned
-// them) have revents set: their events are queued. The caller stops waiting.
-func ReadReady(ctx uint64, revents []int16) (err error) {
+// them) have revents set: their events are queued. The caller stops waiting,
+// unless again and nothing is pending: then it calls ReadFDs at once (so the
+// watcher is not woken for the end of each slice of an idle wait).
+func ReadReady(ctx uint64, revents []int16, again bool) (err error) {
 	defer recoverTo(&err)
 	cx, err := lookupContext(ctx)
 	if err != nil {
@@ -151,12 +153,8 @@ func ReadReady(ctx uint64, revents []int16) (err error) {
 	if !d.inWait {
 		return nil
 	}
-	again := d.again
-	d.inWait, d.more, d.again = false, false, again[len(again):]
-	d.left = time.Now()
-	if len(d.claimed) > 0 {
-		watcher.watch(d)
-	}
+	prev := d.again
+	d.more, d.again = false, prev[len(prev):]
 	cx.mu.Lock()
 	cx.quiet++ // the caller takes what it reads without polling the pipe
 	cx.mu.Unlock()
@@ -176,10 +174,20 @@ func ReadReady(ctx uint64, revents []int16) (err error) {
 			d.read(i, ev)
 		}
 	}
-	for _, i := range again { // input left in user space (TLS) or over the budget
+	for _, i := range prev { // input left in user space (TLS) or over the budget
 		if i < len(revents) && revents[i] == 0 {
 			d.read(i, 0)
 		}
+	}
+	if again && !d.more {
+		if n, _ := cx.pending(); n == 0 {
+			return nil // still waiting
+		}
+	}
+	d.inWait = false
+	d.left = time.Now()
+	if len(d.claimed) > 0 {
+		watcher.watch(d)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func waitRead(t *testing.T, ctx uint64, d time.Duration) (pendingBefore, pending
 	for i := range p {
 		rev[i] = p[i].revents
 	}
-	if err := ReadReady(ctx, rev); err != nil {
+	if err := ReadReady(ctx, rev, false); err != nil {
 		t.Fatalf("ReadReady: %v", err)
 	}
 	pendingAfter, _ = Pending(ctx)

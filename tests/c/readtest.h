@@ -23,7 +23,7 @@ static int rt_wait(vws_ctx ctx, int ms, int *before, int *after)
 		n = 16;
 	poll(p, (nfds_t)n, now ? 0 : ms);
 	*before = VWS_FN(vws_ctx_pending)(ctx);
-	if (VWS_FN(vws_ctx_read)(ctx, p, n) != VWS_OK)
+	if (VWS_FN(vws_ctx_read)(ctx, p, n, 0) != VWS_OK)
 		return VWS_EINTERNAL;
 	*after = VWS_FN(vws_ctx_pending)(ctx);
 	return n;
@@ -56,7 +56,7 @@ static void read_checks(const char *url, int direct)
 	int now = 7, maxfds = 0, i, synchronous = 0, echoed = 0;
 
 	check(VWS_FN(vws_ctx_read_fds)(0, p, 1, &now) == VWS_EARG, "read_fds(bad ctx) -> EARG");
-	check(VWS_FN(vws_ctx_read)(0, p, 0) == VWS_EARG, "read(bad ctx) -> EARG");
+	check(VWS_FN(vws_ctx_read)(0, p, 0, 0) == VWS_EARG, "read(bad ctx) -> EARG");
 	if (VWS_FN(vws_ctx_new)(&ctx, err, sizeof err) != VWS_OK ||
 	    VWS_FN(vws_conn_new)(ctx, url, &c, err, sizeof err) != VWS_OK) {
 		check(0, "read checks: ctx and conn (%s)", err);
@@ -64,7 +64,7 @@ static void read_checks(const char *url, int direct)
 	}
 	check(VWS_FN(vws_ctx_read_fds)(ctx, NULL, 1, &now) == VWS_EARG, "read_fds(NULL fds, max 1) -> EARG");
 	check(VWS_FN(vws_ctx_read_fds)(ctx, p, 1, &now) == 0 && now == 0, "nothing to claim before connect");
-	check(VWS_FN(vws_ctx_read)(ctx, p, 0) == VWS_OK, "read after it");
+	check(VWS_FN(vws_ctx_read)(ctx, p, 0, 0) == VWS_OK, "read after it");
 	VWS_FN(vws_conn_connect)(c, err, sizeof err);
 	memset(&ev, 0, sizeof ev);
 	check(rt_next(ctx, &ev, &maxfds) && ev.type == VWS_EV_ESTABLISHED, "established, reading while waiting");
