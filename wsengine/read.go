@@ -222,7 +222,6 @@ func (s *session) payload(z []byte) (res readResult, end bool) {
 	if h.Masked {
 		ws.Cipher(z, h.Mask, int(h.Length-rs.left))
 	}
-	rs.left -= int64(len(z))
 	s.heard()
 	switch {
 	case h.OpCode.IsControl():
@@ -238,11 +237,13 @@ func (s *session) payload(z []byte) (res readResult, end bool) {
 			rs.inflated = len(out)
 		}
 	default:
+		rs.grow(len(z))
 		rs.msg = append(rs.msg, z...)
 		if rs.msgOp == ws.OpText && !rs.text.Write(z) {
 			return invalidResult, true
 		}
 	}
+	rs.left -= int64(len(z))
 	return readResult{}, false
 }
 
@@ -256,8 +257,25 @@ func (s *session) payloadDst() []byte {
 	}
 	l := len(rs.msg)
 	k := int(min(rs.left, readChunk))
-	rs.msg = slices.Grow(rs.msg, k)
+	rs.grow(k)
 	return rs.msg[l : l+k]
+}
+
+// grow makes room for k more bytes in rs.msg, doubling its capacity (append
+// grows large slices by a quarter: a copy of the message every few reads),
+// but not past the end of the frame in progress.
+func (rs *readState) grow(k int) {
+	l := len(rs.msg)
+	if cap(rs.msg)-l >= k {
+		return
+	}
+	n := max(2*cap(rs.msg), l+k)
+	if end := l + int(rs.left); rs.inFrame && end >= l+k && end < n {
+		n = end
+	}
+	b := make([]byte, l, n)
+	copy(b, rs.msg)
+	rs.msg = b
 }
 
 func (s *session) payloadIn(n int, direct bool) (res readResult, end bool) {
