@@ -24,7 +24,7 @@ type readOwner struct {
 	kick   bool          // a kick's deadline is set on the connection
 	rEnded bool          // the reading ended (rExit closed, rRes set)
 	fd     int           // the descriptor to poll; -1: never handed over
-	back   chan struct{} // release to the parked goroutine (cap 1)
+	back   chan struct{} // wakes the parked goroutine: release, the reading's end, teardown (cap 1)
 }
 
 const (
@@ -116,10 +116,7 @@ func (s *session) release() {
 		s.rmode.Store(readEngine) // the kicked goroutine clears the deadline and reads on
 	case readDirect:
 		s.rmode.Store(readEngine)
-		select {
-		case s.back <- struct{}{}:
-		default:
-		}
+		s.wakeParked()
 	}
 }
 
@@ -234,13 +231,33 @@ func (s *session) engineTurn() bool {
 	if fn := s.c.handoverFn(); fn != nil {
 		fn()
 	}
-	select {
-	case <-s.back:
-		return true
-	case <-s.stop:
-	case <-s.rExit:
+	// Parked on one channel (one waiter record while idle, not three):
+	// release, the end of the reading and teardown all wake it.
+	for {
+		<-s.back
+		s.rmu.Lock()
+		mode, ended := s.rmode.Load(), s.rEnded
+		s.rmu.Unlock()
+		select {
+		case <-s.stop:
+			return false
+		default:
+		}
+		if ended {
+			return false
+		}
+		if mode != readDirect {
+			return true
+		}
 	}
-	return false
+}
+
+// wakeParked wakes the reader goroutine if it is parked (engineTurn).
+func (s *session) wakeParked() {
+	select {
+	case s.back <- struct{}{}:
+	default:
+	}
 }
 
 // endRead ends the reading with res (the first end counts).
@@ -260,4 +277,5 @@ func (s *session) endReadLocked(res readResult) {
 		s.inflate.abort() // a message left open: stop its worker
 	}
 	close(s.rExit)
+	s.wakeParked()
 }

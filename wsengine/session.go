@@ -299,6 +299,7 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.nc.Close()
 	close(s.stop)
+	s.wakeParked()
 	<-s.rExit
 	s.c.mu.Lock()
 	s.writerDone = true
