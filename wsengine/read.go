@@ -263,14 +263,15 @@ func (s *session) payloadDst() []byte {
 
 // grow makes room for k more bytes in rs.msg, doubling its capacity (append
 // grows large slices by a quarter: a copy of the message every few reads),
-// but not past the end of the frame in progress.
+// but not past the end of a message that is one frame (a fragmented one
+// keeps doubling: its size is not known).
 func (rs *readState) grow(k int) {
 	l := len(rs.msg)
 	if cap(rs.msg)-l >= k {
 		return
 	}
 	n := max(2*cap(rs.msg), l+k)
-	if end := l + int(rs.left); rs.inFrame && end >= l+k && end < n {
+	if end := l + int(rs.left); rs.h.Fin && rs.h.OpCode != ws.OpContinuation && end >= l+k && end < n {
 		n = end
 	}
 	b := make([]byte, l, n)
