@@ -45,14 +45,13 @@ type direct struct {
 	gen     uint64  // incremented by each rebuild and releaseAll (conn.drGen)
 	inWait  bool    // between ReadFDs and ReadReady
 	left    time.Time
-	watched bool         // in watcher.list (guarded by watcher.mu, as watches)
-	watches uint64       // calls of watcher.watch
-	hr, hw  atomic.Int32 // the hand-over pipe, -1 until needed
+	watched bool     // in watcher.list (guarded by watcher.mu, as watches)
+	watches uint64   // calls of watcher.watch
+	handp   wakePipe // readable once a connection asked has handed over (opened when needed)
 }
 
 func (d *direct) init() {
-	d.hr.Store(-1)
-	d.hw.Store(-1)
+	d.handp = closedPipe
 	d.dirty.Store(true)
 }
 
@@ -61,9 +60,8 @@ func (d *direct) handed() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.dirty.Store(true)
-	if w := d.hw.Load(); w >= 0 {
-		b := [1]byte{1}
-		syscall.Write(int(w), b[:]) // full: a byte is there already
+	if d.handp.w >= 0 {
+		d.handp.poke()
 	}
 }
 
@@ -124,15 +122,10 @@ func (d *direct) rebuild(cx *context) error {
 		d.claimed = append(d.claimed, c)
 	}
 	if d.asked {
-		if d.hr.Load() < 0 {
-			var p [2]int
-			if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-				return err
-			}
-			d.hr.Store(int32(p[0]))
-			d.hw.Store(int32(p[1]))
+		if err := d.handp.open(); err != nil {
+			return err
 		}
-		d.fds = append(d.fds, d.hr.Load())
+		d.fds = append(d.fds, int32(d.handp.r))
 	}
 	return nil
 }
@@ -167,8 +160,7 @@ func ReadReady(ctx uint64, revents []int16, again bool) (err error) {
 		switch {
 		case ev == 0:
 		case i == len(d.polled): // the hand-over pipe
-			var b [16]byte
-			syscall.Read(int(d.hr.Load()), b[:])
+			d.handp.drain()
 			d.dirty.Store(true)
 		default:
 			d.read(i, ev)
@@ -335,8 +327,5 @@ func (d *direct) free() {
 		default:
 		}
 	}
-	if r := d.hr.Swap(-1); r >= 0 {
-		syscall.Close(int(r))
-		syscall.Close(int(d.hw.Swap(-1)))
-	}
+	d.handp.close()
 }
