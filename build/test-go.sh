@@ -9,5 +9,5 @@ go test -race -shuffle=on -count=1 -p 2 $(go list ./... | grep -v -e /capi -e /t
 # its own build, then over the two variants that ship.
 go test -count=1 ./capi
 VWS_SO=$PWD/build/out/amd64/inproc/verawebsockets.so VWS_TEST_FAULTS=1 go test -count=1 ./capi
-VWS_SO=$PWD/build/out/amd64/oop/verawebsockets.so VWS_TEST_OOP=1 go test -count=1 ./capi
+VWS_SO=$PWD/build/out/amd64/oop/verawebsockets.so go test -count=1 ./capi
 build/fuzz.sh "${FUZZ_BUDGET:-quick}"

@@ -7,7 +7,7 @@ package main
 //
 //	go test ./capi                                   # builds its own .so (no Lua)
 //	VWS_SO=$PWD/build/out/amd64/inproc/verawebsockets.so VWS_TEST_FAULTS=1 go test ./capi
-//	VWS_SO=$PWD/build/out/amd64/oop/verawebsockets.so VWS_TEST_OOP=1 go test ./capi   # the proxy
+//	VWS_SO=$PWD/build/out/amd64/oop/verawebsockets.so go test ./capi   # the proxy
 
 import (
 	"bytes"

@@ -120,6 +120,10 @@ int px_call(struct px_helper *h, struct px_buf *b, int want_reply, struct px_rep
 		return sent ? VWS_OK : VWS_EENGINE;
 
 	pthread_mutex_lock(&px.mu);
+	/* The reply is read by the reader thread unless a caller waiting for
+	 * events reads the socket now (direct.c): one that is away gives the
+	 * reading back at once rather than after its grace. */
+	px_rd_take_back(h);
 	deadline_ts(deadline, &ts);
 	while (sent && !req.done) {
 		int64_t alive;

@@ -58,6 +58,7 @@ int vws_ctx_free(vws_ctx ctx)
 	}
 	*pp = c->next;
 	c->freed = 1;
+	px_rd_ctx_gone(c->id);
 	gen = c->gen;
 	while (c->conns) {
 		struct px_conn *cn = c->conns;
@@ -255,12 +256,15 @@ int vws_ctx_event_fd(vws_ctx ctx)
 	if (!c) {
 		rc = VWS_EARG;
 	} else if (c->rfd >= 0) {
+		if (c->n && !c->quiet) /* events queued quietly (direct.c) */
+			px_pipe_signal(c);
 		rc = c->rfd;
 	} else if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = VWS_EINTERNAL;
 	} else {
 		c->rfd = fds[0];
 		c->wfd = fds[1];
+		c->signaled = 0;
 		if (c->n)
 			px_pipe_signal(c);
 		rc = c->rfd;
@@ -300,21 +304,28 @@ int vws_ctx_active(vws_ctx ctx)
  * is nothing to claim here (no fds; the events come through the event fd). */
 int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now)
 {
-	int ok;
+	struct px_ctx *c;
+	int n, ignored = 0;
 	if (now)
 		*now = 0;
 	if (max < 0 || (!fds && max > 0))
 		return VWS_EARG;
 	pthread_mutex_lock(&px.mu);
-	ok = px_ctx_find(ctx) != NULL;
+	c = px_ctx_find(ctx);
+	n = c ? px_rd_fds(c, fds, max, now ? now : &ignored) : VWS_EARG;
 	pthread_mutex_unlock(&px.mu);
-	return ok ? 0 : VWS_EARG;
+	return n;
 }
 
 int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n, int again)
 {
-	(void)fds;
-	(void)n;
-	(void)again;
-	return vws_ctx_read_fds(ctx, NULL, 0, NULL) < 0 ? VWS_EARG : VWS_OK;
+	struct px_ctx *c;
+	int rc;
+	if (n < 0 || (!fds && n > 0))
+		return VWS_EARG;
+	pthread_mutex_lock(&px.mu);
+	c = px_ctx_find(ctx);
+	rc = c ? px_rd_read(c, fds, n, again) : VWS_EARG;
+	pthread_mutex_unlock(&px.mu);
+	return rc;
 }

@@ -47,6 +47,9 @@ struct px_ctx {
 	uint64_t wake_gen;
 	int wake_set;             /* a wake that found no waiter (as internal/hub) */
 	int rfd, wfd;             /* event pipe, -1 until vws_ctx_event_fd */
+	int signaled;             /* the pipe holds its byte */
+	int quiet;                /* its caller is reading the helper's socket itself (direct.c)
+	                           * and takes what it queues without polling the pipe */
 	unsigned gen;             /* helper generation that has this context (0 none) */
 	struct px_conn *conns;    /* its connections, via cnext */
 	uint64_t calls;           /* calls for events: a new one means those taken before were handled */
@@ -103,7 +106,25 @@ struct px_helper {
 	uint32_t heard_ms;        /* when the reader last got bytes: the low 32 bits of
 	                           * px_now_ms (atomic; 64-bit atomics need libatomic on MIPS32) */
 	int ready;                /* hello received (under px.mu) */
+
+	/* Who reads the socket (direct.c; all under px.mu): the reader thread,
+	 * or the context whose caller waits (vws_ctx_read_fds). */
+	struct px_rd *rd;         /* the reader's buffer, shared by whoever reads */
+	int rmode;                /* PX_RD_THREAD, PX_RD_ASKED or PX_RD_HANDED */
+	uint64_t rholder;         /* the context asking or holding it, or 0 */
+	int rwait;                /* its caller is in its wait (between vws_ctx_read_fds and
+	                           * vws_ctx_read that ends the wait) */
+	int rleft;                /* it left a wait since the reader thread last looked */
+	int64_t rleft_ms;         /* when it last left */
+	int rparked;              /* the reader thread waits for rcv without a deadline */
+	const char *rfail;        /* the holder found the stream broken: the helper ends */
+	pthread_cond_t rcv;       /* wakes the reader thread */
+	int handp[2];             /* poked when the reading is handed over (-1: not open) */
 };
+
+#define PX_RD_THREAD 0
+#define PX_RD_ASKED  1
+#define PX_RD_HANDED 2
 
 /* A decoded value of a reply or event. */
 struct px_val {
@@ -157,6 +178,16 @@ struct px_rd {
 	uint8_t buf[64 << 10];
 	size_t off, len;
 };
+
+/* direct.c: the thread that waits reads the helper's socket (see there) */
+PX_HIDDEN int px_rd_turn(struct px_helper *h, struct px_rd *r);
+PX_HIDDEN void px_rd_take_back(struct px_helper *h);
+PX_HIDDEN void px_rd_end(struct px_helper *h, const char **why);
+PX_HIDDEN void px_rd_ctx_gone(uint64_t ctx);
+PX_HIDDEN int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now);
+PX_HIDDEN int px_rd_read(struct px_ctx *c, const struct pollfd *fds, int n, int again);
+/* reader.c */
+PX_HIDDEN int px_rd_frame(struct px_helper *h, struct px_rd *r, struct px_reply *v, const char **why);
 
 /* util.c */
 PX_HIDDEN void px_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

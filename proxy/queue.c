@@ -12,14 +12,19 @@
 
 void px_pipe_signal(struct px_ctx *c)
 {
-	if (c->wfd >= 0 && write(c->wfd, "e", 1) < 0) { /* full or closed: still readable */ }
+	if (c->wfd < 0 || c->signaled)
+		return;
+	c->signaled = 1;
+	if (write(c->wfd, "e", 1) < 0) { /* full or closed: still readable */ }
 }
 
 static void pipe_drain(struct px_ctx *c)
 {
 	char buf[64];
-	if (c->rfd >= 0)
-		while (read(c->rfd, buf, sizeof buf) > 0) {}
+	if (c->rfd < 0 || !c->signaled)
+		return;
+	c->signaled = 0;
+	while (read(c->rfd, buf, sizeof buf) == (ssize_t)sizeof buf) {}
 }
 
 /* Queues a copy of *ev (it takes ev->data). */
@@ -37,7 +42,8 @@ void px_push(struct px_ctx *c, const vws_event *ev)
 	else
 		c->head = e;
 	c->tail = e;
-	if (++c->n == 1)
+	c->n++;
+	if (!c->quiet) /* a quiet push is signaled when the pipe is asked for */
 		px_pipe_signal(c);
 	if (c->waiters)
 		pthread_cond_broadcast(&c->cond);

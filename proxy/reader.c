@@ -111,13 +111,68 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 	px_push(c, &ev);
 }
 
+/* Reads the frame at r (from its buffer, then from its socket) and acts on
+ * it. Returns 0, or -1 with *why when the stream ends or is broken (then the
+ * helper is killed, except at EOF). */
+int px_rd_frame(struct px_helper *h, struct px_rd *r, struct px_reply *v, const char **why)
+{
+	uint8_t hdr[4 + WIRE_HEADER_LEN];
+	uint32_t n, id;
+	int kind, op;
+
+	if (px_rd_exact(r, hdr, sizeof hdr) < 0) {
+		*why = "EOF";
+		return -1;
+	}
+	n = wire_get32(hdr);
+	kind = hdr[4];
+	op = hdr[5];
+	id = wire_get32(hdr + 6);
+	if (n < WIRE_MIN_BODY || n > WIRE_MAX_BODY || px_read_values(r, n - WIRE_HEADER_LEN, v) < 0) {
+		*why = "EOF or malformed frame";
+		goto broken;
+	}
+	if (kind == WIRE_KIND_REPLY) {
+		pthread_mutex_lock(&px.mu);
+		px_req_answer(h, id, v);
+		pthread_mutex_unlock(&px.mu);
+	} else if (kind == WIRE_KIND_EVENT) {
+		pthread_mutex_lock(&px.mu);
+		on_event(h, op, v);
+		pthread_mutex_unlock(&px.mu);
+	} else if (kind == WIRE_KIND_LOG) {
+		if (v->n == 1 && v->v[0].is_bytes) /* NUL-terminated by px_read_values */
+			px_log_to_sink((int)id, v->v[0].len ? (const char *)v->v[0].b : "");
+	} else if (kind == WIRE_KIND_HELLO) {
+		if (op != WIRE_VERSION) {
+			*why = "protocol version mismatch";
+			goto broken;
+		}
+		pthread_mutex_lock(&px.mu);
+		h->ready = 1;
+		pthread_mutex_unlock(&px.mu);
+		px_logf(8, "verawebsockets: engine helper pid %lld ready (protocol %d)",
+			ival(v, 0) ? (long long)v->v[0].i : -1LL, op);
+	} else {
+		*why = "unknown frame kind";
+		goto broken;
+	}
+	px_reply_free(v);
+	return 0;
+broken:
+	px_reply_free(v);
+	kill(h->pid, SIGKILL);
+	return -1;
+}
+
+/* The reader thread reads the frames, except while the thread that waits for
+ * events reads them itself (px_rd_turn). */
 void *px_reader_main(void *arg)
 {
 	struct px_helper *h = arg;
 	struct px_rd *r = malloc(sizeof *r);
 	struct px_reply v;
 	const char *why = "EOF";
-	uint8_t hdr[4 + WIRE_HEADER_LEN];
 
 	memset(&v, 0, sizeof v);
 	if (!r) {
@@ -128,56 +183,14 @@ void *px_reader_main(void *arg)
 	r->h = h;
 	r->fd = h->fd; /* only px_helper_died (on this thread) closes it */
 	r->off = r->len = 0;
-	for (;;) {
-		uint32_t n;
-		int kind, op;
-		uint32_t id;
-		if (px_rd_exact(r, hdr, sizeof hdr) < 0)
-			break;
-		n = wire_get32(hdr);
-		kind = hdr[4];
-		op = hdr[5];
-		id = wire_get32(hdr + 6);
-		if (n < WIRE_MIN_BODY || n > WIRE_MAX_BODY || px_read_values(r, n - WIRE_HEADER_LEN, &v) < 0) {
-			why = "EOF or malformed frame";
-			kill(h->pid, SIGKILL);
-			break;
-		}
-		if (kind == WIRE_KIND_REPLY) {
-			pthread_mutex_lock(&px.mu);
-			px_req_answer(h, id, &v);
-			pthread_mutex_unlock(&px.mu);
-		} else if (kind == WIRE_KIND_EVENT) {
-			pthread_mutex_lock(&px.mu);
-			on_event(h, op, &v);
-			pthread_mutex_unlock(&px.mu);
-		} else if (kind == WIRE_KIND_LOG) {
-			if (v.n == 1 && v.v[0].is_bytes) /* NUL-terminated by px_read_values */
-				px_log_to_sink((int)id, v.v[0].len ? (const char *)v.v[0].b : "");
-		} else if (kind == WIRE_KIND_HELLO) {
-			if (op != WIRE_VERSION) {
-				why = "protocol version mismatch";
-				kill(h->pid, SIGKILL);
-				break;
-			}
-			pthread_mutex_lock(&px.mu);
-			h->ready = 1;
-			pthread_mutex_unlock(&px.mu);
-			px_logf(8, "verawebsockets: engine helper pid %lld ready (protocol %d)",
-				ival(&v, 0) ? (long long)v.v[0].i : -1LL, op);
-		} else {
-			why = "unknown frame kind";
-			kill(h->pid, SIGKILL);
-			break;
-		}
-		px_reply_free(&v);
-	}
-out:
-	px_reply_free(&v);
-	free(r);
-	px_helper_died(h, why);
 	pthread_mutex_lock(&px.mu);
-	px_helper_put(h); /* the reader's reference */
+	h->rd = r;
 	pthread_mutex_unlock(&px.mu);
+	while (px_rd_turn(h, r) == 0 && px_rd_frame(h, r, &v, &why) == 0) {}
+out:
+	px_rd_end(h, &why);
+	px_helper_died(h, why);
+	free(r);
+	px_helper_put(h); /* the reader's reference */
 	return NULL;
 }

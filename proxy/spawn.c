@@ -189,6 +189,8 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	h->started_ms = px_now_ms();
 	h->heard_ms = (uint32_t)h->started_ms;
 	pthread_mutex_init(&h->wmu, NULL);
+	px_cond_init(&h->rcv);
+	h->handp[0] = h->handp[1] = -1;
 
 	/* The reader runs with every signal blocked: the host's handlers stay on its threads. */
 	pin_library();
@@ -204,6 +206,7 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		pthread_mutex_destroy(&h->wmu);
+		pthread_cond_destroy(&h->rcv);
 		free(h);
 		px_seterr(err, errlen, "engine helper: pthread_create: %s", strerror(rc));
 		return NULL;
@@ -235,6 +238,11 @@ struct px_helper *px_helper_get(int start, char *err, size_t errlen)
 void px_helper_put(struct px_helper *h)
 {
 	if (h && --h->refs == 0) {
+		if (h->handp[0] >= 0) {
+			close(h->handp[0]);
+			close(h->handp[1]);
+		}
+		pthread_cond_destroy(&h->rcv);
 		pthread_mutex_destroy(&h->wmu);
 		free(h);
 	}

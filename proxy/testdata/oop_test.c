@@ -392,7 +392,8 @@ int main(void)
 	check(vws_conn_state(c) == VWS_STATE_OPEN && vws_ctx_active(ctx) == 1, "open, active 1");
 	check(vws_conn_connect(c, err, sizeof err) == VWS_ESTATE, "connect while open is ESTATE");
 	log_sink_checks(url);
-	read_checks(url, 0);
+	read_checks(url);
+	read_churn(url);
 	nbuf = 12345;
 	rc = vws_conn_buffered(c, &nbuf);
 	check(rc == VWS_OK && nbuf < 12345, "buffered %zu", nbuf);

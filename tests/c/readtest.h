@@ -8,7 +8,11 @@
 #define VWS_TEST_READTEST_H
 
 #include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One wait of a thread that reads ctx itself: claim, poll up to ms, read.
  * *before, *after: events pending before and after vws_ctx_read. Returns the
@@ -44,9 +48,9 @@ static int rt_next(vws_ctx ctx, vws_event *ev, int *maxfds)
 	return 0;
 }
 
-/* direct: the variant reads on the waiting thread (in process); else the
- * helper reads and there is never anything to poll. */
-static void read_checks(const char *url, int direct)
+/* Both variants read on the waiting thread: in process the connections, out
+ * of process the helper's socket. */
+static void read_checks(const char *url)
 {
 	char err[256];
 	vws_ctx ctx = 0;
@@ -93,16 +97,126 @@ static void read_checks(const char *url, int direct)
 			break;
 	}
 	check(echoed == i + (synchronous >= 3), "every echo arrived (%d)", echoed);
-	if (direct)
-		check(maxfds >= 1 && synchronous >= 3, "in process the waiting thread reads: %d fds, %d echoes queued by "
-		      "vws_ctx_read itself", maxfds, synchronous);
-	else
-		check(maxfds == 0, "out of process nothing to poll (%d fds)", maxfds);
+	check(maxfds >= 1 && synchronous >= 3, "the waiting thread reads: %d fds, %d echoes queued by "
+	      "vws_ctx_read itself", maxfds, synchronous);
 	VWS_FN(vws_conn_close)(c, 1000, "", 0, err, sizeof err);
 	memset(&ev, 0, sizeof ev);
 	while (rt_next(ctx, &ev, &maxfds) && ev.type != VWS_EV_CLOSED)
 		VWS_FN(vws_event_clear)(&ev);
 	check(ev.type == VWS_EV_CLOSED && ev.code == 1000, "closed 1000 (%d)", ev.code);
+	VWS_FN(vws_event_clear)(&ev);
+	VWS_FN(vws_conn_free)(c);
+	VWS_FN(vws_ctx_free)(ctx);
+}
+
+/* A thread that makes calls (vws_conn_buffered: a call to the helper out of
+ * process) while another reads on its waiting thread: the replies must come
+ * while the reader is away, not only when it is back in its wait. */
+struct rt_caller {
+	vws_conn c;
+	int stop;                 /* atomic */
+	int calls, failed;
+	long worst_ms;
+};
+
+static void *rt_caller_main(void *arg)
+{
+	struct rt_caller *k = arg;
+	while (!__atomic_load_n(&k->stop, __ATOMIC_RELAXED)) {
+		size_t b = 0;
+		long t0 = now_ms(), t;
+		if (VWS_FN(vws_conn_buffered)(k->c, &b) != VWS_OK)
+			k->failed++;
+		t = now_ms() - t0;
+		if (t > k->worst_ms)
+			k->worst_ms = t;
+		k->calls++;
+	}
+	return NULL;
+}
+
+/* Churn: the reading goes to the waiting thread and back many times while
+ * CHURN_N echoes stream in. The thread is away (handlers, elsewhere) for
+ * 0-30 ms between its waits, and ends a wait with again = 0 or 1 at random,
+ * while another thread makes calls. Every echo arrives once and in order. */
+#define CHURN_N 3000
+static void read_churn(const char *url)
+{
+	char err[256], msg[32];
+	vws_ctx ctx = 0;
+	vws_conn c = 0;
+	vws_event ev;
+	struct rt_caller k;
+	pthread_t th;
+	int i, next = 0, bad = 0, turns = 0, direct = 0, maxfds = 0;
+	long end;
+	unsigned seed = 12345;
+
+	memset(&k, 0, sizeof k);
+	if (VWS_FN(vws_ctx_new)(&ctx, err, sizeof err) != VWS_OK ||
+	    VWS_FN(vws_conn_new)(ctx, url, &c, err, sizeof err) != VWS_OK) {
+		check(0, "churn: ctx and conn (%s)", err);
+		return;
+	}
+	VWS_FN(vws_conn_connect)(c, err, sizeof err);
+	memset(&ev, 0, sizeof ev);
+	check(rt_next(ctx, &ev, &maxfds) && ev.type == VWS_EV_ESTABLISHED, "churn: established");
+	VWS_FN(vws_event_clear)(&ev);
+	k.c = c;
+	pthread_create(&th, NULL, rt_caller_main, &k);
+	end = now_ms() + 60000;
+	i = 0;
+	while (next < CHURN_N && !bad && now_ms() < end) {
+		struct pollfd p[16];
+		int now = 0, before, after, n, again, sent = i + 10;
+		struct timespec away;
+		for (; i < CHURN_N && i < sent; i++) { /* ten more each turn: the echoes go on streaming */
+			int len = snprintf(msg, sizeof msg, "m%06d", i);
+			if (VWS_FN(vws_conn_send)(c, VWS_OP_TEXT, msg, (size_t)len, err, sizeof err) != VWS_OK) {
+				check(0, "churn: send %d: %s", i, err);
+				bad = 1;
+			}
+		}
+		n = VWS_FN(vws_ctx_read_fds)(ctx, p, 16, &now);
+		if (n < 0 || n > 16)
+			break;
+		poll(p, (nfds_t)n, now ? 0 : 20);
+		before = VWS_FN(vws_ctx_pending)(ctx);
+		seed = seed * 1103515245u + 12345u;
+		again = (seed >> 16) & 1;
+		VWS_FN(vws_ctx_read)(ctx, p, n, again);
+		after = VWS_FN(vws_ctx_pending)(ctx);
+		turns++;
+		if (n > 0 && after > before)
+			direct++;
+		while (VWS_FN(vws_ctx_next_event)(ctx, 0, &ev) == 1) {
+			if (ev.type == VWS_EV_RECEIVE) {
+				snprintf(msg, sizeof msg, "m%06d", next);
+				if (ev.len != strlen(msg) || memcmp(ev.data, msg, ev.len) != 0)
+					bad = 1;
+				else
+					next++;
+			}
+			VWS_FN(vws_event_clear)(&ev);
+		}
+		seed = seed * 1103515245u + 12345u;
+		away.tv_sec = 0;
+		away.tv_nsec = (long)((seed >> 16) % 31) * 1000000L;
+		/* Away only where the wait ended (again promises to come straight back
+		 * when nothing is pending); half of those come straight back too. */
+		if ((!again || after > 0) && ((seed >> 8) & 1))
+			nanosleep(&away, NULL);
+	}
+	__atomic_store_n(&k.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	check(next == CHURN_N && !bad, "churn: %d of %d echoes, in order%s (%d turns, %d read by the waiting thread)",
+	      next, CHURN_N, bad ? " NOT" : "", turns, direct);
+	check(direct > 0, "churn: the waiting thread read (%d of %d turns)", direct, turns);
+	check(k.calls > 0 && k.failed == 0 && k.worst_ms < 1000,
+	      "churn: %d calls from another thread meanwhile, %d failed, the slowest %ld ms", k.calls, k.failed, k.worst_ms);
+	VWS_FN(vws_conn_close)(c, 1000, "", 0, err, sizeof err);
+	while (rt_next(ctx, &ev, &maxfds) && ev.type != VWS_EV_CLOSED)
+		VWS_FN(vws_event_clear)(&ev);
 	VWS_FN(vws_event_clear)(&ev);
 	VWS_FN(vws_conn_free)(c);
 	VWS_FN(vws_ctx_free)(ctx);
