@@ -47,5 +47,9 @@ func vws_ctx_read(ctx C.vws_ctx, fds *C.vws_cpollfd, n C.int, again C.int) (rc C
 	for _, p := range unsafe.Slice(fds, int(n)) {
 		rev = append(rev, int16(p.revents))
 	}
-	return status(nil, 0, hub.ReadReady(uint64(ctx), rev, again != 0))
+	pending, err := hub.ReadReady(uint64(ctx), rev, again != 0)
+	if err != nil {
+		return status(nil, 0, err)
+	}
+	return C.int(pending)
 }

@@ -206,17 +206,20 @@ int vws_ctx_active(vws_ctx ctx);
  * fewer). vws_ctx_read_fds claims the reading for the caller and fills fds[0..max-1]
  * (fd, events; revents zeroed) with what to poll besides the event fd. It returns how
  * many there are (more than max: call again with room for all), or a negative status;
- * *now is set to 1 when input is waiting already (poll with timeout 0). Every call is
- * followed by one vws_ctx_read with the array, revents as poll left them (zeroed if no
- * poll was made): it reads what arrived (the events are queued, so vws_ctx_pending counts
- * them) and returns VWS_OK or a negative status. again = 1 says the caller calls
+ * *now is set to 1 when input or events are waiting already (poll with timeout 0). Every
+ * call is followed by one vws_ctx_read with the array, revents as poll left them (zeroed
+ * if no poll was made): it reads what arrived (the events are queued) and returns the
+ * number of events pending then (as vws_ctx_pending, >= 0), or a negative status. again = 1 says the caller calls
  * vws_ctx_read_fds again at once when nothing is pending (its wait goes on: it runs no
  * handler and returns to no script meanwhile); 0 that it may be away. A connection is handed over between
  * its reads, so one may be read by the engine for a while after the claim.
  * When the caller has been away (not between the two calls, nor back at once) for 20 ms (it runs handlers, or
  * waits elsewhere), the engine takes the reading back: pings, close handshakes and
- * flow control go on while the caller is busy. Out of process there is nothing to
- * claim: no fds. */
+ * flow control go on while the caller is busy. Out of process the caller claims the
+ * socket of the engine helper instead (one fd, for a ctx with an open connection; one
+ * ctx at a time): vws_ctx_read then queues the events of every context and hands
+ * replies to waiting calls, and a call that waits for its reply takes the reading
+ * back at once. */
 int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now);
 int vws_ctx_read(vws_ctx ctx, const struct pollfd *fds, int n, int again);
 

@@ -311,7 +311,8 @@ int vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max)
 			deliver_one(&a, L, &evs[ob.i++], top);
 		}
 		ob.i = ob.n = 0;
-		vws_batch_release(&b);
+		if (b.held) /* a call into the engine only when data is held */
+			vws_batch_release(&b);
 		if (left == 0)
 			break;
 	}

@@ -71,7 +71,7 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 	for (;;) {
 		struct pollfd room[VL_MAX_WAIT + 1 + 32], *p = room, *own = NULL;
 		int i, nfd = 0, fallback = 0, depth, own_b = 0, cap = (int)(sizeof room / sizeof room[0]);
-		int nd, now = 0, stop, intr, again;
+		int nd, now = 0, stop, intr, again, queued;
 		int64_t left;
 
 		if (hook) {
@@ -79,8 +79,10 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 			if (delivered)
 				*delivered += k;
 		}
+		/* ctxs[0]'s pending events: vws_ctx_read_fds says so (now), and
+		 * vws_ctx_read returns their count (one call into the engine fewer). */
 		for (i = 0; i < n && i < VL_MAX_WAIT; i++) {
-			if (vws_ctx_pending(ctxs[i]) > 0)
+			if (i > 0 && vws_ctx_pending(ctxs[i]) > 0)
 				return 1;
 			if (ctxs[i] == st->ctxB)
 				own_b = 1;
@@ -121,12 +123,14 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		/* Back at once (the engine need not watch) unless this wait ends here
 		 * or runs Luup handlers (hook delivery) before it polls again. */
 		again = !stop && !intr && !hook && (resume || deadline - vl_now_ms() > 0);
-		vws_ctx_read(ctxs[0], p + nfd, nd, again);
+		queued = vws_ctx_read(ctxs[0], p + nfd, nd, again);
 		free(own);
 		if (stop)
 			return 0;
 		if (intr)
 			return -1;
+		if (queued > 0)
+			return 1;
 	}
 }
 

@@ -143,8 +143,11 @@ static int has_open(const struct px_ctx *c)
 int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 {
 	struct px_helper *h = px.h;
-	if (c->n && !c->quiet)
-		px_pipe_signal(c); /* events queued quietly by an earlier read */
+	if (c->n) {
+		*now = 1;
+		if (!c->quiet)
+			px_pipe_signal(c); /* events queued quietly by an earlier read */
+	}
 	/* Nothing to read for a context without an open connection (as in process). */
 	if (!has_open(c) || !h || !h->ready || !h->rd || h->fd < 0 || (h->rholder && h->rholder != c->id))
 		return 0;
@@ -223,7 +226,7 @@ int px_rd_read(struct px_ctx *c, const struct pollfd *fds, int n, int again)
 	int back = 0, ready = n >= 1 && fds[0].revents;
 
 	if (!h || h->rholder != id)
-		return VWS_OK;
+		return (int)c->n;
 	if (ready && fds[0].fd == h->handp[0])
 		handp_drain(h); /* just handed over: read at once */
 	if (h->rmode == PX_RD_HANDED && h->rd && (ready || rd_complete(h->rd))) {
@@ -240,12 +243,14 @@ int px_rd_read(struct px_ctx *c, const struct pollfd *fds, int n, int again)
 		px_helper_put(h);
 		h = px.h;
 	}
+	if (!c)
+		return VWS_EARG; /* freed meanwhile */
 	if (back || !h || h->rholder != id)
-		return VWS_OK;
-	if (!again || !c || c->n > 0) { /* the wait ends here */
+		return (int)c->n;
+	if (!again || c->n > 0) { /* the wait ends here */
 		if (px.reqs) { /* a call waits for its reply: not until the grace ends */
 			rd_release(h);
-			return VWS_OK;
+			return (int)c->n;
 		}
 		h->rwait = 0;
 		h->rleft = 1;
@@ -253,5 +258,5 @@ int px_rd_read(struct px_ctx *c, const struct pollfd *fds, int n, int again)
 		if (h->rparked)
 			pthread_cond_signal(&h->rcv);
 	}
-	return VWS_OK;
+	return (int)c->n;
 }

@@ -67,8 +67,8 @@ func (d *direct) handed() {
 
 // ReadFDs claims the reading of the open connections of ctx for the caller
 // and returns the descriptors to poll for input (appended to dst[:0]; a pipe
-// that tells of a connection handed over is among them), and now: input is
-// waiting already. Each call is followed by one ReadReady.
+// that tells of a connection handed over is among them), and now: input or
+// events are waiting already. Each call is followed by one ReadReady.
 func ReadFDs(ctx uint64, dst []int32) (fds []int32, now bool, err error) {
 	defer recoverTo(&err)
 	cx, err := lookupContext(ctx)
@@ -81,13 +81,14 @@ func ReadFDs(ctx uint64, dst []int32) (fds []int32, now bool, err error) {
 	d.inWait = true
 	cx.mu.Lock()
 	cx.owePipe()
+	queued := len(cx.q) > cx.head
 	cx.mu.Unlock()
 	if d.dirty.Swap(false) {
 		if err := d.rebuild(cx); err != nil {
 			return dst[:0], false, err
 		}
 	}
-	return append(dst[:0], d.fds...), d.more, nil
+	return append(dst[:0], d.fds...), d.more || queued, nil
 }
 
 // rebuild claims every open connection of cx and lists what to poll.
@@ -131,20 +132,22 @@ func (d *direct) rebuild(cx *context) error {
 }
 
 // ReadReady reads the connections whose descriptors (as ReadFDs returned
-// them) have revents set: their events are queued. The caller stops waiting,
-// unless again and nothing is pending: then it calls ReadFDs at once (so the
-// watcher is not woken for the end of each slice of an idle wait).
-func ReadReady(ctx uint64, revents []int16, again bool) (err error) {
+// them) have revents set: their events are queued. It returns the number of
+// events pending then. The caller stops waiting, unless again and nothing is
+// pending: then it calls ReadFDs at once (so the watcher is not woken for
+// the end of each slice of an idle wait).
+func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error) {
 	defer recoverTo(&err)
 	cx, err := lookupContext(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	d := &cx.dr
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.inWait {
-		return nil
+		n, _ := cx.pending()
+		return n, nil
 	}
 	prev := d.again
 	d.more, d.again = false, prev[len(prev):]
@@ -171,17 +174,16 @@ func ReadReady(ctx uint64, revents []int16, again bool) (err error) {
 			d.read(i, 0)
 		}
 	}
-	if again && !d.more {
-		if n, _ := cx.pending(); n == 0 {
-			return nil // still waiting
-		}
+	n, _ := cx.pending()
+	if again && !d.more && n == 0 {
+		return 0, nil // still waiting
 	}
 	d.inWait = false
 	d.left = time.Now()
 	if len(d.claimed) > 0 {
 		watcher.watch(d)
 	}
-	return nil
+	return n, nil
 }
 
 // read reads polled[i] (poll's revents ev).

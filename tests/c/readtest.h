@@ -20,16 +20,19 @@
 static int rt_wait(vws_ctx ctx, int ms, int *before, int *after)
 {
 	struct pollfd p[16];
-	int now = 0, n = VWS_FN(vws_ctx_read_fds)(ctx, p, 16, &now);
+	int now = 0, k, n = VWS_FN(vws_ctx_read_fds)(ctx, p, 16, &now);
 	if (n < 0)
 		return n;
 	if (n > 16)
 		n = 16;
 	poll(p, (nfds_t)n, now ? 0 : ms);
 	*before = VWS_FN(vws_ctx_pending)(ctx);
-	if (VWS_FN(vws_ctx_read)(ctx, p, n, 0) != VWS_OK)
-		return VWS_EINTERNAL;
+	k = VWS_FN(vws_ctx_read)(ctx, p, n, 0);
 	*after = VWS_FN(vws_ctx_pending)(ctx);
+	if (k < 0 || k > *after) { /* the count it returns; nothing took events since */
+		check(0, "vws_ctx_read returned %d with %d pending after it", k, *after);
+		return VWS_EINTERNAL;
+	}
 	return n;
 }
 
@@ -68,7 +71,7 @@ static void read_checks(const char *url)
 	}
 	check(VWS_FN(vws_ctx_read_fds)(ctx, NULL, 1, &now) == VWS_EARG, "read_fds(NULL fds, max 1) -> EARG");
 	check(VWS_FN(vws_ctx_read_fds)(ctx, p, 1, &now) == 0 && now == 0, "nothing to claim before connect");
-	check(VWS_FN(vws_ctx_read)(ctx, p, 0, 0) == VWS_OK, "read after it");
+	check(VWS_FN(vws_ctx_read)(ctx, p, 0, 0) == 0, "read after it: nothing pending");
 	VWS_FN(vws_conn_connect)(c, err, sizeof err);
 	memset(&ev, 0, sizeof ev);
 	check(rt_next(ctx, &ev, &maxfds) && ev.type == VWS_EV_ESTABLISHED, "established, reading while waiting");
