@@ -62,11 +62,22 @@ static int vl_claim(vws_ctx ctx, struct pollfd **p, int *cap, struct pollfd **ow
 	}
 }
 
+/* Returns rc from vl_wait. held: the last vws_ctx_read said again (the wait goes
+ * on), so the engine still counts this thread as waiting: tell it the wait ended,
+ * or it would leave the reading with a thread that runs Lua now. */
+static int vl_wait_end(vws_ctx ctx, int held, int rc)
+{
+	if (held)
+		vws_ctx_read(ctx, NULL, 0, 0);
+	return rc;
+}
+
 int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered, int resume)
 {
 	int64_t deadline = vl_now_ms() + timeout_ms;
 	int hook = VL_MODE(st) == VL_DELIVERY_HOOK;
 	lua_Hook h0 = lua_gethook(st->main_L);
+	int held = 0;
 
 	for (;;) {
 		struct pollfd room[VL_MAX_WAIT + 1 + 32], *p = room, *own = NULL;
@@ -83,7 +94,7 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		 * vws_ctx_read returns their count (one call into the engine fewer). */
 		for (i = 0; i < n && i < VL_MAX_WAIT; i++) {
 			if (i > 0 && vws_ctx_pending(ctxs[i]) > 0)
-				return 1;
+				return vl_wait_end(ctxs[0], held, 1);
 			if (ctxs[i] == st->ctxB)
 				own_b = 1;
 			p[nfd].fd = vl_event_fd(st, ctxs[i]);
@@ -96,7 +107,7 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		}
 		left = deadline - vl_now_ms();
 		if (left <= 0)
-			return 0;
+			return vl_wait_end(ctxs[0], held, 0);
 		/* Luup-mode events wake this wait only where it can deliver them. */
 		if (hook && !own_b && st->delivering == 0 && !VL_STOPPED(st)) {
 			p[nfd].fd = vl_event_fd(st, st->ctxB);
@@ -124,6 +135,7 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		 * or runs Luup handlers (hook delivery) before it polls again. */
 		again = !stop && !intr && !hook && (resume || deadline - vl_now_ms() > 0);
 		queued = vws_ctx_read(ctxs[0], p + nfd, nd, again);
+		held = again && queued <= 0; /* else the read ended the wait itself */
 		free(own);
 		if (stop)
 			return 0;

@@ -121,7 +121,9 @@ void px_rd_end(struct px_helper *h, const char **why)
 
 void px_rd_take_back(struct px_helper *h)
 {
-	if (h->rmode != PX_RD_THREAD && !h->rwait)
+	/* The holder's own thread is not in its wait while it makes a call, even
+	 * if a wait it left did not say so. */
+	if (h->rmode != PX_RD_THREAD && (!h->rwait || pthread_equal(h->rthread, pthread_self())))
 		rd_release(h);
 }
 
@@ -148,9 +150,17 @@ int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 		if (!c->quiet)
 			px_pipe_signal(c); /* events queued quietly by an earlier read */
 	}
-	/* Nothing to read for a context without an open connection (as in process). */
-	if (!has_open(c) || !h || !h->ready || !h->rd || h->fd < 0 || (h->rholder && h->rholder != c->id))
+	if (!h || (h->rholder && h->rholder != c->id))
 		return 0;
+	/* Nothing to read for a context without an open connection (as in process).
+	 * One that holds the reading gives it back: it would not poll the socket,
+	 * and leaving its short waits again and again would keep the reader
+	 * thread from ever finding it away. */
+	if (!has_open(c) || !h->ready || !h->rd || h->fd < 0) {
+		if (h->rholder == c->id)
+			rd_release(h);
+		return 0;
+	}
 	if (max < 1)
 		return 1;
 	if (h->rmode == PX_RD_THREAD) {
@@ -162,6 +172,7 @@ int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 		h->rholder = c->id;
 	}
 	h->rwait = 1;
+	h->rthread = pthread_self();
 	fds[0].events = POLLIN;
 	fds[0].revents = 0;
 	if (h->rmode == PX_RD_ASKED) {

@@ -114,6 +114,7 @@ struct px_helper {
 	uint64_t rholder;         /* the context asking or holding it, or 0 */
 	int rwait;                /* its caller is in its wait (between vws_ctx_read_fds and
 	                           * vws_ctx_read that ends the wait) */
+	pthread_t rthread;        /* the thread of its last vws_ctx_read_fds */
 	int rleft;                /* it left a wait since the reader thread last looked */
 	int64_t rleft_ms;         /* when it last left */
 	int rparked;              /* the reader thread waits for rcv without a deadline */

@@ -53,6 +53,7 @@ static void atfork_child(void)
 		px_cond_init(&c->cond);
 		c->waiters = 0;
 		c->refs = 1;
+		c->quiet = 0; /* a parent's thread may have been reading (direct.c) */
 	}
 }
 

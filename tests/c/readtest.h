@@ -56,8 +56,8 @@ static int rt_next(vws_ctx ctx, vws_event *ev, int *maxfds)
 static void read_checks(const char *url)
 {
 	char err[256];
-	vws_ctx ctx = 0;
-	vws_conn c = 0;
+	vws_ctx ctx = 0, ctx2 = 0;
+	vws_conn c = 0, c2 = 0;
 	vws_event ev;
 	struct pollfd p[1];
 	int now = 7, maxfds = 0, i, synchronous = 0, echoed = 0;
@@ -102,12 +102,39 @@ static void read_checks(const char *url)
 	check(echoed == i + (synchronous >= 3), "every echo arrived (%d)", echoed);
 	check(maxfds >= 1 && synchronous >= 3, "the waiting thread reads: %d fds, %d echoes queued by "
 	      "vws_ctx_read itself", maxfds, synchronous);
+	/* A second context, open before the first one's last connection closes. */
+	if (VWS_FN(vws_ctx_new)(&ctx2, err, sizeof err) != VWS_OK ||
+	    VWS_FN(vws_conn_new)(ctx2, url, &c2, err, sizeof err) != VWS_OK ||
+	    VWS_FN(vws_conn_connect)(c2, err, sizeof err) != VWS_OK) {
+		check(0, "read checks: a second context (%s)", err);
+		return;
+	}
+	check(VWS_FN(vws_ctx_next_event)(ctx2, 5000, &ev) == 1 && ev.type == VWS_EV_ESTABLISHED, "second context open");
+	VWS_FN(vws_event_clear)(&ev);
 	VWS_FN(vws_conn_close)(c, 1000, "", 0, err, sizeof err);
 	memset(&ev, 0, sizeof ev);
 	while (rt_next(ctx, &ev, &maxfds) && ev.type != VWS_EV_CLOSED)
 		VWS_FN(vws_event_clear)(&ev);
 	check(ev.type == VWS_EV_CLOSED && ev.code == 1000, "closed 1000 (%d)", ev.code);
 	VWS_FN(vws_event_clear)(&ev);
+	/* The first context may still hold the reading, with no connection open:
+	 * it has nothing to poll, and its waits of a few ms must not keep the
+	 * other context's echo from being read (out of process: one socket). */
+	{
+		long end = now_ms() + 3000;
+		int got = 0, before, after;
+		VWS_FN(vws_conn_send)(c2, VWS_OP_TEXT, "other", 5, err, sizeof err);
+		while (!got && now_ms() < end) {
+			rt_wait(ctx, 5, &before, &after);
+			if (VWS_FN(vws_ctx_next_event)(ctx2, 0, &ev) == 1) {
+				got = ev.type == VWS_EV_RECEIVE;
+				VWS_FN(vws_event_clear)(&ev);
+			}
+		}
+		check(got, "with no connection open, short waits of the first context let the second one's echo in");
+	}
+	VWS_FN(vws_conn_free)(c2);
+	VWS_FN(vws_ctx_free)(ctx2);
 	VWS_FN(vws_conn_free)(c);
 	VWS_FN(vws_ctx_free)(ctx);
 }
