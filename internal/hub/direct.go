@@ -170,7 +170,9 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 		}
 	}
 	for _, i := range prev { // input left in user space (TLS) or over the budget
-		if i < len(revents) && revents[i] == 0 {
+		// Not read above: no event, or not in revents at all (a call that
+		// only ends the wait passes none); dropped, it would wait for new bytes.
+		if i >= len(revents) || revents[i] == 0 {
 			d.read(i, 0)
 		}
 	}
