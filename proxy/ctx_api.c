@@ -256,8 +256,7 @@ int vws_ctx_event_fd(vws_ctx ctx)
 	if (!c) {
 		rc = VWS_EARG;
 	} else if (c->rfd >= 0) {
-		if (c->n && !c->quiet) /* events queued quietly (direct.c) */
-			px_pipe_signal(c);
+		px_pipe_owe(c);
 		rc = c->rfd;
 	} else if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = VWS_EINTERNAL;
@@ -300,8 +299,7 @@ int vws_ctx_active(vws_ctx ctx)
 	return n;
 }
 
-/* Reading on the waiting thread: the helper reads every connection, so there
- * is nothing to claim here (no fds; the events come through the event fd). */
+/* Reading on the waiting thread: the caller claims the helper's socket (direct.c). */
 int vws_ctx_read_fds(vws_ctx ctx, struct pollfd *fds, int max, int *now)
 {
 	struct px_ctx *c;

@@ -145,11 +145,9 @@ static int has_open(const struct px_ctx *c)
 int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 {
 	struct px_helper *h = px.h;
-	if (c->n) {
+	if (c->n)
 		*now = 1;
-		if (!c->quiet)
-			px_pipe_signal(c); /* events queued quietly by an earlier read */
-	}
+	px_pipe_owe(c);
 	if (!h || (h->rholder && h->rholder != c->id))
 		return 0;
 	/* Nothing to read for a context without an open connection (as in process).

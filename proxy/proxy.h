@@ -256,6 +256,7 @@ PX_HIDDEN struct px_ev *px_queue_pop(struct px_ctx *c);
 PX_HIDDEN void px_queue_clear(struct px_ctx *c);
 PX_HIDDEN void px_mark_taken(struct px_ctx *c, const vws_event *ev);
 PX_HIDDEN void px_pipe_signal(struct px_ctx *c);
+PX_HIDDEN void px_pipe_owe(struct px_ctx *c);     /* px.mu held: for events queued quietly */
 PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
 
 #endif

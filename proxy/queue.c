@@ -18,6 +18,14 @@ void px_pipe_signal(struct px_ctx *c)
 	if (write(c->wfd, "e", 1) < 0) { /* full or closed: still readable */ }
 }
 
+/* Signals the pipe for events queued quietly (direct.c), unless a quiet read
+ * is still going on: its caller takes them without the pipe. */
+void px_pipe_owe(struct px_ctx *c)
+{
+	if (c->n && !c->quiet)
+		px_pipe_signal(c);
+}
+
 static void pipe_drain(struct px_ctx *c)
 {
 	char buf[64];
