@@ -72,10 +72,9 @@ static int rd_complete(const struct px_rd *r)
 	return have >= 4 + (size_t)n;
 }
 
-int px_rd_turn(struct px_helper *h, struct px_rd *r)
+int px_rd_turn(struct px_helper *h)
 {
 	int rc;
-	(void)r;
 	pthread_mutex_lock(&px.mu);
 	if (h->rmode == PX_RD_ASKED) {
 		h->rmode = PX_RD_HANDED;

@@ -181,7 +181,7 @@ struct px_rd {
 };
 
 /* direct.c: the thread that waits reads the helper's socket (see there) */
-PX_HIDDEN int px_rd_turn(struct px_helper *h, struct px_rd *r);
+PX_HIDDEN int px_rd_turn(struct px_helper *h);
 PX_HIDDEN void px_rd_take_back(struct px_helper *h);
 PX_HIDDEN void px_rd_end(struct px_helper *h, const char **why);
 PX_HIDDEN void px_rd_ctx_gone(uint64_t ctx);

@@ -186,7 +186,7 @@ void *px_reader_main(void *arg)
 	pthread_mutex_lock(&px.mu);
 	h->rd = r;
 	pthread_mutex_unlock(&px.mu);
-	while (px_rd_turn(h, r) == 0 && px_rd_frame(h, r, &v, &why) == 0) {}
+	while (px_rd_turn(h) == 0 && px_rd_frame(h, r, &v, &why) == 0) {}
 out:
 	px_rd_end(h, &why);
 	px_helper_died(h, why);
