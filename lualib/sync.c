@@ -61,23 +61,20 @@ static int next_event(vl_state *st, lua_State *L, vl_client *cl, int timeout_ms,
 {
 	int64_t deadline = timeout_ms >= 0 ? vl_now_ms() + timeout_ms : 0;
 	for (;;) {
-		int64_t left = SLICE_MS;
+		int64_t left = -1;
 		int rc;
 		if (timeout_ms >= 0) {
 			left = deadline - vl_now_ms();
 			if (left < 0)
 				left = 0;
-			if (left > SLICE_MS)
-				left = SLICE_MS;
 		}
 		rc = vws_ctx_next_event(cl->ctx, 0, ev);
-		if (rc == 0 && left > 0 && st) {
-			if (vl_wait(st, L, &cl->ctx, 1, (int)left, NULL,
-				    timeout_ms < 0 || deadline - vl_now_ms() > left) < 0)
+		if (rc == 0 && left != 0 && st) {
+			if (vl_wait(st, L, &cl->ctx, 1, (int)left, NULL) < 0)
 				return 0; /* interrupted (Ctrl-C): back to Lua, which raises */
 			rc = vws_ctx_next_event(cl->ctx, 0, ev);
-		} else if (rc == 0 && left > 0) {
-			rc = vws_ctx_next_event(cl->ctx, (int)left, ev);
+		} else if (rc == 0 && left != 0) {
+			rc = vws_ctx_next_event(cl->ctx, left < 0 || left > SLICE_MS ? SLICE_MS : (int)left, ev);
 		}
 		if (rc < 0)
 			return rc;

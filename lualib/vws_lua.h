@@ -316,13 +316,13 @@ int  vl_deliver_filter(lua_State *L, vl_state *st, const vws_event *ev);
 
 /* wait.c */
 int  vl_event_fd(vl_state *st, vws_ctx ctx);
-/* Waits up to timeout_ms (>= 0) for one of ctxs to have pending events, with the
- * lock released completely; Luup-mode events due on this thread (hook delivery)
- * are delivered meanwhile. Returns 1 if ctxs have pending events, 0 on timeout,
- * -1 when the interpreter's SIGINT handler set its hook meanwhile (Ctrl-C).
- * resume: at its timeout the caller waits again at once (a slice of a longer wait).
- * The thread reads ctxs[0]'s connections itself while it waits (vws_ctx_read_fds). */
-int  vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered, int resume);
+/* Waits up to timeout_ms (-1: no limit) for one of ctxs to have pending events,
+ * with the lock released completely; Luup-mode events due on this thread (hook
+ * delivery) are delivered meanwhile. Returns 1 if ctxs have pending events, 0 on
+ * timeout or when the state is stopped, -1 when the interpreter's SIGINT handler
+ * set its hook meanwhile (Ctrl-C). The thread reads ctxs[0]'s connections itself
+ * while it waits (vws_ctx_read_fds), and keeps them over its poll slices. */
+int  vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered);
 int  vl_ws_loop(lua_State *L);
 int  vl_ws_dispatch(lua_State *L);
 int  vl_ws_event_fd(lua_State *L);

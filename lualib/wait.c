@@ -28,9 +28,10 @@ int vl_event_fd(vl_state *st, vws_ctx ctx)
 
 #define VL_MAX_WAIT 4
 
-/* The longest single wait: every wait wakes on its event fds (and on SIGINT, which
- * Linux gives the main thread first), so this only bounds how late a Ctrl-C is seen
- * by a Lua state that runs on another thread: an idle loop wakes every 5 s. */
+/* The longest single poll: every wait wakes on its event fds (and on SIGINT, which
+ * Linux gives the main thread first), so this only bounds how late a Ctrl-C (or a
+ * stop) is seen by a Lua state that runs on another thread: an idle loop wakes
+ * every 5 s, and goes on polling the connections it holds (vl_wait keeps them). */
 #define VL_WAIT_SLICE_MS 5000
 
 /* The script's thread got a hook it did not have when the wait began, and it is
@@ -72,9 +73,9 @@ static int vl_wait_end(vws_ctx ctx, int held, int rc)
 	return rc;
 }
 
-int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered, int resume)
+int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_ms, int *delivered)
 {
-	int64_t deadline = vl_now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms >= 0 ? vl_now_ms() + timeout_ms : 0;
 	int hook = VL_MODE(st) == VL_DELIVERY_HOOK;
 	lua_Hook h0 = lua_gethook(st->main_L);
 	int held = 0;
@@ -105,9 +106,11 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 			else
 				nfd++;
 		}
-		left = deadline - vl_now_ms();
+		left = timeout_ms >= 0 ? deadline - vl_now_ms() : VL_WAIT_SLICE_MS;
 		if (left <= 0)
 			return vl_wait_end(ctxs[0], held, 0);
+		if (left > VL_WAIT_SLICE_MS)
+			left = VL_WAIT_SLICE_MS;
 		/* Luup-mode events wake this wait only where it can deliver them. */
 		if (hook && !own_b && st->delivering == 0 && !VL_STOPPED(st)) {
 			p[nfd].fd = vl_event_fd(st, st->ctxB);
@@ -119,21 +122,35 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 		/* This thread reads its standalone connections itself while it waits
 		 * (ctxs[0]: ws.loop's and ws.dispatch's ctxA, or a sync client's). */
 		nd = vl_claim(ctxs[0], &p, &cap, &own, nfd, &now);
-		depth = vl_lock_release_all(&st->lock);
-		if (now)
-			poll(p, (nfds_t)(nfd + nd), 0);
-		else if (fallback) /* no event fd: look again in small steps */
-			poll(p, (nfds_t)(nfd + nd), left < 10 ? (int)left : 10);
-		else
-			poll(p, (nfds_t)(nfd + nd), (int)left);
-		vl_lock_reacquire(&st->lock, depth);
-		/* lua.c's SIGINT handler (laction) sets its hook while we wait: then we
-		 * return to Lua at once, where it raises "interrupted!" with a traceback. */
-		stop = VL_STOPPED(st);
-		intr = !stop && vl_interrupted(st, h0);
-		/* Back at once (the engine need not watch) unless this wait ends here
-		 * or runs Luup handlers (hook delivery) before it polls again. */
-		again = !stop && !intr && !hook && (resume || deadline - vl_now_ms() > 0);
+		for (;;) {
+			int rc;
+			depth = vl_lock_release_all(&st->lock);
+			if (now)
+				rc = poll(p, (nfds_t)(nfd + nd), 0);
+			else if (fallback) /* no event fd: look again in small steps */
+				rc = poll(p, (nfds_t)(nfd + nd), left < 10 ? (int)left : 10);
+			else
+				rc = poll(p, (nfds_t)(nfd + nd), (int)left);
+			vl_lock_reacquire(&st->lock, depth);
+			/* lua.c's SIGINT handler (laction) sets its hook while we wait: then we
+			 * return to Lua at once, where it raises "interrupted!" with a traceback. */
+			stop = VL_STOPPED(st);
+			intr = !stop && vl_interrupted(st, h0);
+			/* Back at once (the engine need not watch) unless this wait ends here
+			 * or runs Luup handlers (hook delivery) before it polls again. */
+			again = !stop && !intr && !hook && (timeout_ms < 0 || deadline - vl_now_ms() > 0);
+			/* A whole slice with nothing on any descriptor: the engine has nothing to
+			 * say (whatever it has wakes one of them), so the same descriptors again
+			 * without entering it. An idle loop's slice costs one wakeup, not the Go
+			 * runtime's (its monitor thread wakes when a call returns to C). */
+			if (rc != 0 || now || fallback || !again)
+				break;
+			left = timeout_ms >= 0 ? deadline - vl_now_ms() : VL_WAIT_SLICE_MS;
+			if (left < 0)
+				left = 0;
+			if (left > VL_WAIT_SLICE_MS)
+				left = VL_WAIT_SLICE_MS;
+		}
 		queued = vws_ctx_read(ctxs[0], p + nfd, nd, again);
 		held = again && queued <= 0; /* else the read ended the wait itself */
 		free(own);
@@ -157,7 +174,7 @@ int vl_ws_loop(lua_State *L)
 	deadline = timeout >= 0 ? vl_now_ms() + timeout : 0;
 	vl_lock_acquire(&st->lock);
 	for (;;) {
-		int64_t left = VL_WAIT_SLICE_MS;
+		int64_t left = -1;
 		vl_deliver_pending(st, L, st->ctxA, -1);
 		active = vws_ctx_active(st->ctxA);
 		if (active < 0)
@@ -170,12 +187,8 @@ int vl_ws_loop(lua_State *L)
 			left = deadline - vl_now_ms();
 			if (left <= 0)
 				break;
-			if (left > VL_WAIT_SLICE_MS)
-				left = VL_WAIT_SLICE_MS;
 		}
-		/* resume: past this slice the loop waits again (it returns only when done,
-		 * interrupted, or at its own timeout) */
-		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL, timeout < 0 || deadline - vl_now_ms() > left) < 0) {
+		if (vl_wait(st, L, &st->ctxA, 1, (int)left, NULL) < 0) {
 			interrupted = 1;
 			break;
 		}
@@ -232,8 +245,7 @@ int vl_ws_dispatch(lua_State *L)
 		left = deadline - vl_now_ms();
 		if (left <= 0)
 			break;
-		if (vl_wait(st, L, both, nctx, left > VL_WAIT_SLICE_MS ? VL_WAIT_SLICE_MS : (int)left, &n,
-			    left > VL_WAIT_SLICE_MS) < 0)
+		if (vl_wait(st, L, both, nctx, (int)left, &n) < 0)
 			break;
 	}
 	vl_lock_release(&st->lock);

@@ -205,6 +205,36 @@ test("many connections at once (20), each echoes", function()
 	eq(r, true, "loop: " .. tostring(why))
 end)
 
+-- A wait polls in slices of 5 s (how late a Ctrl-C on another thread is seen) and keeps
+-- the connections it reads over them: what arrives after a slice ends is read at once.
+test("a wait longer than its 5 s poll slice reads what arrives after it (ws.loop, the sync client)", function()
+	local out, okr = tap.run_lua(([[
+		package.path = %q
+		local tap = require "tap"
+		local ws = require "verawebsockets"
+		local t0, closed_at = tap.now(), nil
+		local w = ws.create { url = %q, standalone = true,
+			event_handlers = { [4] = function() closed_at = tap.now() end } }
+		assert(ws.connect(w))
+		print("loop", ws.loop(), closed_at and string.format("%%.2f", closed_at - t0), string.format("%%.2f", tap.now() - t0))
+		local c = ws.client.sync { timeout = 20 }
+		assert(c:connect(%q))
+		t0 = tap.now()
+		local msg, opcode, _, code = c:receive()
+		print("receive", msg, code, string.format("%%.2f", tap.now() - t0))
+	]]):format(package.path, tap.url("/closewith?code=4001&delay_ms=6000"), tap.url("/closewith?code=4002&delay_ms=6000")), 40)
+	ok(okr, "child: " .. out)
+	local closed, back = out:match("loop\ttrue\t([%d.]+)\t([%d.]+)")
+	ok(closed, "ws.loop() returned true after the close: " .. out)
+	local t = tonumber(closed) or 0
+	ok(t >= 5.9 and t < 6 + 2 * tap.factor, "close handled 6 s after the open, not a slice later: " .. tostring(closed))
+	ok((tonumber(back) or 99) - t < 1 * tap.factor, "ws.loop() returned when no connection was left: " .. out)
+	local code, took = out:match("receive\tnil\t(%d+)\t([%d.]+)")
+	eq(code, "4002", "receive: the server's close: " .. out)
+	t = tonumber(took) or 0
+	ok(t >= 5.9 and t < 6 + 2 * tap.factor, "receive returned 6 s later: " .. tostring(took))
+end)
+
 -- Ctrl-C: lua.c's SIGINT handler sets a hook that raises "interrupted!" at the next Lua
 -- instruction; every wait of the module must return to Lua for it, at the first SIGINT.
 local function interrupt_child(body)
