@@ -4,7 +4,6 @@
  * connections are active (answered here); and vws_event_clear, vws_abi_version.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,7 +32,7 @@ int vws_ctx_new(vws_ctx *out, char *err, size_t errlen)
 	if (!c)
 		return px_errf(VWS_EINTERNAL, err, errlen, "out of memory");
 	px_cond_init(&c->cond);
-	c->rfd = c->wfd = -1;
+	px_pipe_init(&c->ev);
 	c->refs = 1;
 	pthread_mutex_lock(&px.mu);
 	c->id = ++px.last_ctx;
@@ -77,11 +76,7 @@ int vws_ctx_free(vws_ctx ctx)
 		}
 	}
 	px_queue_clear(c);
-	if (c->rfd >= 0) {
-		close(c->rfd);
-		close(c->wfd);
-		c->rfd = c->wfd = -1;
-	}
+	px_pipe_close(&c->ev);
 	pthread_cond_broadcast(&c->cond);
 	px_ctx_unref(c);
 	pthread_mutex_unlock(&px.mu);
@@ -250,23 +245,16 @@ int vws_ctx_wake(vws_ctx ctx)
 int vws_ctx_event_fd(vws_ctx ctx)
 {
 	struct px_ctx *c;
-	int fds[2], rc;
+	int rc;
 	pthread_mutex_lock(&px.mu);
 	c = px_ctx_find(ctx);
 	if (!c) {
 		rc = VWS_EARG;
-	} else if (c->rfd >= 0) {
-		px_pipe_owe(c);
-		rc = c->rfd;
-	} else if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+	} else if (px_pipe_open(&c->ev) < 0) {
 		rc = VWS_EINTERNAL;
 	} else {
-		c->rfd = fds[0];
-		c->wfd = fds[1];
-		c->signaled = 0;
-		if (c->n)
-			px_pipe_signal(c);
-		rc = c->rfd;
+		px_ctx_owe(c);
+		rc = c->ev.fd[0];
 	}
 	pthread_mutex_unlock(&px.mu);
 	return rc;

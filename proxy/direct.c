@@ -25,7 +25,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,18 +43,6 @@ static void rd_release(struct px_helper *h)
 	h->rholder = 0;
 	h->rwait = 0;
 	pthread_cond_signal(&h->rcv);
-}
-
-static void handp_poke(struct px_helper *h)
-{
-	if (h->handp[1] >= 0 && write(h->handp[1], "h", 1) < 0) { /* full: still readable */ }
-}
-
-static void handp_drain(struct px_helper *h)
-{
-	char b[16];
-	if (h->handp[0] >= 0)
-		while (read(h->handp[0], b, sizeof b) == (ssize_t)sizeof b) {}
 }
 
 /* 1: a whole frame is in r's buffer; 0: not yet; -1: the next frame is for
@@ -78,7 +65,7 @@ int px_rd_turn(struct px_helper *h)
 	pthread_mutex_lock(&px.mu);
 	if (h->rmode == PX_RD_ASKED) {
 		h->rmode = PX_RD_HANDED;
-		handp_poke(h);
+		px_pipe_poke(&h->handp);
 	}
 	while (h->rmode == PX_RD_HANDED) {
 		struct timespec ts;
@@ -110,7 +97,7 @@ void px_rd_end(struct px_helper *h, const char **why)
 	if (h->rfail)
 		*why = h->rfail;
 	if (h->rmode == PX_RD_ASKED)
-		handp_poke(h); /* the asker stops polling a pipe nobody pokes */
+		px_pipe_poke(&h->handp); /* the asker stops polling a pipe nobody pokes */
 	h->rmode = PX_RD_THREAD;
 	h->rholder = 0;
 	h->rwait = 0;
@@ -146,7 +133,7 @@ int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 	struct px_helper *h = px.h;
 	if (c->n)
 		*now = 1;
-	px_pipe_owe(c);
+	px_ctx_owe(c);
 	if (!h || (h->rholder && h->rholder != c->id))
 		return 0;
 	/* Nothing to read for a context without an open connection (as in process).
@@ -161,10 +148,8 @@ int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 	if (max < 1)
 		return 1;
 	if (h->rmode == PX_RD_THREAD) {
-		if (h->handp[0] < 0 && pipe2(h->handp, O_CLOEXEC | O_NONBLOCK) < 0) {
-			h->handp[0] = h->handp[1] = -1;
+		if (px_pipe_open(&h->handp) < 0)
 			return 0;
-		}
 		h->rmode = PX_RD_ASKED;
 		h->rholder = c->id;
 	}
@@ -173,7 +158,7 @@ int px_rd_fds(struct px_ctx *c, struct pollfd *fds, int max, int *now)
 	fds[0].events = POLLIN;
 	fds[0].revents = 0;
 	if (h->rmode == PX_RD_ASKED) {
-		fds[0].fd = h->handp[0];
+		fds[0].fd = h->handp.fd[0];
 	} else {
 		fds[0].fd = h->fd;
 		if (rd_complete(h->rd))
@@ -235,8 +220,8 @@ int px_rd_read(struct px_ctx *c, const struct pollfd *fds, int n, int again)
 
 	if (!h || h->rholder != id)
 		return (int)c->n;
-	if (ready && fds[0].fd == h->handp[0])
-		handp_drain(h); /* just handed over: read at once */
+	if (ready && fds[0].fd == h->handp.fd[0])
+		px_pipe_drain(&h->handp); /* just handed over: read at once */
 	if (h->rmode == PX_RD_HANDED && h->rd && (ready || rd_complete(h->rd))) {
 		struct px_rd *r = h->rd;
 		h->refs++;

@@ -34,6 +34,13 @@ struct px_ev {
 
 struct px_conn;
 
+/* A non-blocking pipe that wakes a poll (px.mu held for all of it): one byte in
+ * it while signaled, so a drain is one read. */
+struct px_pipe {
+	int fd[2];                /* read and write ends, -1 until opened */
+	int signaled;             /* the pipe holds its byte */
+};
+
 /* A context: the event queue lives here, in the host process. */
 struct px_ctx {
 	struct px_ctx *next;      /* px.ctxs */
@@ -46,8 +53,7 @@ struct px_ctx {
 	int waiters;
 	uint64_t wake_gen;
 	int wake_set;             /* a wake that found no waiter (as internal/hub) */
-	int rfd, wfd;             /* event pipe, -1 until vws_ctx_event_fd */
-	int signaled;             /* the pipe holds its byte */
+	struct px_pipe ev;        /* its events are pending (opened by vws_ctx_event_fd) */
 	int quiet;                /* its caller is reading the helper's socket itself (direct.c)
 	                           * and takes what it queues without polling the pipe */
 	unsigned gen;             /* helper generation that has this context (0 none) */
@@ -120,7 +126,7 @@ struct px_helper {
 	int rparked;              /* the reader thread waits for rcv without a deadline */
 	const char *rfail;        /* the holder found the stream broken: the helper ends */
 	pthread_cond_t rcv;       /* wakes the reader thread */
-	int handp[2];             /* poked when the reading is handed over (-1: not open) */
+	struct px_pipe handp;     /* poked when the reading is handed over */
 };
 
 #define PX_RD_THREAD 0
@@ -255,8 +261,13 @@ PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
 PX_HIDDEN struct px_ev *px_queue_pop(struct px_ctx *c);
 PX_HIDDEN void px_queue_clear(struct px_ctx *c);
 PX_HIDDEN void px_mark_taken(struct px_ctx *c, const vws_event *ev);
-PX_HIDDEN void px_pipe_signal(struct px_ctx *c);
-PX_HIDDEN void px_pipe_owe(struct px_ctx *c);     /* px.mu held: for events queued quietly */
+PX_HIDDEN void px_pipe_init(struct px_pipe *p);  /* not open */
+PX_HIDDEN int  px_pipe_open(struct px_pipe *p);  /* unless open: 0, or -1 with errno */
+PX_HIDDEN void px_pipe_poke(struct px_pipe *p);  /* its byte, unless it has it (or is not open) */
+PX_HIDDEN void px_pipe_drain(struct px_pipe *p);
+PX_HIDDEN void px_pipe_close(struct px_pipe *p);
+PX_HIDDEN void px_ctx_signal(struct px_ctx *c);  /* c's events are pending: poke c->ev */
+PX_HIDDEN void px_ctx_owe(struct px_ctx *c);     /* for events queued quietly */
 PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
 
 #endif

@@ -1,38 +1,72 @@
 /*
  * queue.c - a context's event queue (px.mu held): pushing, popping, the
- * readiness pipe of vws_ctx_event_fd, and failing a connection in order
- * behind the events its caller has yet to handle.
+ * readiness pipe of vws_ctx_event_fd (a px_pipe, as the helper's hand-over
+ * pipe), and failing a connection in order behind the events its caller has
+ * yet to handle.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "proxy.h"
 
-void px_pipe_signal(struct px_ctx *c)
+void px_pipe_init(struct px_pipe *p)
 {
-	if (c->wfd < 0 || c->signaled)
+	p->fd[0] = p->fd[1] = -1;
+	p->signaled = 0;
+}
+
+int px_pipe_open(struct px_pipe *p)
+{
+	if (p->fd[0] >= 0)
+		return 0;
+	if (pipe2(p->fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		px_pipe_init(p);
+		return -1;
+	}
+	p->signaled = 0;
+	return 0;
+}
+
+void px_pipe_poke(struct px_pipe *p)
+{
+	if (p->fd[1] < 0 || p->signaled)
 		return;
-	c->signaled = 1;
-	if (write(c->wfd, "e", 1) < 0) { /* full or closed: still readable */ }
+	p->signaled = 1;
+	if (write(p->fd[1], "e", 1) < 0) { /* full or closed: still readable */ }
+}
+
+void px_pipe_drain(struct px_pipe *p)
+{
+	char buf[64];
+	if (p->fd[0] < 0 || !p->signaled)
+		return;
+	p->signaled = 0;
+	while (read(p->fd[0], buf, sizeof buf) == (ssize_t)sizeof buf) {}
+}
+
+void px_pipe_close(struct px_pipe *p)
+{
+	if (p->fd[0] >= 0) {
+		close(p->fd[0]);
+		close(p->fd[1]);
+	}
+	px_pipe_init(p);
+}
+
+void px_ctx_signal(struct px_ctx *c)
+{
+	px_pipe_poke(&c->ev);
 }
 
 /* Signals the pipe for events queued quietly (direct.c), unless a quiet read
  * is still going on: its caller takes them without the pipe. */
-void px_pipe_owe(struct px_ctx *c)
+void px_ctx_owe(struct px_ctx *c)
 {
 	if (c->n && !c->quiet)
-		px_pipe_signal(c);
-}
-
-static void pipe_drain(struct px_ctx *c)
-{
-	char buf[64];
-	if (c->rfd < 0 || !c->signaled)
-		return;
-	c->signaled = 0;
-	while (read(c->rfd, buf, sizeof buf) == (ssize_t)sizeof buf) {}
+		px_ctx_signal(c);
 }
 
 /* Queues a copy of *ev (it takes ev->data). */
@@ -52,7 +86,7 @@ void px_push(struct px_ctx *c, const vws_event *ev)
 	c->tail = e;
 	c->n++;
 	if (!c->quiet) /* a quiet push is signaled when the pipe is asked for */
-		px_pipe_signal(c);
+		px_ctx_signal(c);
 	if (c->waiters)
 		pthread_cond_broadcast(&c->cond);
 }
@@ -65,7 +99,7 @@ struct px_ev *px_queue_pop(struct px_ctx *c)
 	if (!c->head)
 		c->tail = NULL;
 	if (--c->n == 0)
-		pipe_drain(c);
+		px_pipe_drain(&c->ev);
 	return e;
 }
 

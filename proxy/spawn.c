@@ -191,7 +191,7 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	h->heard_ms = (uint32_t)h->started_ms;
 	pthread_mutex_init(&h->wmu, NULL);
 	px_cond_init(&h->rcv);
-	h->handp[0] = h->handp[1] = -1;
+	px_pipe_init(&h->handp);
 
 	/* The reader runs with every signal blocked: the host's handlers stay on its threads. */
 	pin_library();
@@ -239,10 +239,7 @@ struct px_helper *px_helper_get(int start, char *err, size_t errlen)
 void px_helper_put(struct px_helper *h)
 {
 	if (h && --h->refs == 0) {
-		if (h->handp[0] >= 0) {
-			close(h->handp[0]);
-			close(h->handp[1]);
-		}
+		px_pipe_close(&h->handp);
 		pthread_cond_destroy(&h->rcv);
 		pthread_mutex_destroy(&h->wmu);
 		free(h);

@@ -42,6 +42,7 @@ type direct struct {
 	asked   bool    // some connection is asked: the pipe is in fds
 	more    bool    // the last ReadReady left input to read at once
 	again   []int   // the indexes in polled of those connections
+	spare   []int   // the previous again, reused by the next ReadReady
 	gen     uint64  // incremented by each rebuild and releaseAll (conn.drGen)
 	inWait  bool    // between ReadFDs and ReadReady
 	left    time.Time
@@ -149,8 +150,8 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 		n, _ := cx.pending()
 		return n, nil
 	}
-	prev := d.again
-	d.more, d.again = false, prev[len(prev):]
+	prev := d.again // read below; this call fills the other slice
+	d.more, d.again, d.spare = false, d.spare[:0], prev
 	cx.mu.Lock()
 	cx.quiet++ // the caller takes what it reads without polling the pipe
 	cx.mu.Unlock()
