@@ -288,7 +288,8 @@ int vws_conn_state(vws_conn c);
 /* Writes the number of bytes queued but not yet written to the socket. */
 int vws_conn_buffered(vws_conn c, size_t *out);
 
-/* Copies the subprotocol the server chose ("" if none) into buf (NUL-terminated). */
+/* Copies the subprotocol the server chose ("" if none) into buf (NUL-terminated).
+ * Out of process the proxy answers it once the open event came (no call to the helper). */
 int vws_conn_protocol(vws_conn c, char *buf, size_t buflen);
 
 /* Closes the connection if needed (code 1001, no further events) and invalidates the

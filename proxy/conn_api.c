@@ -273,6 +273,8 @@ int vws_conn_connect(vws_conn c, char *err, size_t errlen)
 			cn->state = VWS_STATE_CONNECTING;
 			cn->attempt = 0;
 			cn->user_close = 0;
+			free(cn->proto); /* as the engine's: "" until established */
+			cn->proto = NULL;
 		}
 	}
 	pthread_mutex_unlock(&px.mu);
@@ -512,6 +514,21 @@ static int conn_text(vws_conn c, int op, enum dead_mode mode, char *buf, size_t 
 
 int vws_conn_protocol(vws_conn c, char *buf, size_t buflen)
 {
+	struct px_conn *cn;
+	if (!buf || buflen == 0)
+		return VWS_EARG;
+	pthread_mutex_lock(&px.mu);
+	cn = px_conn_find(c);
+	if (cn && cn->proto) { /* from its ESTABLISHED event: no call to the helper */
+		size_t n = strlen(cn->proto);
+		if (n >= buflen)
+			n = buflen - 1;
+		memcpy(buf, cn->proto, n);
+		buf[n] = 0;
+		pthread_mutex_unlock(&px.mu);
+		return VWS_OK;
+	}
+	pthread_mutex_unlock(&px.mu);
 	return conn_text(c, WIRE_OP_PROTOCOL, DEAD_OK, buf, buflen, 0);
 }
 

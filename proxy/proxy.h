@@ -98,6 +98,8 @@ struct px_conn {
 	int async_rc;             /* an asynchronous send, ping or close that failed in the helper
 	                           * (WIRE_EVENT_SEND_ERROR; 0: none): the next send or ping returns it */
 	char *async_err;          /* its message, or NULL */
+	char *proto;              /* the subprotocol of its last ESTABLISHED (NULL: not since
+	                           * vws_conn_connect): vws_conn_protocol answers from it */
 	struct px_opt *opts, **opts_tail;
 };
 

@@ -23,7 +23,7 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 	for (i = 0; i < 7; i++)
 		if (!ival(v, i))
 			return;
-	if (v->n != 8 || !v->v[7].is_bytes)
+	if (v->n < 8 || v->n > 9 || !v->v[7].is_bytes || (v->n == 9 && !v->v[8].is_bytes))
 		return;
 	c = px_ctx_find((uint64_t)v->v[0].i);
 	if (!c)
@@ -93,6 +93,14 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 			cn->state = closing || cn->user_close ? VWS_STATE_CLOSING : VWS_STATE_OPEN;
 			if (type == VWS_EV_ESTABLISHED)
 				cn->attempt = ev.attempt;
+			if (v->n == 9) { /* its subprotocol, NUL-terminated by px_read_values */
+				char *p = v->v[8].b ? (char *)v->v[8].b : strdup("");
+				if (p) {
+					free(cn->proto);
+					cn->proto = p;
+					v->v[8].b = NULL;
+				}
+			}
 			break;
 		case VWS_EV_CONNECTION_ERROR:
 			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;

@@ -99,6 +99,7 @@ void px_conn_destroy(struct px_conn *c)
 	}
 	free(c->url);
 	free(c->async_err);
+	free(c->proto);
 	free(c);
 }
 

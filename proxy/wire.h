@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 5
+#define WIRE_VERSION 6
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -85,7 +85,8 @@
 #define WIRE_MAX_BODY   (1u << 30)
 
 /* Reply values: status, err, results. Event values: ctx, conn, opcode, clean,
- * code (SERVER_ESTABLISHED: the server's tag), attempt, state, data.
+ * code (SERVER_ESTABLISHED: the server's tag), attempt, state, data, and for
+ * ESTABLISHED and SERVER_ESTABLISHED the negotiated subprotocol (version 6).
  * Hello values: pid, ABI version. */
 #define WIRE_MAX_VALUES 16
 

@@ -216,8 +216,14 @@ func (p *pump) send(ev hub.Event) {
 	if ev.Type == wsengine.EventFailPending {
 		op = wire.EventFailPending // the proxy answers OpConnFail once the events before it were handled
 	}
-	p.s.put(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: []wire.Value{
+	args := []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(ev.Opcode)), wire.Int(clean),
 		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
-	}}, false) // flushed when the queue is empty (run), or by a reply
+	}
+	if ev.Type == wsengine.EventEstablished { // also hub.EventServerEstablished (0)
+		// The negotiated subprotocol: the proxy answers vws_conn_protocol with it.
+		proto, _ := hub.Protocol(ev.Conn)
+		args = append(args, wire.String(proto))
+	}
+	p.s.put(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}, false) // flushed when the queue is empty (run), or by a reply
 }

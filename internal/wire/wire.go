@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 5
+const Version = 6
 
 // Kind says what a frame is.
 type Kind uint8

@@ -714,6 +714,11 @@ int main(void)
 	check(rc == VWS_OK && k && now_ms() - t0 < 250, "stopped helper: send %d, state and active answered by the proxy in %lld ms",
 		rc, now_ms() - t0);
 	t0 = now_ms();
+	strcpy(buf, "x");
+	rc = vws_conn_protocol(c3, buf, sizeof buf);
+	check(rc == VWS_OK && buf[0] == 0 && now_ms() - t0 < 250, "stopped helper: protocol %d (\"%s\") answered by the proxy in %lld ms",
+		rc, buf, now_ms() - t0);
+	t0 = now_ms();
 	err[0] = 0;
 	rc = vws_conn_buffered(c3, &nbuf);
 	check(rc == VWS_EENGINE && now_ms() - t0 < 5000, "stopped helper: buffered %d after %lld ms (%s)", rc, now_ms() - t0, err);
