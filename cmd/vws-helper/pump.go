@@ -15,6 +15,14 @@ import (
 // idle wake-ups.
 const pumpWait = 30 * time.Second
 
+// pumpBatch and pumpBudget bound the events a pump takes from the hub at a
+// time (one lock for many): at most 64, and their payloads 256 KiB past the
+// first.
+const (
+	pumpBatch  = 64
+	pumpBudget = 256 << 10
+)
+
 // pump forwards the events of one hub context to the proxy, in order, and
 // runs the calls that must not overtake them (OpActive, OpConnFree,
 // OpServerFree). It also tags the connections that servers accept. Events
@@ -34,6 +42,11 @@ type pump struct {
 	// dropped them (then accepted connections are not registered).
 	connTags map[uint64]struct{}
 	freed    bool
+
+	// The event being forwarded (send, on the pump goroutine): one frame
+	// reused, since put has encoded it before it returns.
+	msg  wire.Msg
+	args [9]wire.Value
 }
 
 func newPump(s *server, tag, id uint64) *pump {
@@ -130,21 +143,25 @@ func (p *pump) do(f func()) {
 }
 
 func (p *pump) run() {
+	var batch [pumpBatch]hub.Event
 	for {
 		p.runCalls()
-		ev, ok, err := hub.NextEvent(p.hub, 0)
-		if err == nil && !ok {
+		n, _, err := hub.NextEvents(p.hub, 0, batch[:], pumpBudget)
+		if err == nil && n == 0 {
 			// The queue is empty: the events put since the last flush go
 			// out now, in one write, before the pump waits.
 			p.s.flush()
-			ev, ok, err = hub.NextEvent(p.hub, pumpWait)
+			n, _, err = hub.NextEvents(p.hub, pumpWait, batch[:], pumpBudget)
 		}
 		if err != nil { // context freed: answer what is left and end
 			p.runCalls()
 			return
 		}
-		if ok {
-			p.send(ev)
+		// A call runs after the events taken (its drain forwards those queued
+		// after them), so the whole batch goes first.
+		for i := range n {
+			p.send(batch[i])
+			batch[i] = hub.Event{} // its payload is garbage now
 		}
 	}
 }
@@ -216,14 +233,15 @@ func (p *pump) send(ev hub.Event) {
 	if ev.Type == wsengine.EventFailPending {
 		op = wire.EventFailPending // the proxy answers OpConnFail once the events before it were handled
 	}
-	args := []wire.Value{
+	args := append(p.args[:0],
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(ev.Opcode)), wire.Int(clean),
-		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data),
-	}
+		wire.Int(code), wire.Int(int64(ev.Attempt)), wire.Int(int64(st)), wire.Bytes(ev.Data))
 	if ev.Type == wsengine.EventEstablished { // also hub.EventServerEstablished (0)
 		// The negotiated subprotocol: the proxy answers vws_conn_protocol with it.
 		proto, _ := hub.Protocol(ev.Conn)
 		args = append(args, wire.String(proto))
 	}
-	p.s.put(&wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}, false) // flushed when the queue is empty (run), or by a reply
+	p.msg = wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}
+	p.s.put(&p.msg, false) // flushed when the queue is empty (run), or by a reply
+	clear(p.args[:])       // the payload is garbage now
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -193,6 +194,12 @@ func WriteMsg(w io.Writer, m *Msg) error {
 	n := m.bodyLen()
 	if n > MaxBody {
 		return ErrTooBig
+	}
+	if bw, ok := w.(*bufio.Writer); ok && 4+n <= bw.Available() {
+		// Encoded in place: no frame buffer of its own (the helper's events).
+		buf, _ := m.Append(bw.AvailableBuffer())
+		_, err := bw.Write(buf)
+		return err
 	}
 	buf := make([]byte, 0, 4+HeaderLen+16*len(m.Args))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
