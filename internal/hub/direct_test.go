@@ -238,7 +238,7 @@ func TestDirectChurn(t *testing.T) {
 					if Send(sc, wsengine.OpText, fmt.Appendf(nil, "%d %s", i, strings.Repeat("z", i%700))) != nil {
 						return
 					}
-					if i%50 == 0 {
+					if i%20 == 0 { // paced: the consumer gets turns enough to hold the reading at 10
 						time.Sleep(time.Millisecond)
 					}
 				}
