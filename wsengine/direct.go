@@ -5,9 +5,11 @@
 // The reading changes hands only between reads (session.rmode, under rmu):
 // the waiting thread asks (claim), which kicks the goroutine out of its wait
 // with a read deadline in the past; the goroutine hands over (rmode
-// readDirect, the handover callback) and parks until release gives the
-// reading back or the session ends. The waiting thread reads under rmu, so
-// the session cannot end in the middle of one of its reads.
+// readDirect, the handover callback) and ends, and release starts another
+// when it gives the reading back. So a connection whose waiting thread reads
+// it has no reader goroutine (no stack) while idle. The waiting thread reads
+// under rmu, so the session cannot end in the middle of one of its reads;
+// teardown ends a reading that no goroutine runs itself.
 
 package wsengine
 
@@ -19,18 +21,25 @@ import (
 
 // readOwner is the session's part in the hand-over of its reading.
 type readOwner struct {
-	rmu    sync.Mutex    // held by the waiting thread's reads; guards the rest
-	rmode  atomic.Int32  // readEngine, readAsked, readDirect (changed under rmu)
-	kick   bool          // a kick's deadline is set on the connection
-	rEnded bool          // the reading ended (rExit closed, rRes set)
-	fd     int           // the descriptor to poll; -1: never handed over
-	back   chan struct{} // wakes the parked goroutine: release, the reading's end, teardown (cap 1)
+	rmu      sync.Mutex   // held by the waiting thread's reads; guards the rest
+	rmode    atomic.Int32 // readEngine, readAsked, readDirect (changed under rmu)
+	kick     bool         // a kick's deadline is set on the connection
+	rEnded   bool         // the reading ended (rExit closed, rRes set)
+	rRunning bool         // a reader goroutine runs (not while handed over)
+	fd       int          // the descriptor to poll; -1: never handed over
 }
 
 const (
 	readEngine = iota // the reader goroutine reads
 	readAsked         // the waiting thread asked; the goroutine hands over when its wait or read returns
-	readDirect        // the waiting thread reads; the goroutine is parked
+	readDirect        // the waiting thread reads; no reader goroutine runs
+)
+
+// What the reader goroutine does next (engineTurn).
+const (
+	turnRead   = iota // read on
+	turnHanded        // the reading is handed over: end (release starts another)
+	turnEnded         // the reading ended, or the session is torn down
 )
 
 // aLongTimeAgo is the deadline that kicks the reader goroutine out of a wait.
@@ -116,7 +125,10 @@ func (s *session) release() {
 		s.rmode.Store(readEngine) // the kicked goroutine clears the deadline and reads on
 	case readDirect:
 		s.rmode.Store(readEngine)
-		s.wakeParked()
+		if !s.rRunning && !s.rEnded {
+			s.rRunning = true
+			go s.readOn(readResult{}, false)
+		}
 	}
 }
 
@@ -173,16 +185,27 @@ func (s *session) readOnce(direct bool) (n, room int, res readResult, end bool) 
 	return n, room, readResult{}, false
 }
 
-// readLoop is the reader goroutine: it reads while the reading is the
-// engine's, until the connection ends.
+// readLoop is the reader goroutine of a new session: the bytes that came
+// with the handshake, then readOn.
 func (s *session) readLoop() {
 	res, end := s.feed(s.rb.early, false)
 	s.rb.early = nil
-	for !end && s.engineTurn() {
+	s.readOn(res, end)
+}
+
+// readOn reads while the reading is the engine's, until the connection ends
+// (then it ends the reading) or the reading is handed over (then it returns,
+// and release starts it again on a goroutine of its own).
+func (s *session) readOn(res readResult, end bool) {
+	for !end {
+		switch s.engineTurn() {
+		case turnHanded:
+			return
+		case turnEnded:
+			s.endRead(readResult{code: CloseAbnormal, reason: "closed"}) // the first end counts
+			return
+		}
 		res, end = s.readSome()
-	}
-	if !end { // teardown (finish) while the reading was handed over
-		res = readResult{code: CloseAbnormal, reason: "closed"}
 	}
 	s.endRead(res)
 }
@@ -210,13 +233,13 @@ func (s *session) readSome() (res readResult, end bool) {
 }
 
 // engineTurn is called by the reader goroutine between reads: it hands the
-// reading over when the waiting thread asked, and then waits until it comes
-// back (true) or the session ends (false).
-func (s *session) engineTurn() bool {
+// reading over when the waiting thread asked (turnHanded: the goroutine
+// ends), and tells it to read on or that the reading has ended.
+func (s *session) engineTurn() int {
 	s.rmu.Lock()
 	if s.rEnded {
 		s.rmu.Unlock()
-		return false
+		return turnEnded
 	}
 	if s.kick {
 		s.kick = false
@@ -224,39 +247,30 @@ func (s *session) engineTurn() bool {
 	}
 	if s.rmode.Load() != readAsked {
 		s.rmu.Unlock()
-		return true
+		return turnRead
+	}
+	select {
+	case <-s.stop: // teardown: it ends the reading only if no goroutine runs
+		s.rmu.Unlock()
+		return turnEnded
+	default:
 	}
 	s.rmode.Store(readDirect)
+	s.rRunning = false
 	s.rmu.Unlock()
 	if fn := s.c.handoverFn(); fn != nil {
 		fn()
 	}
-	// Parked on one channel (one waiter record while idle, not three):
-	// release, the end of the reading and teardown all wake it.
-	for {
-		<-s.back
-		s.rmu.Lock()
-		mode, ended := s.rmode.Load(), s.rEnded
-		s.rmu.Unlock()
-		select {
-		case <-s.stop:
-			return false
-		default:
-		}
-		if ended {
-			return false
-		}
-		if mode != readDirect {
-			return true
-		}
-	}
+	return turnHanded
 }
 
-// wakeParked wakes the reader goroutine if it is parked (engineTurn).
-func (s *session) wakeParked() {
-	select {
-	case s.back <- struct{}{}:
-	default:
+// endReadIdle ends the reading at teardown if no reader goroutine runs
+// (handed over): one that runs ends it when its read fails.
+func (s *session) endReadIdle() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if !s.rRunning {
+		s.endReadLocked(readResult{code: CloseAbnormal, reason: "closed"})
 	}
 }
 
@@ -277,5 +291,4 @@ func (s *session) endReadLocked(res readResult) {
 		s.inflate.abort() // a message left open: stop its worker
 	}
 	close(s.rExit)
-	s.wakeParked()
 }

@@ -78,7 +78,7 @@ func newSession(c *Conn, est *established) *session {
 		closeWritten: make(chan struct{}), wFail: make(chan struct{}), rExit: make(chan struct{}),
 	}
 	s.sc = spillConnOf(est.nc)
-	s.fd, s.back = -1, make(chan struct{}, 1)
+	s.fd, s.rRunning = -1, true // serve starts readLoop
 	if s.sc != nil {
 		s.sc.rc.Control(func(fd uintptr) { s.fd = int(fd) })
 	}
@@ -299,7 +299,7 @@ func (s *session) awaitFailNow(ce *CloseError) (abandoned bool) {
 func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.nc.Close()
 	close(s.stop)
-	s.wakeParked()
+	s.endReadIdle()
 	<-s.rExit
 	s.c.mu.Lock()
 	s.writerDone = true
