@@ -50,7 +50,7 @@
 //	OpSendAck          conn                               (no reply: sent with id 0)
 //
 // The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 5)
-// after checking what it can itself (see proxy/conn_api.c). One that fails in
+// after checking what it can itself (see proxy/conn_async.c). One that fails in
 // the helper with another status than EState is reported by an event of type
 // EventSendError (code: the status, data: the message), which the proxy never
 // hands to the application: the connection's next send or ping returns it and
