@@ -63,6 +63,14 @@ static int vl_claim(vws_ctx ctx, struct pollfd **p, int *cap, struct pollfd **ow
 	}
 }
 
+/* The next poll's timeout: what is left until deadline (timeout_ms >= 0; may be
+ * 0 or less), at most a slice. */
+static int64_t vl_slice(int timeout_ms, int64_t deadline)
+{
+	int64_t left = timeout_ms >= 0 ? deadline - vl_now_ms() : VL_WAIT_SLICE_MS;
+	return left > VL_WAIT_SLICE_MS ? VL_WAIT_SLICE_MS : left;
+}
+
 /* Returns rc from vl_wait. held: the last vws_ctx_read said again (the wait goes
  * on), so the engine still counts this thread as waiting: tell it the wait ended,
  * or it would leave the reading with a thread that runs Lua now. */
@@ -106,11 +114,9 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 			else
 				nfd++;
 		}
-		left = timeout_ms >= 0 ? deadline - vl_now_ms() : VL_WAIT_SLICE_MS;
+		left = vl_slice(timeout_ms, deadline);
 		if (left <= 0)
 			return vl_wait_end(ctxs[0], held, 0);
-		if (left > VL_WAIT_SLICE_MS)
-			left = VL_WAIT_SLICE_MS;
 		/* Luup-mode events wake this wait only where it can deliver them. */
 		if (hook && !own_b && st->delivering == 0 && !VL_STOPPED(st)) {
 			p[nfd].fd = vl_event_fd(st, st->ctxB);
@@ -145,11 +151,9 @@ int vl_wait(vl_state *st, lua_State *L, const vws_ctx *ctxs, int n, int timeout_
 			 * runtime's (its monitor thread wakes when a call returns to C). */
 			if (rc != 0 || now || fallback || !again)
 				break;
-			left = timeout_ms >= 0 ? deadline - vl_now_ms() : VL_WAIT_SLICE_MS;
+			left = vl_slice(timeout_ms, deadline);
 			if (left < 0)
 				left = 0;
-			if (left > VL_WAIT_SLICE_MS)
-				left = VL_WAIT_SLICE_MS;
 		}
 		queued = vws_ctx_read(ctxs[0], p + nfd, nd, again);
 		held = again && queued <= 0; /* else the read ended the wait itself */

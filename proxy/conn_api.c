@@ -327,6 +327,14 @@ int vws_conn_buffered(vws_conn c, size_t *out)
 	return rc;
 }
 
+/* Copies len bytes of src into buf (buflen > 0), truncated, NUL-terminated. */
+static void copy_text(char *buf, size_t buflen, const char *src, size_t len)
+{
+	size_t n = len < buflen - 1 ? len : buflen - 1;
+	memcpy(buf, src, n);
+	buf[n] = 0;
+}
+
 /* Runs a call on c whose reply carries one bytes result and copies it into buf
  * (truncated, NUL-terminated). Returns the status or, with want_len, on
  * success its whole length. */
@@ -340,9 +348,7 @@ static int conn_text(vws_conn c, int op, enum dead_mode mode, char *buf, size_t 
 	rc = conn_query(c, op, mode, &r);
 	buf[0] = 0;
 	if (rc == VWS_OK && r.n >= 3 && r.v[2].is_bytes) {
-		size_t n = r.v[2].len < buflen - 1 ? r.v[2].len : buflen - 1;
-		memcpy(buf, r.v[2].b, n);
-		buf[n] = 0;
+		copy_text(buf, buflen, (const char *)r.v[2].b, r.v[2].len);
 		full = r.v[2].len;
 	}
 	px_reply_free(&r);
@@ -357,11 +363,7 @@ int vws_conn_protocol(vws_conn c, char *buf, size_t buflen)
 	pthread_mutex_lock(&px.mu);
 	cn = px_conn_find(c);
 	if (cn && cn->proto) { /* from its ESTABLISHED event: no call to the helper */
-		size_t n = strlen(cn->proto);
-		if (n >= buflen)
-			n = buflen - 1;
-		memcpy(buf, cn->proto, n);
-		buf[n] = 0;
+		copy_text(buf, buflen, cn->proto, strlen(cn->proto));
 		pthread_mutex_unlock(&px.mu);
 		return VWS_OK;
 	}

@@ -268,8 +268,7 @@ PX_HIDDEN int  px_pipe_open(struct px_pipe *p);  /* unless open: 0, or -1 with e
 PX_HIDDEN void px_pipe_poke(struct px_pipe *p);  /* its byte, unless it has it (or is not open) */
 PX_HIDDEN void px_pipe_drain(struct px_pipe *p);
 PX_HIDDEN void px_pipe_close(struct px_pipe *p);
-PX_HIDDEN void px_ctx_signal(struct px_ctx *c);  /* c's events are pending: poke c->ev */
-PX_HIDDEN void px_ctx_owe(struct px_ctx *c);     /* for events queued quietly */
+PX_HIDDEN void px_ctx_owe(struct px_ctx *c);     /* pokes c->ev for events queued quietly */
 PX_HIDDEN void px_fail_pending(struct px_ctx *c, struct px_conn *cn, unsigned gen);
 
 #endif

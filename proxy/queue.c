@@ -56,17 +56,12 @@ void px_pipe_close(struct px_pipe *p)
 	px_pipe_init(p);
 }
 
-void px_ctx_signal(struct px_ctx *c)
-{
-	px_pipe_poke(&c->ev);
-}
-
 /* Signals the pipe for events queued quietly (direct.c), unless a quiet read
  * is still going on: its caller takes them without the pipe. */
 void px_ctx_owe(struct px_ctx *c)
 {
 	if (c->n && !c->quiet)
-		px_ctx_signal(c);
+		px_pipe_poke(&c->ev);
 }
 
 /* Queues a copy of *ev (it takes ev->data). */
@@ -86,7 +81,7 @@ void px_push(struct px_ctx *c, const vws_event *ev)
 	c->tail = e;
 	c->n++;
 	if (!c->quiet) /* a quiet push is signaled when the pipe is asked for */
-		px_ctx_signal(c);
+		px_pipe_poke(&c->ev);
 	if (c->waiters)
 		pthread_cond_broadcast(&c->cond);
 }

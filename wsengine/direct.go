@@ -42,6 +42,9 @@ const (
 	turnEnded         // the reading ended, or the session is torn down
 )
 
+// readTornDown ends a reading that teardown stopped.
+var readTornDown = readResult{code: CloseAbnormal, reason: "closed"}
+
 // aLongTimeAgo is the deadline that kicks the reader goroutine out of a wait.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -202,7 +205,7 @@ func (s *session) readOn(res readResult, end bool) {
 		case turnHanded:
 			return
 		case turnEnded:
-			s.endRead(readResult{code: CloseAbnormal, reason: "closed"}) // the first end counts
+			s.endRead(readTornDown) // the first end counts
 			return
 		}
 		res, end = s.readSome()
@@ -270,7 +273,7 @@ func (s *session) endReadIdle() {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if !s.rRunning {
-		s.endReadLocked(readResult{code: CloseAbnormal, reason: "closed"})
+		s.endReadLocked(readTornDown)
 	}
 }
 
