@@ -145,6 +145,47 @@ test("500 messages pushed by the server on connect arrive in order", function()
 	close(wso, rec)
 end)
 
+test("40 connections in one loop (from 16 on their sockets are polled through one epoll instance): each echoes 50 messages in order, also after 20 closed and 20 others opened", function()
+	local conns = {}
+	local function open_n(n)
+		for _ = 1, n do
+			local wso, rec = open()
+			conns[#conns + 1] = { wso = wso, rec = rec }
+		end
+	end
+	local function round(tag)
+		local failed = 0
+		for _, c in ipairs(conns) do
+			c.base = c.rec.count(8)
+			for i = 1, 50 do
+				if ws.send(c.wso, tag .. i) ~= true then failed = failed + 1 end
+			end
+		end
+		eq(failed, 0, tag .. ": sends refused")
+		tap.wait(function()
+			for _, c in ipairs(conns) do
+				if c.rec.count(8) < c.base + 50 then return false end
+			end
+			return true
+		end, 20, tag .. ": every echo")
+		local bad = 0
+		for _, c in ipairs(conns) do
+			for i = 1, 50 do
+				if c.rec.nth(8, c.base + i) ~= tag .. i then bad = bad + 1 end
+			end
+			if c.rec.count(8) ~= c.base + 50 then bad = bad + 1 end
+		end
+		eq(bad, 0, tag .. ": echoes missing, extra or out of order")
+	end
+	open_n(40)
+	round("first ")
+	for i = 1, 20 do close(conns[i].wso, conns[i].rec) end
+	for _ = 1, 20 do table.remove(conns, 1) end
+	open_n(20)
+	round("second ")
+	for _, c in ipairs(conns) do close(c.wso, c.rec) end
+end)
+
 test("fragmented messages (with a ping in between) are delivered whole", function()
 	local wso, rec = open("/fragments")
 	rec.wait(8, 5, 2)

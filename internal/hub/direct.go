@@ -49,10 +49,13 @@ type direct struct {
 	watched bool     // in watcher.list (guarded by watcher.mu, as watches)
 	watches uint64   // calls of watcher.watch
 	handp   wakePipe // readable once a connection asked has handed over (opened when needed)
+	ep      epollSet // the descriptors of many polled connections (then fds holds its own)
+	reads   uint64   // incremented by each ReadReady (conn.drSeen)
 }
 
 func (d *direct) init() {
 	d.handp = closedPipe
+	d.ep.fd = -1
 	d.dirty.Store(true)
 }
 
@@ -113,7 +116,7 @@ func (d *direct) rebuild(cx *context) error {
 				d.again = append(d.again, len(d.polled))
 				d.more = true
 			}
-			c.drGen = d.gen
+			c.drGen, c.drIdx = d.gen, len(d.polled)
 			d.polled = append(d.polled, c)
 			d.fds = append(d.fds, int32(fd))
 		case asked:
@@ -122,6 +125,9 @@ func (d *direct) rebuild(cx *context) error {
 			continue
 		}
 		d.claimed = append(d.claimed, c)
+	}
+	if d.ep.use(d.polled, d.fds, d.gen) {
+		d.fds = append(d.fds[:0], int32(d.ep.fd))
 	}
 	if d.asked {
 		if err := d.handp.open(); err != nil {
@@ -160,12 +166,19 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 		cx.quiet--
 		cx.mu.Unlock()
 	}()
+	d.reads++
+	conns := len(d.polled) // the hand-over pipe's index in fds
+	if d.ep.on {
+		conns = 1
+	}
 	for i, ev := range revents[:min(len(revents), len(d.fds))] {
 		switch {
 		case ev == 0:
-		case i == len(d.polled): // the hand-over pipe
+		case i == conns:
 			d.handp.drain()
 			d.dirty.Store(true)
+		case d.ep.on:
+			d.readPolled()
 		default:
 			d.read(i, ev)
 		}
@@ -173,7 +186,7 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 	for _, i := range prev { // input left in user space (TLS) or over the budget
 		// Not read above: no event, or not in revents at all (a call that
 		// only ends the wait passes none); dropped, it would wait for new bytes.
-		if i >= len(revents) || revents[i] == 0 {
+		if d.polled[i].drSeen != d.reads {
 			d.read(i, 0)
 		}
 	}
@@ -191,6 +204,7 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 
 // read reads polled[i] (poll's revents ev).
 func (d *direct) read(i int, ev int16) {
+	d.polled[i].drSeen = d.reads
 	if d.polled[i].ws.ReadNow(directBudget) {
 		d.more = true
 		d.again = append(d.again, i)
@@ -333,4 +347,5 @@ func (d *direct) free() {
 		}
 	}
 	d.handp.close()
+	d.ep.close()
 }

@@ -14,19 +14,7 @@ import (
 // request handle of its own, answered with HTTPRespond (once).
 func TestHTTPRequest(t *testing.T) {
 	ctx, _ := newTestContext(t)
-	sid, err := NewServer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range [][2]string{{"port", "0"}, {"http_handler", "1"}} {
-		if err := ServerSetOption(sid, kv[0], kv[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ServerListen(sid); err != nil {
-		t.Fatal(err)
-	}
-	port, _ := ServerPort(sid)
+	sid, port := listenOn(t, ctx, "port", "0", "http_handler", "1")
 	reply := make(chan string, 1)
 	go func() {
 		nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))

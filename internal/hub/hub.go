@@ -36,7 +36,13 @@ type conn struct {
 	// consumer that last took one (context.calls, from 1; 0: none taken).
 	queued int
 	taken  uint64
-	drGen  uint64 // direct.gen of the last rebuild that polled it (under direct.mu)
+	// Under direct.mu: the gen of the last rebuild that polled it, and its
+	// index in polled then; the ReadReady that last read it (direct.reads);
+	// the epoll instance it is in (epollSet.epoch; 0: none), with its
+	// descriptor then and that file's device and inode.
+	drGen, drSeen, drEp, drDev, drIno uint64
+	drIdx                             int
+	drFD                              int32
 }
 
 // The handle tables. Handles come from monotonic counters and are never reused.

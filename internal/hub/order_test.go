@@ -289,19 +289,7 @@ func TestFailInOrderRelay(t *testing.T) {
 // Server role: a client's violation after a message waits for the echo too.
 func TestServerFailInOrder(t *testing.T) {
 	ctx, _ := newTestContext(t)
-	sid, err := NewServer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range [][2]string{{"host", "127.0.0.1"}, {"port", "0"}} {
-		if err := ServerSetOption(sid, kv[0], kv[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ServerListen(sid); err != nil {
-		t.Fatal(err)
-	}
-	port, _ := ServerPort(sid)
+	_, port := listenOn(t, ctx, "host", "127.0.0.1", "port", "0")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -20,6 +20,26 @@ func nextAny(t *testing.T, ctx uint64) Event {
 	return ev
 }
 
+// listenOn starts a server in ctx with options (name, value pairs) and
+// returns it and its port.
+func listenOn(t *testing.T, ctx uint64, opts ...string) (sid uint64, port int) {
+	t.Helper()
+	sid, err := NewServer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(opts); i += 2 {
+		if err := ServerSetOption(sid, opts[i], opts[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ServerListen(sid); err != nil {
+		t.Fatal(err)
+	}
+	port, _ = ServerPort(sid)
+	return sid, port
+}
+
 // A server in one context, clients in another: accepted connections get
 // handles of their own, server-side event numbers, and count as active.
 func TestServer(t *testing.T) {
