@@ -276,3 +276,63 @@ func TestEventFDWithEngine(t *testing.T) {
 		t.Fatal("fd still readable after the only event was taken")
 	}
 }
+
+// Active counts a connection once, from Connect until its final event is
+// queued or it is freed: created ones never count, a Connect refused on an
+// open one leaves it counted, a freed open one stops counting at once, and a
+// refused dial without reconnect stops with its CONNECTION_ERROR.
+func TestActiveCount(t *testing.T) {
+	srv := echotest.New(t)
+	ctx, _ := newTestContext(t)
+	active := func(want int, when string) {
+		t.Helper()
+		if n, err := Active(ctx); n != want || err != nil {
+			t.Fatalf("Active %s = %d, %v; want %d", when, n, err, want)
+		}
+	}
+	c1 := dial(t, ctx, srv.URL)
+	c2 := dial(t, ctx, srv.URL)
+	created, err := NewConn(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active(2, "with two open and one created")
+	if err := Connect(c1); err == nil {
+		t.Fatal("Connect of an open connection succeeded")
+	}
+	active(2, "after a refused Connect of an open connection")
+	if err := FreeConn(c1); err != nil {
+		t.Fatal(err)
+	}
+	active(1, "after an open connection was freed")
+	Close(c2, 0, "")
+	if ev := closedOf(t, ctx, c2); !ev.Final {
+		t.Fatalf("after Close: %+v, not final", ev.Event)
+	}
+	active(0, "after the final CLOSED")
+	if err := FreeConn(c2); err != nil {
+		t.Fatal(err)
+	}
+	active(0, "after a closed connection was freed")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	c3, err := NewConn(ctx, "ws://"+ln.Addr().String()+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer FreeConn(c3)
+	if err := Connect(c3); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextOf(t, ctx, c3); ev.Type != wsengine.EventConnectionError || !ev.Final {
+		t.Fatalf("refused: %+v", ev.Event)
+	}
+	active(0, "after a refused dial")
+	if err := FreeConn(created); err != nil {
+		t.Fatal(err)
+	}
+	active(0, "at the end")
+}

@@ -29,8 +29,9 @@ type conn struct {
 	ws     *wsengine.Conn
 	server uint64 // the server that accepted it; 0 for a client connection
 	// unsettled: from Connect until the event that ends the run (CLOSED, or a
-	// final CONNECTION_ERROR) is queued. The engine marks a connection closed
-	// just before it emits that event: Active counts it until then.
+	// final CONNECTION_ERROR) is queued, or until it is freed. The engine marks
+	// a connection closed just before it emits that event: Active counts it
+	// until then. It changes with context.live (see setUnsettled, settle).
 	unsettled atomic.Bool
 	// Guarded by cx.mu: its events in the queue, and the call of the
 	// consumer that last took one (context.calls, from 1; 0: none taken).
@@ -230,19 +231,16 @@ func EventFD(ctx uint64) (fd int, err error) {
 }
 
 // Active returns the number of connections of ctx that are connecting, open
-// or closing (created-but-unconnected and closed ones are not counted), plus
-// its listening servers.
+// or closing, or closed with their last event not yet queued (created but
+// unconnected and settled ones are not counted: see conn.unsettled), plus
+// its listening servers. It does not look at each connection: a wait of a
+// context with 1,000 connections asks it for every message.
 func Active(ctx uint64) (n int, err error) {
 	defer recoverTo(&err)
 	reg.mu.Lock()
 	cx := reg.ctxs[ctx]
-	var conns []*conn
 	var servers []*server
 	if cx != nil {
-		conns = make([]*conn, 0, len(cx.conns))
-		for _, c := range cx.conns {
-			conns = append(conns, c)
-		}
 		for _, sv := range cx.servers {
 			servers = append(servers, sv)
 		}
@@ -256,17 +254,24 @@ func Active(ctx uint64) (n int, err error) {
 			n++
 		}
 	}
-	for _, c := range conns {
-		switch c.ws.State() {
-		case wsengine.StateConnecting, wsengine.StateOpen, wsengine.StateClosing:
-			n++
-		case wsengine.StateClosed:
-			if c.unsettled.Load() {
-				n++
-			}
-		}
+	return n + int(cx.live.Load()), nil
+}
+
+// setUnsettled counts c in Active from now (reg.mu held, c in its context):
+// false if it was counted already.
+func (c *conn) setUnsettled() bool {
+	if !c.unsettled.CompareAndSwap(false, true) {
+		return false
 	}
-	return n, nil
+	c.cx.live.Add(1)
+	return true
+}
+
+// settle stops counting c in Active (once).
+func (c *conn) settle() {
+	if c.unsettled.CompareAndSwap(true, false) {
+		c.cx.live.Add(-1)
+	}
 }
 
 // NewConn creates an unconnected client connection to url in ctx; its events
@@ -315,7 +320,7 @@ func (c *conn) emit(ev wsengine.Event) {
 		// and never stops counting it before the event is queued.
 		settle = func() { // cx.mu held, ev the queue's last
 			if c.ws.State() == wsengine.StateClosed {
-				c.unsettled.Store(false)
+				c.settle()
 				c.cx.q[len(c.cx.q)-1].Final = true
 			}
 		}
@@ -373,10 +378,14 @@ func Connect(c uint64) (err error) {
 	if err != nil {
 		return err
 	}
-	cn.unsettled.Store(true)
+	reg.mu.Lock() // not counted once FreeConn took it out of its context
+	set := reg.conns[c] == cn && cn.setUnsettled()
+	reg.mu.Unlock()
 	if err := cn.ws.Connect(); err != nil {
-		if cn.ws.State() != wsengine.StateConnecting && cn.ws.State() != wsengine.StateOpen {
-			cn.unsettled.Store(false)
+		// Counted here and not connecting after all (a connection that was
+		// counted already stays counted: it is open, connecting or closing).
+		if st := cn.ws.State(); set && st != wsengine.StateConnecting && st != wsengine.StateOpen {
+			cn.settle()
 		}
 		return asArg(err)
 	}
@@ -481,6 +490,7 @@ func FreeConn(c uint64) (err error) {
 	if cn != nil {
 		delete(reg.conns, c)
 		delete(cn.cx.conns, c)
+		cn.settle()
 	}
 	reg.mu.Unlock()
 	if cn == nil {

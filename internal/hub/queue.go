@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ type context struct {
 	id      uint64
 	conns   map[uint64]*conn   // guarded by reg.mu
 	servers map[uint64]*server // guarded by reg.mu
+	live    atomic.Int64       // its connections counted by Active (conn.unsettled)
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu: queue grew, Wake, timeout or free

@@ -74,7 +74,7 @@ func NewServer(ctx uint64) (id uint64, err error) {
 		ws.SetFlowControl(cx.room)
 		ws.SetFailInOrder(true)
 		ws.SetHandover(cx.dr.handed)
-		c.unsettled.Store(true)
+		c.setUnsettled()
 		reg.conns[c.id] = c
 		cx.conns[c.id] = c
 		lwslog.Printf(lwslog.Client, "verawebsockets: server %d accepted conn %d: %s", sid, c.id, path)
