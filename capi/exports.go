@@ -162,6 +162,7 @@ func vws_ctx_next_event(ctx C.vws_ctx, timeoutMs C.int, ev *C.vws_event) (rc C.i
 		dst[n] = 0
 		out.data = (*C.char)(p)
 		out.len = C.size_t(n)
+		hub.Recycle(&e)
 	}
 	*ev = out
 	return 1
@@ -229,6 +230,7 @@ func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.i
 				copy(buf[off:], e.Data)
 				out.data = (*C.char)(unsafe.Pointer(&buf[off]))
 				off += k
+				hub.Recycle(e)
 			} else { // only ever the first (hub.NextEvents keeps the rest within budget)
 				h := &heldData{data: e.Data}
 				h.pin.Pin(&h.data[0])
@@ -343,11 +345,12 @@ func vws_conn_connect(c C.vws_conn, err *C.char, errlen C.size_t) (rc C.int) {
 //export vws_conn_send
 func vws_conn_send(c C.vws_conn, opcode C.int, data *C.vws_cchar, n C.size_t, err *C.char, errlen C.size_t) (rc C.int) {
 	defer recoverStatus(&rc, err, errlen)
-	p, e := goBytes(data, n, "data")
-	if e != nil {
-		return status(err, errlen, e)
+	if data == nil && n > 0 {
+		return status(err, errlen, errArg("data is NULL with a non-zero length"))
 	}
-	return status(err, errlen, hub.Send(uint64(c), wsengine.OpCode(opcode), p))
+	p := wsengine.NewPayload(int(n)) // reused once written
+	copy(p, unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)))
+	return status(err, errlen, hub.SendPayload(uint64(c), wsengine.OpCode(opcode), p))
 }
 
 //export vws_conn_ping

@@ -186,14 +186,24 @@ func (c *Conn) Send(op OpCode, p []byte) error {
 	if op != OpText && op != OpBinary {
 		return &OptionError{Name: "opcode", Msg: "must be 1 (text) or 2 (binary)"}
 	}
-	return c.queue(op, p, true)
+	return c.queue(op, p, true, false)
+}
+
+// SendPayload is Send of a buffer from NewPayload, which goes back to the
+// pool once written (or is left to the garbage collector): the caller must
+// not use p after the call, even when it fails.
+func (c *Conn) SendPayload(op OpCode, p []byte) error {
+	if op != OpText && op != OpBinary {
+		return &OptionError{Name: "opcode", Msg: "must be 1 (text) or 2 (binary)"}
+	}
+	return c.queue(op, p, true, true)
 }
 
 // queue queues one message; checkText: check that text is valid UTF-8
 // (Server.Broadcast checks once for all its clients).
 // A message of at most writeThroughMax bytes that finds nothing queued is
 // written on the caller's goroutine (see session.writeThrough).
-func (c *Conn) queue(op OpCode, p []byte, checkText bool) error {
+func (c *Conn) queue(op OpCode, p []byte, checkText, recycle bool) error {
 	c.mu.Lock()
 	if c.state != StateOpen || c.sess == nil {
 		c.mu.Unlock()
@@ -211,7 +221,7 @@ func (c *Conn) queue(op OpCode, p []byte, checkText bool) error {
 		c.mu.Unlock()
 		return &OptionError{Name: "text", Msg: "message is not valid UTF-8 (send it as binary)"}
 	}
-	f := outFrame{op: opFor(op), p: p, data: true}
+	f := outFrame{op: opFor(op), p: p, data: true, recycle: recycle && len(p) <= 1<<payloadMaxShift}
 	done, drained := c.sess.writeThrough(f)
 	if !done {
 		c.sess.pushData(f)

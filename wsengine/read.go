@@ -190,7 +190,7 @@ func (s *session) beginFrame() (res readResult, end bool) {
 		if !rs.compressed && h.Length > 0 {
 			// The frame's declared length, up to a bound (the peer need not
 			// send what it declares): no copies while the message grows.
-			rs.msg = make([]byte, 0, min(h.Length, s.preallocMax()))
+			rs.msg = getPayload(int(min(h.Length, s.preallocMax())))
 		}
 		rs.text.Reset()
 		rs.st.inMessage, rs.st.msgLen = true, 0

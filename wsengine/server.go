@@ -313,7 +313,7 @@ func (s *Server) Broadcast(op OpCode, p []byte) (int, error) {
 	s.mu.Unlock()
 	n := 0
 	for _, c := range clients {
-		if c.queue(op, p, false) == nil {
+		if c.queue(op, p, false, false) == nil {
 			n++
 		}
 	}

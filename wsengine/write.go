@@ -23,10 +23,11 @@ func opFor(op OpCode) ws.OpCode {
 
 // outFrame is one frame waiting for the writer.
 type outFrame struct {
-	op    ws.OpCode
-	p     []byte
-	data  bool // a message counted in queued
-	spill int  // not a frame: the rest of a write-through (bytes counted in queued) to flush
+	op      ws.OpCode
+	p       []byte
+	data    bool // a message counted in queued
+	recycle bool // p goes back to the payload pool once written (SendPayload)
+	spill   int  // not a frame: the rest of a write-through (bytes counted in queued) to flush
 }
 
 // size is what f counts in queued.
@@ -120,6 +121,7 @@ func (s *session) writeThrough(f outFrame) (done, drained bool) {
 	s.sc.nonblock.Store(true)
 	err := s.writeFrame(f)
 	s.sc.nonblock.Store(false)
+	f.written()
 	spill := s.sc.spilled()
 	s.c.mu.Lock()
 	s.writing = false
@@ -157,6 +159,7 @@ func (s *session) writeLoop() {
 			err = s.sc.flush()
 		} else {
 			err = s.writeFrame(f)
+			f.written()
 		}
 		s.c.mu.Lock()
 		s.writing = false
@@ -226,6 +229,15 @@ func (s *session) writeFrame(f outFrame) error {
 	bw.Reset(nil)
 	writePool.Put(bw)
 	return err
+}
+
+// written hands f's payload back to the pool after writeFrame, when it came
+// from there (at most 4 KiB: writeFrame copied it into its buffered writer,
+// so neither the socket nor a spill refers to it).
+func (f outFrame) written() {
+	if f.recycle {
+		RecyclePayload(f.p) // f.p stays for its length (queued counts it)
+	}
 }
 
 // writePool holds the buffered writers frames are written through (a header

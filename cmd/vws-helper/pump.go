@@ -243,5 +243,6 @@ func (p *pump) send(ev hub.Event) {
 	}
 	p.msg = wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}
 	p.s.put(&p.msg, false) // flushed when the queue is empty (run), or by a reply
-	clear(p.args[:])       // the payload is garbage now
+	clear(p.args[:])
+	hub.Recycle(&ev) // put copied the payload
 }

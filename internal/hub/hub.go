@@ -394,6 +394,16 @@ func Connect(c uint64) (err error) {
 
 // Send queues one whole message; it takes ownership of p.
 func Send(c uint64, op wsengine.OpCode, p []byte) (err error) {
+	return send(c, op, p, false)
+}
+
+// SendPayload is Send of a buffer from wsengine.NewPayload, which goes back
+// to the pool once written: the caller must not use p after the call.
+func SendPayload(c uint64, op wsengine.OpCode, p []byte) (err error) {
+	return send(c, op, p, true)
+}
+
+func send(c uint64, op wsengine.OpCode, p []byte, pooled bool) (err error) {
 	defer recoverTo(&err)
 	cn, err := lookupConn(c)
 	if err != nil {
@@ -402,7 +412,19 @@ func Send(c uint64, op wsengine.OpCode, p []byte) (err error) {
 	if op != wsengine.OpText && op != wsengine.OpBinary {
 		return argf("hub: bad opcode %d (1 text, 2 binary)", op)
 	}
+	if pooled {
+		return cn.ws.SendPayload(op, p)
+	}
 	return cn.ws.Send(op, p)
+}
+
+// Recycle hands the data of ev back to the engine's buffer pool when ev is
+// a message (the consumer copied it out and uses it no more).
+func Recycle(ev *Event) {
+	if ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive {
+		wsengine.RecyclePayload(ev.Data)
+	}
+	ev.Data = nil
 }
 
 // Ping queues a ping with up to 125 bytes of payload.

@@ -1,0 +1,80 @@
+package wsengine
+
+import (
+	mbits "math/bits"
+	"sync"
+)
+
+// The buffers of small messages are reused, so that a message received or
+// sent in steady state allocates nothing: a received message's buffer comes
+// from here, and its consumer hands it back (RecyclePayload) once it has
+// copied it out; a message sent with SendPayload goes back once written.
+// Buffers of 64 B to 4 KiB, in powers of two, at most payloadKeep of each
+// size (about 0.5 MiB in all).
+const (
+	payloadMinShift = 6  // 64 B
+	payloadMaxShift = 12 // 4 KiB
+	payloadKeep     = 64
+)
+
+type payloadClass struct {
+	mu   sync.Mutex
+	free [][]byte
+}
+
+var payloads [payloadMaxShift - payloadMinShift + 1]payloadClass
+
+// payloadClassOf returns the class of a buffer of capacity c (exactly a
+// class size) or of a request for c bytes (round: the class that holds it),
+// or -1.
+func payloadClassOf(c int, round bool) int {
+	if c <= 0 || c > 1<<payloadMaxShift {
+		return -1
+	}
+	shift := mbits.Len(uint(c - 1)) // the power of two that holds c
+	if !round && c != 1<<shift {
+		return -1
+	}
+	return max(shift, payloadMinShift) - payloadMinShift
+}
+
+// getPayload returns an empty buffer for a message of n bytes.
+func getPayload(n int) []byte {
+	k := payloadClassOf(n, true)
+	if k < 0 {
+		return make([]byte, 0, n)
+	}
+	pc := &payloads[k]
+	pc.mu.Lock()
+	if l := len(pc.free); l > 0 {
+		b := pc.free[l-1]
+		pc.free[l-1] = nil
+		pc.free = pc.free[:l-1]
+		pc.mu.Unlock()
+		return b
+	}
+	pc.mu.Unlock()
+	return make([]byte, 0, 1<<(k+payloadMinShift))
+}
+
+// NewPayload returns a buffer of n bytes for a message to send with
+// SendPayload (small ones are reused).
+func NewPayload(n int) []byte {
+	return getPayload(n)[:n]
+}
+
+// RecyclePayload hands back the Data of an EventReceive that the consumer
+// is done with: nothing may use p afterwards. Buffers that are not a
+// pooled size are left to the garbage collector.
+func RecyclePayload(p []byte) {
+	k := payloadClassOf(cap(p), false)
+	if k < 0 || cap(p) < 1<<payloadMinShift {
+		return
+	}
+	pc := &payloads[k]
+	pc.mu.Lock()
+	if len(pc.free) < payloadKeep {
+		pc.free = append(pc.free, p[:0])
+	}
+	pc.mu.Unlock()
+}
