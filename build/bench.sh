@@ -235,6 +235,6 @@ fi
 # The engine's read and write paths per message, with allocations (BENCH_GO=0 skips).
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	echo
-	echo "engine per message (go test -bench, wsengine/bench_test.go; one alloc a message is the payload)"
+	echo "engine per message (go test -bench, wsengine/bench_test.go; small messages in pooled buffers: 0 allocs in steady state)"
 	go test -run - -bench 'Receive100B|Send100B' -benchmem -count=3 ./wsengine | grep '^Benchmark'
 fi
