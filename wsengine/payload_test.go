@@ -23,7 +23,7 @@ func TestPayloadClasses(t *testing.T) {
 }
 
 // A buffer handed back is the next one of its size; other sizes are not
-// kept, nor more than payloadKeep of one size.
+// kept, nor more than payloadKeep of one size (1,024 of 128 B).
 func TestPayloadReuse(t *testing.T) {
 	pc := &payloads[1] // 128 B
 	pc.mu.Lock()
@@ -40,15 +40,15 @@ func TestPayloadReuse(t *testing.T) {
 	RecyclePayload(make([]byte, 0, 100))
 	RecyclePayload(make([]byte, 0, 32))
 	RecyclePayload(make([]byte, 10, 8192))
-	for range payloadKeep + 10 {
+	for range payloadKeep(1) + 10 {
 		RecyclePayload(make([]byte, 0, 128))
 	}
 	pc.mu.Lock()
 	n := len(pc.free)
 	pc.free = nil
 	pc.mu.Unlock()
-	if n != payloadKeep {
-		t.Fatalf("%d buffers of 128 B kept; want %d", n, payloadKeep)
+	if n != payloadKeep(1) || n != 1024 {
+		t.Fatalf("%d buffers of 128 B kept; want %d", n, payloadKeep(1))
 	}
 	if big := NewPayload(5000); len(big) != 5000 {
 		t.Fatalf("NewPayload(5000): len %d", len(big))
