@@ -14,7 +14,7 @@
 /* Message handler: msg + traceback. debug.traceback is looked up at call time
  * without metamethods (package.loaded.debug, then _G.debug); if it is missing
  * or fails, the bare message is returned. */
-static int traceback(lua_State *L)
+int vl_traceback(lua_State *L)
 {
 	int i;
 	if (!lua_isstring(L, 1)) {
@@ -65,9 +65,12 @@ void vl_report(vl_state *st, int type, lua_State *L, int fenv)
 }
 
 typedef struct deliver_args {
-	vl_state  *st;
-	vws_event *ev;
-	vws_ctx    ctx;
+	vl_state       *st;
+	vws_event      *ev;  /* the event being delivered */
+	vws_ctx         ctx;
+	vl_open_batch  *ob;  /* its batch */
+	int             n;   /* events delivered (counted as they start) */
+	int             max; /* the most to deliver */
 } deliver_args;
 
 static void push_num_handle(lua_State *L, vws_conn h)
@@ -75,16 +78,15 @@ static void push_num_handle(lua_State *L, vws_conn h)
 	lua_pushnumber(L, (lua_Number)h);
 }
 
-/* Runs under lua_cpcall: finds the wso and its handler, calls it protected. */
-static int deliver_cf(lua_State *L)
+/* Finds the wso of a->ev and its handler, calls it protected (on an empty
+ * stack, under lua_cpcall: see deliver_cf). */
+static int deliver_event(lua_State *L, deliver_args *a)
 {
-	deliver_args *a = lua_touserdata(L, 1);
 	vl_state *st = a->st;
 	vws_event *ev = a->ev;
 	int wso, mh, named, nargs, base, fenv;
 
-	lua_settop(L, 0);
-	lua_pushcfunction(L, traceback);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->tb_ref);
 	mh = 1;
 	if (ev->type == VWS_EV_HTTP)
 		return vl_deliver_http(L, st, ev);
@@ -187,6 +189,25 @@ static int deliver_cf(lua_State *L)
 	return 0;
 }
 
+/* Runs under lua_cpcall: delivers the events of a->ob in order, each on an
+ * empty stack, up to a->max in all. One protected call for the batch, not
+ * one an event (each allocates a closure in Lua 5.1); if an error escapes
+ * deliver_event (a failing __index on _G, out of memory), deliver_batch
+ * reports it and goes on with the next event. The batch is read afresh at
+ * each event: a handler's ws.dispatch delivers from it too (deliver_open). */
+static int deliver_cf(lua_State *L)
+{
+	deliver_args *a = lua_touserdata(L, 1);
+	vl_open_batch *ob = a->ob;
+	while (ob->i < ob->n && a->n < a->max && !VL_STOPPED(a->st)) {
+		a->n++;
+		a->ev = &ob->ev[ob->i++];
+		lua_settop(L, 0);
+		deliver_event(L, a);
+	}
+	return 0;
+}
+
 /* Drops the strong references of connections that failed for good in ctx. */
 static int drop_dying_cf(lua_State *L)
 {
@@ -227,27 +248,26 @@ int vl_live_set_cf(lua_State *L)
 	return 0;
 }
 
-/* Delivers ev (a batch's event) through deliver_cf. */
-static void deliver_one(deliver_args *a, lua_State *L, vws_event *ev, int top)
+/* Delivers the events of ob not delivered yet, until a->n reaches a->max,
+ * through deliver_cf; the stack is left at top. */
+static void deliver_batch(deliver_args *a, lua_State *L, vl_open_batch *ob, int top)
 {
-	a->ev = ev;
-	if (lua_cpcall(L, deliver_cf, a) != 0)
-		vl_report(a->st, ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
-	lua_settop(L, top);
+	a->ob = ob;
+	while (ob->i < ob->n && a->n < a->max && !VL_STOPPED(a->st)) {
+		if (lua_cpcall(L, deliver_cf, a) != 0)
+			vl_report(a->st, a->ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
+		lua_settop(L, top);
+	}
 }
 
-/* Delivers up to max events of an open batch of ctx that an outer delivery took and
- * has not delivered yet (see vl_open_batch); returns the number delivered. */
-static int deliver_open(vl_state *st, lua_State *L, deliver_args *a, int max, int top)
+/* Delivers the events of ctx's open batches that an outer delivery took and has
+ * not delivered yet (see vl_open_batch), up to a->max in all. */
+static void deliver_open(vl_state *st, lua_State *L, deliver_args *a, int top)
 {
 	vl_open_batch *o;
-	int n = 0;
 	for (o = st->open; o; o = o->prev)
-		while (o->ctx == a->ctx && o->i < o->n && n < max && !VL_STOPPED(st)) {
-			n++;
-			deliver_one(a, L, &o->ev[o->i++], top);
-		}
-	return n;
+		if (o->ctx == a->ctx)
+			deliver_batch(a, L, o, top);
 }
 
 /* Pops and delivers up to max events of ctx (max < 0: the number pending on
@@ -265,11 +285,13 @@ int vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max)
 	char *buf = NULL;
 	int own = 0;
 
+	memset(&a, 0, sizeof a);
 	a.st = st;
-	a.ev = NULL;
 	a.ctx = ctx;
+	a.max = max < 0 ? INT_MAX : max;
 	st->delivering++;
-	n = deliver_open(st, L, &a, max < 0 ? INT_MAX : max, top);
+	deliver_open(st, L, &a, top);
+	n = a.n;
 	if (max >= 0 && n >= max)
 		goto done;
 	/* The state's buffer for the outermost delivery, one of our own when nested. */
@@ -306,10 +328,9 @@ int vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max)
 			max = n + k + b.left; /* what was pending on entry (and is in order behind) */
 		ob.i = 0;
 		ob.n = k;
-		while (ob.i < ob.n && !VL_STOPPED(st)) {
-			n++;
-			deliver_one(&a, L, &evs[ob.i++], top);
-		}
+		a.max = max; /* >= n + k: the whole batch */
+		deliver_batch(&a, L, &ob, top);
+		n = a.n;
 		ob.i = ob.n = 0;
 		if (b.held) /* a call into the engine only when data is held */
 			vws_batch_release(&b);

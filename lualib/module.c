@@ -112,7 +112,7 @@ static int get_state(lua_State *L)
 	vl_state_ud *ud;
 	vl_state *st;
 	lua_State *T;
-	int T_ref, conns_ref, live_ref, dying_ref;
+	int T_ref, conns_ref, live_ref, dying_ref, tb_ref;
 	char err[VL_ERRLEN] = "";
 
 	lua_pushlightuserdata(L, &state_key);
@@ -142,6 +142,8 @@ static int get_state(lua_State *L)
 	live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_newtable(L);
 	dying_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushcfunction(L, vl_traceback);
+	tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pushlightuserdata(L, &state_key);
 	lua_pushvalue(L, -2);
 	lua_rawset(L, LUA_REGISTRYINDEX);
@@ -154,6 +156,7 @@ static int get_state(lua_State *L)
 	st->conns_ref = conns_ref;
 	st->live_ref = live_ref;
 	st->dying_ref = dying_ref;
+	st->tb_ref = tb_ref;
 	ud->st = st;
 	return lua_gettop(L);
 }

@@ -177,7 +177,7 @@ vl_state *vl_state_new(lua_State *L, char *err, size_t errlen)
 	st->main_L = L;
 	st->wake[0] = st->wake[1] = -1;
 	st->fdA = st->fdB = -1;
-	st->T_ref = st->conns_ref = st->live_ref = st->dying_ref = LUA_NOREF;
+	st->T_ref = st->conns_ref = st->live_ref = st->dying_ref = st->tb_ref = LUA_NOREF;
 	st->luup_port = vl_luup_default_port();
 	vl_lock_init(&st->lock);
 	pthread_mutex_init(&st->waker_mu, NULL);

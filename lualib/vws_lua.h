@@ -121,6 +121,7 @@ typedef struct vl_state {
 	int              conns_ref;/* registry ref: handle -> wso, weak values */
 	int              live_ref; /* registry ref: handle -> wso, strong, while active */
 	int              dying_ref;/* registry ref: handle -> true, drop from live when drained */
+	int              tb_ref;   /* registry ref: vl_traceback, the handlers' message handler */
 	vws_ctx          ctxA;     /* standalone connections (ws.loop / ws.dispatch) */
 	vws_ctx          ctxB;     /* Luup-mode connections, hook and thread delivery */
 	int              fdA, fdB; /* cached vws_ctx_event_fd results, -1 until known */
@@ -308,6 +309,7 @@ int  vl_live_set_cf(lua_State *L); /* (st lightuserdata, wso, handle): live[h] =
 void vl_push_traceback_fn(lua_State *L); /* the message handler of every handler call */
 /* Reports the error message at -1 (stderr; luup.log of the environment at fenv, 0: none). */
 void vl_report(vl_state *st, int type, lua_State *L, int fenv);
+int vl_traceback(lua_State *L);
 
 /* http.c: delivers a VWS_EV_HTTP event (under lua_cpcall; the message handler at
  * index 1) and answers the request, whatever happens. */

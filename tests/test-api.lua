@@ -219,6 +219,37 @@ test("an error in a handler is written to stderr and later events still come", f
 	like(out, "loop\ttrue", "loop")
 end)
 
+test("an error while finding a handler (its environment's __index raises) is written to stderr, and the events behind it still come", function()
+	local code = [[
+		local ws = require "verawebsockets"
+		local url, ms = %q, 5000 * (tonumber(os.getenv("VWS_TEST_TIME_FACTOR") or "") or 1)
+		local env = setmetatable({}, { __index = function(_, k) error("boom looking up " .. k) end })
+		local bad = setfenv(function()
+			return ws.create{url = url, standalone = true, event_handlers = {[8] = "on_msg"}}
+		end, env)()
+		local got = {}
+		local good = ws.create{url = url, standalone = true, event_handlers = {
+			[8] = function(data) got[#got + 1] = data end,
+		}}
+		ws.connect(bad)
+		ws.connect(good)
+		local t0 = os.time()
+		while (ws.state(bad) ~= "open" or ws.state(good) ~= "open") and os.time() - t0 < 10 do ws.dispatch(50) end
+		for i = 1, 5 do ws.send(bad, "b" .. i); ws.send(good, "g" .. i) end
+		t0 = os.time()
+		while #got < 5 and os.time() - t0 < 10 do ws.dispatch(50) end
+		print("GOT " .. table.concat(got, " "))
+		ws.close(bad)
+		ws.close(good)
+		print("loop", ws.loop(ms))
+	]]
+	local out, okr = tap.run_lua(code:format(tap.url("/echo")))
+	ok(okr, "child failed: " .. out)
+	like(out, "verawebsockets: error in handler for event 8: [^\n]*boom looking up on_msg", "the lookup's error on stderr")
+	like(out, "GOT g1 g2 g3 g4 g5\n", "the other connection's messages, all and in order")
+	like(out, "loop\ttrue", "loop")
+end)
+
 test("loop without connections returns true at once", function()
 	local t0 = tap.now()
 	eq(ws.loop(), true)
