@@ -224,9 +224,12 @@ test("an error while finding a handler (its environment's __index raises) is wri
 		local ws = require "verawebsockets"
 		local url, ms = %q, 5000 * (tonumber(os.getenv("VWS_TEST_TIME_FACTOR") or "") or 1)
 		local env = setmetatable({}, { __index = function(_, k) error("boom looking up " .. k) end })
-		local bad = setfenv(function()
-			return ws.create{url = url, standalone = true, event_handlers = {[8] = "on_msg"}}
-		end, env)()
+		-- A chunk run in env (5.1: setfenv; 5.2+: load's env, the chunk's _ENV), as
+		-- a Luup plugin is; not a tail call, so ws.create sees the chunk as its caller.
+		local src = "local o = ws.create{url = url, standalone = true, event_handlers = {[8] = 'on_msg'}} return o"
+		local f = setfenv and setfenv(assert(loadstring(src)), env) or assert(load(src, "bad", "t", env))
+		rawset(env, "ws", ws); rawset(env, "url", url)
+		local bad = f()
 		local got = {}
 		local good = ws.create{url = url, standalone = true, event_handlers = {
 			[8] = function(data) got[#got + 1] = data end,
