@@ -91,7 +91,16 @@ func recoverTo(err *error) {
 // handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
 // wsengine.ErrNotOpen, ErrBusy, ErrServerClosed, ErrAccepted, ErrRequestDone -> EState; ErrQueueFull -> EFull; ErrTooBig ->
 // ETooBig; anything else -> EInternal.
+// Status(nil) is asked for every send: it returns before the targets of
+// errors.As, which escape to the heap, are made.
 func Status(err error) int {
+	if err == nil {
+		return OK
+	}
+	return statusOf(err)
+}
+
+func statusOf(err error) int {
 	var (
 		he  *HandleError
 		ae  *argError
@@ -100,8 +109,6 @@ func Status(err error) int {
 		be  *bindError
 	)
 	switch {
-	case err == nil:
-		return OK
 	case errors.As(err, &ope):
 		return EOption
 	case errors.As(err, &be):

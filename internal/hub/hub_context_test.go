@@ -216,6 +216,14 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// Status(nil) is asked for every send (the C ABI's status of each call): it
+// must not allocate (it made five, errors.As's targets, until 2026-12-01).
+func TestStatusNilAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = Status(nil) }); n != 0 {
+		t.Fatalf("Status(nil): %v allocations, want 0", n)
+	}
+}
+
 func TestRecover(t *testing.T) {
 	var err error
 	func() {
