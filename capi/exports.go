@@ -227,6 +227,8 @@ func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.i
 		buf = unsafe.Slice((*byte)(unsafe.Pointer(b.buf)), int(b.buflen))
 	}
 	off := 0
+	var bin wsengine.PayloadBin // the copied payloads, back to the pool in one go
+	defer bin.Flush()
 	for i := range dst[:n] {
 		e := &dst[i]
 		out := cEvent(e)
@@ -236,7 +238,7 @@ func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.i
 				copy(buf[off:], e.Data)
 				out.data = (*C.char)(unsafe.Pointer(&buf[off]))
 				off += k
-				hub.Recycle(e)
+				hub.RecycleTo(&bin, e)
 			} else { // only ever the first (hub.NextEvents keeps the rest within budget)
 				h := &heldData{data: e.Data}
 				h.pin.Pin(&h.data[0])

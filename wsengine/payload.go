@@ -82,3 +82,48 @@ func RecyclePayload(p []byte) {
 	}
 	pc.mu.Unlock()
 }
+
+// PayloadBin gathers buffers to hand back (RecyclePayload) and returns them
+// a size class at a time: one lock for many, where a consumer recycles a
+// batch of messages (the reading goroutine takes buffers from the same
+// classes meanwhile). The zero value is ready; Flush before it is dropped.
+type PayloadBin struct {
+	n int
+	p [64][]byte
+}
+
+// Add takes p as RecyclePayload would; a full bin is flushed first.
+func (b *PayloadBin) Add(p []byte) {
+	if payloadClassOf(cap(p), false) < 0 || cap(p) < 1<<payloadMinShift {
+		return
+	}
+	if b.n == len(b.p) {
+		b.Flush()
+	}
+	b.p[b.n] = p[:0]
+	b.n++
+}
+
+// Flush hands back what the bin holds.
+func (b *PayloadBin) Flush() {
+	for b.n > 0 {
+		c := cap(b.p[0]) // this round's class (b.p[0] is overwritten below)
+		k := payloadClassOf(c, false)
+		pc := &payloads[k]
+		keep := payloadKeep(k)
+		j := 0
+		pc.mu.Lock()
+		for i := 0; i < b.n; i++ {
+			p := b.p[i]
+			if cap(p) != c {
+				b.p[j] = p // another class: the next round
+				j++
+			} else if len(pc.free) < keep {
+				pc.free = append(pc.free, p)
+			}
+		}
+		pc.mu.Unlock()
+		clear(b.p[j:b.n])
+		b.n = j
+	}
+}

@@ -55,6 +55,62 @@ func TestPayloadReuse(t *testing.T) {
 	}
 }
 
+// A bin hands back what it gathered, each buffer to its own size class
+// (mixed sizes, more than one bin's room so that Add flushes on its own),
+// leaves other sizes out and keeps each class's limit.
+func TestPayloadBin(t *testing.T) {
+	for _, k := range []int{0, 1, 5, 6} {
+		payloads[k].mu.Lock()
+		payloads[k].free = nil
+		payloads[k].mu.Unlock()
+	}
+	var bin PayloadBin
+	want := map[*byte]int{} // buffer -> its class
+	for i := range 150 {
+		c := []int{64, 128, 2048}[i%3] // 50 of each, within every limit
+		p := make([]byte, 7, c)
+		want[&p[:1][0]] = payloadClassOf(c, false)
+		bin.Add(p)
+		bin.Add(make([]byte, 0, 100))  // not a class size
+		bin.Add(make([]byte, 0, 8192)) // too big
+	}
+	bin.Flush()
+	if bin.n != 0 {
+		t.Fatalf("%d buffers left in the bin after Flush", bin.n)
+	}
+	got := 0
+	for _, k := range []int{0, 1, 5} {
+		pc := &payloads[k]
+		pc.mu.Lock()
+		free := pc.free
+		pc.free = nil
+		pc.mu.Unlock()
+		if len(free) != 50 {
+			t.Errorf("class %d: %d buffers; want 50", k, len(free))
+		}
+		for _, p := range free {
+			if len(p) != 0 || want[&p[:1][0]] != k {
+				t.Fatalf("class %d: a buffer of cap %d, len %d, not one added to this class", k, cap(p), len(p))
+			}
+			got++
+		}
+	}
+	if got != 150 {
+		t.Fatalf("%d buffers back; want 150", got)
+	}
+	for range payloadKeep(6) + 5 { // 32 of 4 KiB
+		bin.Add(make([]byte, 0, 4096))
+	}
+	bin.Flush()
+	payloads[6].mu.Lock()
+	n := len(payloads[6].free)
+	payloads[6].free = nil
+	payloads[6].mu.Unlock()
+	if n != payloadKeep(6) {
+		t.Fatalf("%d buffers of 4 KiB kept; want %d", n, payloadKeep(6))
+	}
+}
+
 // Messages of 1 B to 5 KiB sent with SendPayload (written through or by the
 // writer) and echoed; the consumer checks each and hands its buffer back at
 // once, so the buffers go round between sending, receiving and the pool:

@@ -47,6 +47,9 @@ type pump struct {
 	// reused, since put has encoded it before it returns.
 	msg  wire.Msg
 	args [9]wire.Value
+	// The payloads forwarded, handed back to the engine after each batch
+	// (run, drain): one lock a batch, not one a message.
+	bin wsengine.PayloadBin
 }
 
 func newPump(s *server, tag, id uint64) *pump {
@@ -161,8 +164,9 @@ func (p *pump) run() {
 		// after them), so the whole batch goes first.
 		for i := range n {
 			p.send(batch[i])
-			batch[i] = hub.Event{} // its payload is garbage now
+			batch[i] = hub.Event{} // its payload is recycled now
 		}
+		p.bin.Flush()
 	}
 }
 
@@ -184,6 +188,7 @@ func (p *pump) drain() {
 	if err != nil {
 		return
 	}
+	defer p.bin.Flush()
 	for ; n > 0; n-- {
 		ev, ok, err := hub.NextEvent(p.hub, 0)
 		if err != nil || !ok {
@@ -244,5 +249,5 @@ func (p *pump) send(ev hub.Event) {
 	p.msg = wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}
 	p.s.put(&p.msg, false) // flushed when the queue is empty (run), or by a reply
 	clear(p.args[:])
-	hub.Recycle(&ev) // put copied the payload
+	hub.RecycleTo(&p.bin, &ev) // put copied the payload
 }

@@ -427,6 +427,15 @@ func Recycle(ev *Event) {
 	ev.Data = nil
 }
 
+// RecycleTo is Recycle through bin (wsengine.PayloadBin): one lock for many
+// when a consumer recycles a batch.
+func RecycleTo(bin *wsengine.PayloadBin, ev *Event) {
+	if ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive {
+		bin.Add(ev.Data)
+	}
+	ev.Data = nil
+}
+
 // Ping queues a ping with up to 125 bytes of payload.
 func Ping(c uint64, p []byte) (err error) {
 	defer recoverTo(&err)
