@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +47,18 @@ type Conn struct {
 	response [][2]string // client: the 101's headers of the last connect (under mu)
 	peer     string      // accepted: the client's address
 	peerCert string      // accepted: the subject of its verified client certificate, or ""
+
+	// stateNow mirrors state (setState, under mu) for State, which reads it
+	// without mu: a consumer asks for every event, and taking mu (on the
+	// cache line of emitMu, which the reading goroutine takes for every
+	// event) made the two threads contend. Last in the struct, away from both.
+	stateNow atomic.Int32
+}
+
+// setState sets the connection's state; c.mu is held.
+func (c *Conn) setState(st State) {
+	c.state = st
+	c.stateNow.Store(int32(st))
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.
@@ -162,7 +175,7 @@ func (c *Conn) Connect() error {
 	if err := c.checkLocked(); err != nil {
 		return err
 	}
-	c.state = StateConnecting
+	c.setState(StateConnecting)
 	c.userClose = false
 	c.closedSent = false
 	c.protocol = ""
@@ -267,7 +280,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	defer c.mu.Unlock()
 	switch c.state {
 	case StateCreated:
-		c.state = StateClosed
+		c.setState(StateClosed)
 		return nil
 	case StateClosed, StateClosing:
 		c.userClose = true
@@ -276,7 +289,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	c.userClose = true
 	c.closeCode, c.closeReason = code, reason
 	if c.state == StateOpen && c.sess != nil {
-		c.state = StateClosing
+		c.setState(StateClosing)
 		c.sess.pushData(outFrame{op: opClose, p: closePayload(code, reason)})
 	} else if c.cancelDial != nil {
 		c.cancelDial()
@@ -298,10 +311,10 @@ func (c *Conn) Abandon() {
 	c.userClose = true
 	switch c.state {
 	case StateCreated:
-		c.state = StateClosed
+		c.setState(StateClosed)
 	case StateOpen:
 		if c.sess != nil {
-			c.state = StateClosing
+			c.setState(StateClosing)
 			c.sess.pushCtrl(outFrame{op: opClose, p: closePayload(CloseGoingAway, "")}, true)
 		}
 	}
@@ -313,9 +326,7 @@ func (c *Conn) Abandon() {
 
 // State returns the current state.
 func (c *Conn) State() State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state
+	return State(c.stateNow.Load())
 }
 
 // Buffered returns the number of message bytes queued but not yet written.
@@ -400,7 +411,7 @@ func (c *Conn) run(done, prev chan struct{}) {
 			}
 			retry := c.opts.reconnect != nil && (c.opts.reconnect.maxAttempts == 0 || attempt < c.opts.reconnect.maxAttempts)
 			if !retry {
-				c.state = StateClosed
+				c.setState(StateClosed)
 				c.running = false
 			}
 			c.mu.Unlock()
@@ -473,7 +484,7 @@ func (c *Conn) openSession(est *established, opened *Event) *session {
 	if !c.accepted {
 		c.response = est.response
 	}
-	c.state = StateOpen
+	c.setState(StateOpen)
 	c.protocol = est.protocol
 	c.mu.Unlock()
 	lwslog.Printf(lwslog.Client, "wsengine: %s: established (protocol %q)", c.target.u, est.protocol)
@@ -490,9 +501,9 @@ func (c *Conn) closeSession(ev *Event) (retry bool) {
 	c.sess = nil
 	retry = !ev.Clean && c.opts.reconnect != nil && !c.userClose && !c.abandon
 	if retry {
-		c.state = StateConnecting
+		c.setState(StateConnecting)
 	} else {
-		c.state = StateClosed
+		c.setState(StateClosed)
 		c.running = false
 	}
 	c.closedSent = true
@@ -505,7 +516,7 @@ func (c *Conn) closeSession(ev *Event) (retry bool) {
 // finishRun ends a run stopped by Close or Abandon while connecting.
 func (c *Conn) finishRun(attempt int, reason string) {
 	c.mu.Lock()
-	c.state = StateClosed
+	c.setState(StateClosed)
 	c.running = false
 	sent := c.closedSent
 	c.closedSent = true

@@ -216,11 +216,11 @@ func (s *Server) handshake(nc net.Conn) {
 		kick:     make(chan struct{}, 1),
 		accepted: true,
 		checked:  true,
-		state:    StateOpen,
 		protocol: hs.Protocol,
 		running:  true,
 		runDone:  make(chan struct{}),
 	}
+	c.setState(StateOpen) // not yet shared: mu need not be held
 	c.emitFn = func(Event) {}
 	s.mu.Lock()
 	s.handshakes--

@@ -214,7 +214,7 @@ func (s *session) readerDone() Event {
 	case r.peerClose:
 		s.c.mu.Lock()
 		if s.c.state == StateOpen {
-			s.c.state = StateClosing
+			s.c.setState(StateClosing)
 		}
 		code, reason := r.code, r.reason
 		if s.closeQueued && s.c.userClose {
@@ -246,7 +246,7 @@ func (s *session) readerDone() Event {
 			wait = max(o.closeTimeout, 100*time.Millisecond) // the queued messages go first
 		}
 		s.c.mu.Lock()
-		s.c.state = StateClosing
+		s.c.setState(StateClosing)
 		s.failPending = false
 		switch {
 		case !s.inOrder:
