@@ -254,8 +254,18 @@ static void deliver_batch(deliver_args *a, lua_State *L, vl_open_batch *ob, int 
 {
 	a->ob = ob;
 	while (ob->i < ob->n && a->n < a->max && !VL_STOPPED(a->st)) {
-		if (lua_cpcall(L, deliver_cf, a) != 0)
-			vl_report(a->st, a->ev->type, L, 0); /* e.g. a failing __index on _G, or out of memory */
+		int i0 = ob->i;
+		if (lua_cpcall(L, deliver_cf, a) != 0) {
+			/* A failing __index on _G, or out of memory; if lua_cpcall failed
+			 * before deliver_cf took an event (no memory for its closure), the
+			 * next one is dropped and reported, as one cpcall an event did:
+			 * the loop always moves on, and a->ev is the event reported. */
+			if (ob->i == i0) {
+				a->n++;
+				a->ev = &ob->ev[ob->i++];
+			}
+			vl_report(a->st, a->ev->type, L, 0);
+		}
 		lua_settop(L, top);
 	}
 }
