@@ -25,20 +25,16 @@ type errArg string
 
 func (e errArg) Error() string { return string(e) }
 
-// isErrArg: err is or wraps an errArg. Apart from status, so that a nil
-// error (every send's) does not make errors.As's target, which escapes.
-func isErrArg(err error) bool {
-	var ea errArg
-	return errors.As(err, &ea)
-}
-
 // status returns the status of err (VWS_EARG for errArg) and, on failure,
 // writes its message into buf[0..n-1] (truncated, NUL-terminated) when buf is
 // not NULL. On success buf becomes "".
 func status(buf *C.char, n C.size_t, err error) C.int {
 	st := hub.Status(err)
-	if err != nil && isErrArg(err) {
-		st = hub.EArg
+	if err != nil { // errors.As's target escapes: not made for a nil error (every send's)
+		var ea errArg
+		if errors.As(err, &ea) {
+			st = hub.EArg
+		}
 	}
 	if buf != nil && n > 0 {
 		msg := ""

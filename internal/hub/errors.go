@@ -91,16 +91,12 @@ func recoverTo(err *error) {
 // handle, bad URL, *wsengine.OptionError and other bad arguments -> EArg;
 // wsengine.ErrNotOpen, ErrBusy, ErrServerClosed, ErrAccepted, ErrRequestDone -> EState; ErrQueueFull -> EFull; ErrTooBig ->
 // ETooBig; anything else -> EInternal.
-// Status(nil) is asked for every send: it returns before the targets of
-// errors.As, which escape to the heap, are made.
 func Status(err error) int {
+	// Every send asks for Status(nil): it returns before the targets of
+	// errors.As, which escape to the heap, are made.
 	if err == nil {
 		return OK
 	}
-	return statusOf(err)
-}
-
-func statusOf(err error) int {
 	var (
 		he  *HandleError
 		ae  *argError
