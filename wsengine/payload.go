@@ -67,12 +67,21 @@ func NewPayload(n int) []byte {
 	return getPayload(n)[:n]
 }
 
+// pooledClass returns the class of a buffer the pool keeps, or -1 (not a
+// class size, or smaller than the smallest).
+func pooledClass(p []byte) int {
+	if cap(p) < 1<<payloadMinShift {
+		return -1
+	}
+	return payloadClassOf(cap(p), false)
+}
+
 // RecyclePayload hands back the Data of an EventReceive that the consumer
 // is done with: nothing may use p afterwards. Buffers that are not a
 // pooled size are left to the garbage collector.
 func RecyclePayload(p []byte) {
-	k := payloadClassOf(cap(p), false)
-	if k < 0 || cap(p) < 1<<payloadMinShift {
+	k := pooledClass(p)
+	if k < 0 {
 		return
 	}
 	pc := &payloads[k]
@@ -94,7 +103,7 @@ type PayloadBin struct {
 
 // Add takes p as RecyclePayload would; a full bin is flushed first.
 func (b *PayloadBin) Add(p []byte) {
-	if payloadClassOf(cap(p), false) < 0 || cap(p) < 1<<payloadMinShift {
+	if pooledClass(p) < 0 {
 		return
 	}
 	if b.n == len(b.p) {

@@ -164,7 +164,7 @@ func (p *pump) run() {
 		// after them), so the whole batch goes first.
 		for i := range n {
 			p.send(batch[i])
-			batch[i] = hub.Event{} // its payload is recycled now
+			batch[i] = hub.Event{} // its payload is in p.bin now
 		}
 		p.bin.Flush()
 	}

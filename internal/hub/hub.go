@@ -421,7 +421,7 @@ func send(c uint64, op wsengine.OpCode, p []byte, pooled bool) (err error) {
 // Recycle hands the data of ev back to the engine's buffer pool when ev is
 // a message (the consumer copied it out and uses it no more).
 func Recycle(ev *Event) {
-	if ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive {
+	if pooledData(ev) {
 		wsengine.RecyclePayload(ev.Data)
 	}
 	ev.Data = nil
@@ -430,10 +430,15 @@ func Recycle(ev *Event) {
 // RecycleTo is Recycle through bin (wsengine.PayloadBin): one lock for many
 // when a consumer recycles a batch.
 func RecycleTo(bin *wsengine.PayloadBin, ev *Event) {
-	if ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive {
+	if pooledData(ev) {
 		bin.Add(ev.Data)
 	}
 	ev.Data = nil
+}
+
+// pooledData: ev's Data may be a pooled buffer (a message's).
+func pooledData(ev *Event) bool {
+	return ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive
 }
 
 // Ping queues a ping with up to 125 bytes of payload.
