@@ -25,7 +25,6 @@ type Conn struct {
 	mu          sync.Mutex
 	opts        options
 	checked     bool
-	state       State
 	protocol    string
 	sess        *session           // while open or closing
 	cancelDial  context.CancelFunc // while dialing
@@ -48,17 +47,16 @@ type Conn struct {
 	peer     string      // accepted: the client's address
 	peerCert string      // accepted: the subject of its verified client certificate, or ""
 
-	// stateNow mirrors state (setState, under mu) for State, which reads it
-	// without mu: a consumer asks for every event, and taking mu (on the
-	// cache line of emitMu, which the reading goroutine takes for every
-	// event) made the two threads contend. Last in the struct, away from both.
-	stateNow atomic.Int32
+	// state (a State) is written under mu (setState) and read without it
+	// (State): a consumer asks for every event, and taking mu (on the cache
+	// line of emitMu, which the reading goroutine takes for every event) made
+	// the two threads contend. Last in the struct, away from both.
+	state atomic.Int32
 }
 
 // setState sets the connection's state; c.mu is held.
 func (c *Conn) setState(st State) {
-	c.state = st
-	c.stateNow.Store(int32(st))
+	c.state.Store(int32(st))
 }
 
 // NewConn parses rawURL (ws:// or wss://) and returns a Conn in StateCreated.
@@ -126,7 +124,7 @@ func (c *Conn) FailNow() {
 func (c *Conn) SetOption(name, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != StateCreated {
+	if c.State() != StateCreated {
 		return ErrBusy
 	}
 	c.checked = false
@@ -169,7 +167,7 @@ func (c *Conn) Connect() error {
 	if c.accepted {
 		return ErrAccepted
 	}
-	if c.running || (c.state != StateCreated && c.state != StateClosed) {
+	if c.running || (c.State() != StateCreated && c.State() != StateClosed) {
 		return ErrBusy
 	}
 	if err := c.checkLocked(); err != nil {
@@ -218,7 +216,7 @@ func (c *Conn) SendPayload(op OpCode, p []byte) error {
 // written on the caller's goroutine (see session.writeThrough).
 func (c *Conn) queue(op OpCode, p []byte, checkText, recycle bool) error {
 	c.mu.Lock()
-	if c.state != StateOpen || c.sess == nil {
+	if c.State() != StateOpen || c.sess == nil {
 		c.mu.Unlock()
 		return ErrNotOpen
 	}
@@ -253,7 +251,7 @@ func (c *Conn) Ping(p []byte) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != StateOpen || c.sess == nil {
+	if c.State() != StateOpen || c.sess == nil {
 		return ErrNotOpen
 	}
 	c.sess.pushCtrl(outFrame{op: opPing, p: append([]byte(nil), p...)}, false)
@@ -278,7 +276,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch c.state {
+	switch c.State() {
 	case StateCreated:
 		c.setState(StateClosed)
 		return nil
@@ -288,7 +286,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	c.userClose = true
 	c.closeCode, c.closeReason = code, reason
-	if c.state == StateOpen && c.sess != nil {
+	if c.State() == StateOpen && c.sess != nil {
 		c.setState(StateClosing)
 		c.sess.pushData(outFrame{op: opClose, p: closePayload(code, reason)})
 	} else if c.cancelDial != nil {
@@ -309,7 +307,7 @@ func (c *Conn) Abandon() {
 	defer c.mu.Unlock()
 	c.abandon = true
 	c.userClose = true
-	switch c.state {
+	switch c.State() {
 	case StateCreated:
 		c.setState(StateClosed)
 	case StateOpen:
@@ -326,7 +324,7 @@ func (c *Conn) Abandon() {
 
 // State returns the current state.
 func (c *Conn) State() State {
-	return State(c.stateNow.Load())
+	return State(c.state.Load())
 }
 
 // Buffered returns the number of message bytes queued but not yet written.

@@ -199,7 +199,7 @@ func (s *session) ping() {
 		t.pongC = t.pong.C
 	}
 	s.c.mu.Lock()
-	if s.c.state == StateOpen {
+	if s.c.State() == StateOpen {
 		s.pushCtrl(outFrame{op: opPing}, false)
 	}
 	s.c.mu.Unlock()
@@ -213,7 +213,7 @@ func (s *session) readerDone() Event {
 	switch {
 	case r.peerClose:
 		s.c.mu.Lock()
-		if s.c.state == StateOpen {
+		if s.c.State() == StateOpen {
 			s.c.setState(StateClosing)
 		}
 		code, reason := r.code, r.reason
