@@ -306,10 +306,9 @@ int        vl_accept(lua_State *L, vl_state *st, vws_conn h);
 /* deliver.c */
 int  vl_deliver_pending(vl_state *st, lua_State *L, vws_ctx ctx, int max); /* under lock */
 int  vl_live_set_cf(lua_State *L); /* (st lightuserdata, wso, handle): live[h] = wso; pcall it */
-void vl_push_traceback_fn(lua_State *L); /* the message handler of every handler call */
+int  vl_traceback(lua_State *L); /* the message handler of every handler call (st->tb_ref) */
 /* Reports the error message at -1 (stderr; luup.log of the environment at fenv, 0: none). */
 void vl_report(vl_state *st, int type, lua_State *L, int fenv);
-int vl_traceback(lua_State *L);
 
 /* http.c: delivers a VWS_EV_HTTP event (under lua_cpcall; the message handler at
  * index 1) and answers the request, whatever happens. */
