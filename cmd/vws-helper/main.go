@@ -45,16 +45,16 @@ func main() {
 	// Terminal signals go to the whole foreground process group; the host
 	// decides about its own life, and the helper follows it through EOF.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
-	go watchParent(os.Getppid())
 
 	sock := os.NewFile(socketFD, "vws-socket")
 	s := newServer(sock)
+	s.watchParent(os.Getppid())
 	if err := s.write(&wire.Msg{Kind: wire.KindHello, Op: wire.Version,
 		Args: []wire.Value{wire.Int(int64(os.Getpid())), wire.Int(abiVersion)}}); err != nil {
 		os.Exit(1)
 	}
 	// serve returns only when the connection to the proxy ends: io.EOF is the clean end.
-	if err := s.serve(bufio.NewReaderSize(sock, 64<<10)); !errors.Is(err, io.EOF) {
+	if err := s.serve(socketFD, bufio.NewReaderSize(sock, 64<<10)); !errors.Is(err, io.EOF) {
 		lwslog.Printf(lwslog.Err, "vws-helper: %v", err)
 		os.Exit(1)
 	}
@@ -67,15 +67,13 @@ type server struct {
 	wmu sync.Mutex // serializes frames on w
 	w   *bufio.Writer
 
-	// Owned by the request loop (serve).
-	ctxs    map[uint64]*pump  // ctx tag -> its pump
-	servers map[uint64]srvRef // server tag -> hub server
+	// Owned by the request loop (serve, loop.go), which also runs the pumps.
+	ppid     int // the parent's pid, and a pidfd of it to poll (-1: none; watchParent)
+	parentFD int
+	ctxs     map[uint64]*pump  // ctx tag -> its pump
+	servers  map[uint64]srvRef // server tag -> hub server
 	// conn tags whose EventSendError the proxy has not acknowledged (OpSendAck)
-	unacked map[uint64]bool
-
-	// mu guards conns, lastAccepted and every pump's connTags and freed: the
-	// pumps register the connections that servers accept.
-	mu           sync.Mutex
+	unacked      map[uint64]bool
 	conns        map[uint64]connRef // conn tag -> hub connection
 	reqs         map[uint64]connRef // HTTP request tag -> hub request, until OpHTTPRespond
 	acceptBase   uint64             // accepted connections are tagged acceptBase+1, +2, ...
@@ -93,13 +91,11 @@ type srvRef struct {
 }
 
 func newServer(w io.Writer) *server {
-	return &server{w: bufio.NewWriterSize(w, 64<<10), ctxs: make(map[uint64]*pump), unacked: make(map[uint64]bool),
+	return &server{w: bufio.NewWriterSize(w, 64<<10), parentFD: -1, ctxs: make(map[uint64]*pump), unacked: make(map[uint64]bool),
 		servers: make(map[uint64]srvRef), conns: make(map[uint64]connRef), reqs: make(map[uint64]connRef), acceptBase: wire.AcceptedTagBase}
 }
 
 func (s *server) conn(tag uint64) (connRef, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	ref, ok := s.conns[tag]
 	return ref, ok
 }
@@ -114,7 +110,11 @@ func (s *server) pumpFor(ctag uint64) (*pump, error) {
 	if id == 0 {
 		return nil, &hub.PanicError{Value: "hub.NewRelayContext failed"}
 	}
-	p := newPump(s, ctag, id)
+	p, err := newPump(s, ctag, id)
+	if err != nil {
+		hub.FreeContext(id)
+		return nil, err
+	}
 	s.ctxs[ctag] = p
 	return p, nil
 }
@@ -182,20 +182,6 @@ func message(err error) string {
 	return msg
 }
 
-// serve reads calls until EOF.
-func (s *server) serve(r io.Reader) error {
-	for {
-		m, err := wire.ReadMsg(r)
-		if err != nil {
-			return err
-		}
-		if m.Kind != wire.KindCall {
-			return fmt.Errorf("unexpected frame kind %d", m.Kind)
-		}
-		s.call(m)
-	}
-}
-
 // errUnknownConn answers a tag the helper does not know (freed, or never made).
 func errUnknownConn(tag uint64) error { return &hub.HandleError{Kind: "connection", Handle: tag} }
 
@@ -234,8 +220,6 @@ func (s *server) call(m *wire.Msg) {
 		}
 		if p := s.ctxs[tag]; p != nil {
 			delete(s.ctxs, tag)
-			s.mu.Lock()
-			p.freed = true // the pump registers no more accepted connections
 			for ct := range p.connTags {
 				delete(s.conns, ct)
 				delete(s.unacked, ct)
@@ -245,13 +229,12 @@ func (s *server) call(m *wire.Msg) {
 					delete(s.reqs, rt)
 				}
 			}
-			s.mu.Unlock()
 			for st, ref := range s.servers {
 				if ref.p == p {
 					delete(s.servers, st)
 				}
 			}
-			hub.FreeContext(p.hub) // frees its servers too; the pump sees the context gone and ends
+			hub.FreeContext(p.hub) // frees its servers too, and closes p.efd
 		}
 		s.reply(m, nil)
 	case wire.OpActive:
@@ -265,18 +248,16 @@ func (s *server) call(m *wire.Msg) {
 			s.reply(m, nil, wire.Int(0))
 			return
 		}
-		p.do(func() {
-			// Events the pump has taken are out already. Only a 0 must
-			// also come after the events still queued (the last CLOSED
-			// among them: the proxy's loop ends on 0 with nothing pending);
-			// otherwise the reply overtakes them, so that it never waits
-			// behind a stream that goes on (issue 11).
-			n, err := hub.Active(p.hub)
-			if err == nil && n == 0 {
-				p.drain()
-			}
-			s.reply(m, err, wire.Int(int64(n)))
-		})
+		// Events the pump has taken are out already. Only a 0 must also
+		// come after the events still queued (the last CLOSED among them:
+		// the proxy's loop ends on 0 with nothing pending); otherwise the
+		// reply overtakes them, so that it never waits behind a stream that
+		// goes on (issue 11).
+		n, err := hub.Active(p.hub)
+		if err == nil && n == 0 {
+			p.drain()
+		}
+		s.reply(m, err, wire.Int(int64(n)))
 	case wire.OpConnNew:
 		ctag, tag, url := a.Uint(), a.Uint(), a.String()
 		if err := a.Err(); err != nil {
@@ -295,10 +276,8 @@ func (s *server) call(m *wire.Msg) {
 		h, err := hub.NewConn(p.hub, url)
 		if err == nil {
 			p.setTag(h, tag)
-			s.mu.Lock()
 			s.conns[tag] = connRef{hub: h, p: p}
 			p.connTags[tag] = struct{}{}
-			s.mu.Unlock()
 		}
 		s.reply(m, err)
 	case wire.OpConnFree:
@@ -307,24 +286,20 @@ func (s *server) call(m *wire.Msg) {
 			s.reply(m, err)
 			return
 		}
-		s.mu.Lock()
 		ref, ok := s.conns[tag]
 		if ok {
 			delete(s.conns, tag)
 			delete(ref.p.connTags, tag)
 		}
-		s.mu.Unlock()
 		delete(s.unacked, tag)
 		if !ok {
 			s.reply(m, errUnknownConn(tag))
 			return
 		}
-		ref.p.do(func() {
-			err := hub.FreeConn(ref.hub)
-			ref.p.drain() // events it had queued still go out with its tag
-			ref.p.setTag(ref.hub, 0)
-			s.reply(m, err)
-		})
+		err := hub.FreeConn(ref.hub)
+		ref.p.drain() // events it had queued still go out with its tag
+		ref.p.setTag(ref.hub, 0)
+		s.reply(m, err)
 	case wire.OpSendAck: // no reply
 		delete(s.unacked, a.Uint())
 	case wire.OpAcceptBase:
@@ -337,9 +312,7 @@ func (s *server) call(m *wire.Msg) {
 			s.reply(m, fmt.Errorf("vws-helper: accepted tag base %d out of range", base))
 			return
 		}
-		s.mu.Lock()
 		s.acceptBase = base
-		s.mu.Unlock()
 		s.reply(m, nil)
 	case wire.OpServerNew:
 		ctag, tag := a.Uint(), a.Uint()
@@ -374,24 +347,20 @@ func (s *server) call(m *wire.Msg) {
 			return
 		}
 		delete(s.servers, tag)
-		ref.p.do(func() {
-			err := hub.FreeServer(ref.hub)
-			// Connections it accepted before it stopped still get their
-			// tags (with this server's) before the tag is forgotten.
-			ref.p.drain()
-			ref.p.setTag(ref.hub, 0)
-			s.reply(m, err)
-		})
+		err := hub.FreeServer(ref.hub)
+		// Connections it accepted before it stopped still get their tags
+		// (with this server's) before the tag is forgotten.
+		ref.p.drain()
+		ref.p.setTag(ref.hub, 0)
+		s.reply(m, err)
 	case wire.OpHTTPRespond:
 		tag, status, headers, body := a.Uint(), a.Int(), a.String(), a.Bytes()
 		if err := a.Err(); err != nil {
 			s.reply(m, err)
 			return
 		}
-		s.mu.Lock()
 		ref, ok := s.reqs[tag]
 		delete(s.reqs, tag)
-		s.mu.Unlock()
 		if !ok {
 			s.reply(m, &hub.HandleError{Kind: "HTTP request", Handle: tag})
 			return

@@ -35,41 +35,33 @@ func closeInherited() {
 // without the proxy's atfork handler (which closes the socket) still holds it.
 const parentPoll = 30 * time.Second
 
-// watchParent exits when the parent process (the host) ends. It waits on a
-// pidfd of the parent, which becomes readable when the parent has exited,
-// through the runtime's poller: no wakeup while the host lives. The kernel
-// reparents the helper before it signals the pidfd, so a changed parent pid
-// tells a real exit from a spurious wakeup.
-func watchParent(ppid int) {
+// watchParent makes the helper exit when its parent process ppid (the host)
+// ends. The request loop polls a pidfd of the parent, which becomes
+// readable when the parent has exited: no wakeup while the host lives, and
+// no descriptor in the runtime's poller (with one waiting there, each idle
+// Go thread would wait in epoll and wake for every packet on a connection
+// that the loop reads itself). The kernel reparents the helper before it
+// signals the pidfd, so a changed parent pid tells a real exit from a
+// spurious wakeup. Without pidfd_open (Linux before 5.3) a goroutine looks
+// every parentPoll.
+func (s *server) watchParent(ppid int) {
+	s.ppid = ppid
 	fd, err := pidfdOpen(ppid)
-	if err != nil {
+	if err == nil {
+		s.parentFD = fd
+		return
+	}
+	go func() {
 		for range time.Tick(parentPoll) {
-			if os.Getppid() != ppid {
-				os.Exit(0)
-			}
+			s.checkParent()
 		}
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return
-	}
-	f := os.NewFile(uintptr(fd), "parent-pidfd")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	for {
-		woke := false
-		rc.Read(func(uintptr) bool {
-			if woke || os.Getppid() != ppid {
-				return true
-			}
-			woke = true // wait for the pidfd, then look again
-			return false
-		})
-		if os.Getppid() != ppid {
-			os.Exit(0)
-		}
+	}()
+}
+
+// checkParent ends the helper if its parent has exited.
+func (s *server) checkParent() {
+	if os.Getppid() != s.ppid {
+		os.Exit(0)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 // TestWatchParent: a helper whose parent exits while the helper's socket is
 // held elsewhere ends by itself, and not while the parent lives. The test
 // binary plays both: a parent process (VWS_TEST_WATCH=parent) starts a child
-// running watchParent and exits when its stdin ends.
+// running the request loop (watchParent, serve) on a socket whose other end
+// it holds itself, and exits when its stdin ends.
 func TestWatchParent(t *testing.T) {
 	switch os.Getenv("VWS_TEST_WATCH") {
 	case "parent":
@@ -30,9 +31,17 @@ func TestWatchParent(t *testing.T) {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0) // without waiting for the child
 	case "child":
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			fmt.Println("SOCKETPAIR", err)
+			os.Exit(1)
+		}
+		sock := os.NewFile(uintptr(fds[0]), "socket")
+		s := newServer(sock)
+		s.watchParent(os.Getppid())
 		fmt.Printf("WATCHING %d\n", os.Getpid())
-		watchParent(os.Getppid())
-		os.Exit(1) // watchParent returned: no way to watch
+		s.serve(fds[0], bufio.NewReader(sock)) // fds[1] stays open: no EOF
+		os.Exit(1)
 	}
 	parent := exec.Command(os.Args[0], "-test.run=^TestWatchParent$")
 	parent.Env = append(os.Environ(), "VWS_TEST_WATCH=parent")

@@ -2,61 +2,62 @@ package main
 
 import (
 	"encoding/binary"
-	"sync"
-	"time"
 
 	"github.com/verawebsockets/verawebsockets/internal/hub"
 	"github.com/verawebsockets/verawebsockets/internal/wire"
 	"github.com/verawebsockets/verawebsockets/wsengine"
 )
 
-// pumpWait is how long one hub.NextEvent call of a pump waits; calls routed
-// to the pump wake it at once (hub.Wake is never lost), so this only bounds
-// idle wake-ups.
-const pumpWait = 30 * time.Second
-
 // pumpBatch and pumpBudget bound the events a pump takes from the hub at a
 // time (one lock for many): at most 64, and their payloads 256 KiB past the
-// first.
+// first. pumpRounds bounds the batches it forwards before the loop turns to
+// the proxy's calls and the other contexts again.
 const (
 	pumpBatch  = 64
 	pumpBudget = 256 << 10
+	pumpRounds = 16
 )
 
-// pump forwards the events of one hub context to the proxy, in order, and
-// runs the calls that must not overtake them (OpActive, OpConnFree,
-// OpServerFree). It also tags the connections that servers accept. Events
-// are buffered and written when the hub's queue is empty (a burst of events
-// is one write) or with the next reply.
+// pump forwards the events of one hub context to the proxy, in order, on
+// the request loop (serve, loop.go), which also reads the context's
+// connections while it waits. It tags the connections that servers accept.
+// Events are buffered and written when the loop has forwarded what was
+// queued (a burst of events is one write) or with the next reply.
 type pump struct {
 	s   *server
 	tag uint64 // the proxy's context handle
 	hub uint64 // the hub context
+	efd int    // the hub context's event pipe (hub.EventFD)
 
-	reqs chan func()
+	// The loop's reading of the context's connections: the descriptors
+	// from hub.ReadFDs, at pfd[first:] of its poll (claimed: ReadFDs was
+	// called, so ReadReady must be); more: forward left events queued.
+	fds     []int32
+	first   int
+	claimed bool
+	more    bool
 
-	mu   sync.Mutex
 	tags map[uint64]uint64 // hub connection or server -> its tag (hub handles never collide)
 
-	// Under s.mu: the context's connection tags, and whether OpCtxFree
-	// dropped them (then accepted connections are not registered).
-	connTags map[uint64]struct{}
-	freed    bool
+	connTags map[uint64]struct{} // the context's connection tags (dropped by OpCtxFree)
 
-	// The event being forwarded (send, on the pump goroutine): one frame
-	// reused, since put has encoded it before it returns.
-	msg  wire.Msg
-	args [9]wire.Value
+	// The events being forwarded, and the frame of one (send): reused,
+	// since put has encoded it before it returns.
+	batch [pumpBatch]hub.Event
+	msg   wire.Msg
+	args  [9]wire.Value
 	// The payloads forwarded, handed back to the engine after each batch
-	// (run, drain): one lock a batch, not one a message.
+	// (forward, drain): one lock a batch, not one a message.
 	bin wsengine.PayloadBin
 }
 
-func newPump(s *server, tag, id uint64) *pump {
-	p := &pump{s: s, tag: tag, hub: id, reqs: make(chan func(), 64),
-		tags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}
-	go p.run()
-	return p
+func newPump(s *server, tag, id uint64) (*pump, error) {
+	efd, err := hub.EventFD(id)
+	if err != nil {
+		return nil, err
+	}
+	return &pump{s: s, tag: tag, hub: id, efd: efd,
+		tags: make(map[uint64]uint64), connTags: make(map[uint64]struct{})}, nil
 }
 
 // packTags returns the tags of hub connections ids as u64 big-endian values
@@ -66,8 +67,6 @@ func (p *pump) packTags(ids []uint64) []byte {
 	if len(ids) == 0 {
 		return out
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, h := range ids {
 		if tag := p.tags[h]; tag != 0 {
 			out = binary.BigEndian.AppendUint64(out, tag)
@@ -79,19 +78,15 @@ func (p *pump) packTags(ids []uint64) []byte {
 // accept tags hub connection h, just accepted by a server of this context
 // (its first event, EventServerEstablished, is being forwarded), and returns
 // its tag and its server's tag, or zeros when it must be dropped: its server
-// or the context was freed meanwhile.
+// was freed meanwhile, or no tag is left.
 func (p *pump) accept(h uint64) (tag, srv uint64) {
 	sid, err := hub.ConnServer(h)
-	p.mu.Lock()
 	srv = p.tags[sid]
-	p.mu.Unlock()
 	if err != nil || sid == 0 || srv == 0 {
 		hub.FreeConn(h)
 		return 0, 0
 	}
-	p.s.mu.Lock()
-	if p.freed || p.s.lastAccepted == wire.AcceptedTagSpan-1 { // context gone, or no tag left
-		p.s.mu.Unlock()
+	if p.s.lastAccepted == wire.AcceptedTagSpan-1 {
 		hub.FreeConn(h)
 		return 0, 0
 	}
@@ -99,27 +94,22 @@ func (p *pump) accept(h uint64) (tag, srv uint64) {
 	tag = p.s.acceptBase + p.s.lastAccepted
 	p.s.conns[tag] = connRef{hub: h, p: p}
 	p.connTags[tag] = struct{}{}
-	p.s.mu.Unlock()
 	p.setTag(h, tag)
 	return tag, srv
 }
 
 // request tags hub HTTP request h (its EventHTTP is being forwarded) from
 // the accepted connections' counter and returns its tag and its server's
-// tag, or zeros when its server or the context was freed meanwhile (the
+// tag, or zeros when its server was freed meanwhile or no tag is left (the
 // engine then answers it with 503 after the handshake timeout, or at once
 // when the server closed).
 func (p *pump) request(h uint64) (tag, srv uint64) {
 	sid, err := hub.ConnServer(h)
-	p.mu.Lock()
 	srv = p.tags[sid]
-	p.mu.Unlock()
 	if err != nil || sid == 0 || srv == 0 {
 		return 0, 0
 	}
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	if p.freed || p.s.lastAccepted == wire.AcceptedTagSpan-1 {
+	if p.s.lastAccepted == wire.AcceptedTagSpan-1 {
 		return 0, 0
 	}
 	p.s.lastAccepted++
@@ -130,8 +120,6 @@ func (p *pump) request(h uint64) (tag, srv uint64) {
 
 // setTag maps hub connection or server h to the tag the proxy knows it by (0: forget it).
 func (p *pump) setTag(h, tag uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if tag == 0 {
 		delete(p.tags, h)
 	} else {
@@ -139,46 +127,21 @@ func (p *pump) setTag(h, tag uint64) {
 	}
 }
 
-// do runs f on the pump goroutine, after the events it has already taken.
-func (p *pump) do(f func()) {
-	p.reqs <- f
-	hub.Wake(p.hub)
-}
-
-func (p *pump) run() {
-	var batch [pumpBatch]hub.Event
-	for {
-		p.runCalls()
-		n, _, err := hub.NextEvents(p.hub, 0, batch[:], pumpBudget)
-		if err == nil && n == 0 {
-			// The queue is empty: the events put since the last flush go
-			// out now, in one write, before the pump waits.
-			p.s.flush()
-			n, _, err = hub.NextEvents(p.hub, pumpWait, batch[:], pumpBudget)
-		}
-		if err != nil { // context freed: answer what is left and end
-			p.runCalls()
-			return
-		}
-		// A call runs after the events taken (its drain forwards those queued
-		// after them), so the whole batch goes first.
+// forward forwards the events queued now, up to pumpRounds batches; more:
+// some are left.
+func (p *pump) forward() (more bool) {
+	for range pumpRounds {
+		n, left, err := hub.NextEvents(p.hub, 0, p.batch[:], pumpBudget)
 		for i := range n {
-			p.send(batch[i])
-			batch[i] = hub.Event{} // its payload is in p.bin now
+			p.send(p.batch[i])
+			p.batch[i] = hub.Event{} // its payload is in p.bin now
 		}
 		p.bin.Flush()
-	}
-}
-
-func (p *pump) runCalls() {
-	for {
-		select {
-		case f := <-p.reqs:
-			f()
-		default:
-			return
+		if err != nil || left == 0 {
+			return false
 		}
 	}
+	return true
 }
 
 // drain forwards the events queued right now, not those that arrive
@@ -199,9 +162,7 @@ func (p *pump) drain() {
 }
 
 func (p *pump) send(ev hub.Event) {
-	p.mu.Lock()
 	tag := p.tags[ev.Conn]
-	p.mu.Unlock()
 	code := int64(ev.Code)
 	if tag == 0 {
 		var srv uint64
@@ -247,7 +208,7 @@ func (p *pump) send(ev hub.Event) {
 		args = append(args, wire.String(proto))
 	}
 	p.msg = wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}
-	p.s.put(&p.msg, false) // flushed when the queue is empty (run), or by a reply
+	p.s.put(&p.msg, false) // flushed by the loop once it has forwarded what was queued, or by a reply
 	clear(p.args[:])
 	hub.RecycleTo(&p.bin, &ev) // put copied the payload
 }
