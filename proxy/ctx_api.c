@@ -112,7 +112,7 @@ int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 		if ((e = c->head) && e->ev.type == WIRE_EVENT_FAIL_PENDING) {
 			vws_conn conn = e->ev.conn;
 			unsigned hgen = (unsigned)e->ev.attempt;
-			free(px_queue_pop(c));
+			px_ev_free(px_queue_pop(c));
 			pthread_mutex_unlock(&px.mu);
 			px_fire(WIRE_OP_CONN_FAIL, conn, hgen);
 			pthread_mutex_lock(&px.mu);
@@ -122,7 +122,7 @@ int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 			px_queue_pop(c);
 			*ev = e->ev;
 			px_mark_taken(c, ev);
-			free(e);
+			px_ev_free(e);
 			rc = 1;
 			break;
 		}
@@ -198,7 +198,7 @@ int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 		px_queue_pop(c);
 		px_mark_taken(c, &e->ev);
 		batch_put(b, n++, &e->ev, &off);
-		free(e);
+		px_ev_free(e);
 	}
 	b->left = c ? (int)c->n : 0;
 	pthread_mutex_unlock(&px.mu);

@@ -261,6 +261,7 @@ PX_HIDDEN void px_server_unlink(struct px_server *s);
 /* queue.c (px.mu held) */
 PX_HIDDEN void px_push(struct px_ctx *c, const vws_event *ev);
 PX_HIDDEN struct px_ev *px_queue_pop(struct px_ctx *c);
+PX_HIDDEN void px_ev_free(struct px_ev *e); /* a node popped, to the spares or free (px.mu held) */
 PX_HIDDEN void px_queue_clear(struct px_ctx *c);
 PX_HIDDEN void px_mark_taken(struct px_ctx *c, const vws_event *ev);
 PX_HIDDEN void px_pipe_init(struct px_pipe *p);  /* not open */

@@ -64,10 +64,38 @@ void px_ctx_owe(struct px_ctx *c)
 		px_pipe_poke(&c->ev);
 }
 
+/* Spare queue nodes (px.mu held): a burst of events reuses them instead of a
+ * malloc and a free each. */
+#define PX_SPARE_MAX 256
+static struct px_ev *spare;
+static int nspare;
+
+/* Returns a queue node, spare or new (NULL: no memory). */
+static struct px_ev *ev_new(void)
+{
+	struct px_ev *e = spare;
+	if (!e)
+		return malloc(sizeof *e);
+	spare = e->next;
+	nspare--;
+	return e;
+}
+
+void px_ev_free(struct px_ev *e)
+{
+	if (nspare < PX_SPARE_MAX) {
+		e->next = spare;
+		spare = e;
+		nspare++;
+	} else {
+		free(e);
+	}
+}
+
 /* Queues a copy of *ev (it takes ev->data). */
 void px_push(struct px_ctx *c, const vws_event *ev)
 {
-	struct px_ev *e = malloc(sizeof *e);
+	struct px_ev *e = ev_new();
 	if (!e) {
 		free(ev->data);
 		return;
@@ -112,7 +140,7 @@ void px_queue_clear(struct px_ctx *c)
 	for (e = c->head; e; e = next) {
 		next = e->next;
 		free(e->ev.data);
-		free(e);
+		px_ev_free(e);
 	}
 	c->head = c->tail = NULL;
 	c->n = 0;
