@@ -131,12 +131,7 @@ func (p *pump) setTag(h, tag uint64) {
 // some are left.
 func (p *pump) forward() (more bool) {
 	for range pumpRounds {
-		n, left, err := hub.NextEvents(p.hub, 0, p.batch[:], pumpBudget)
-		for i := range n {
-			p.send(p.batch[i])
-			p.batch[i] = hub.Event{} // its payload is in p.bin now
-		}
-		p.bin.Flush()
+		_, left, err := p.take(pumpBatch)
 		if err != nil || left == 0 {
 			return false
 		}
@@ -148,17 +143,26 @@ func (p *pump) forward() (more bool) {
 // meanwhile: under a stream that goes on it would never end.
 func (p *pump) drain() {
 	n, err := hub.Pending(p.hub)
-	if err != nil {
-		return
-	}
-	defer p.bin.Flush()
-	for ; n > 0; n-- {
-		ev, ok, err := hub.NextEvent(p.hub, 0)
-		if err != nil || !ok {
+	for err == nil && n > 0 {
+		var k int
+		if k, _, err = p.take(min(n, pumpBatch)); k == 0 {
 			return
 		}
-		p.send(ev)
+		n -= k
 	}
+}
+
+// take forwards one batch of queued events (hub.NextEvents: up to most,
+// which is at most pumpBatch, within pumpBudget) and hands their payloads
+// back; left: the events still queued.
+func (p *pump) take(most int) (n, left int, err error) {
+	n, left, err = hub.NextEvents(p.hub, 0, p.batch[:most], pumpBudget)
+	for i := range n {
+		p.send(p.batch[i])
+		p.batch[i] = hub.Event{} // its payload is in p.bin now
+	}
+	p.bin.Flush()
+	return n, left, err
 }
 
 func (p *pump) send(ev hub.Event) {
