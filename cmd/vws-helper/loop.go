@@ -36,10 +36,7 @@ type pollFD struct {
 // events until the socket ends (io.EOF) or breaks.
 func (s *server) serve(fd int, r *bufio.Reader) error {
 	runtime.LockOSThread()
-	var (
-		pfd []pollFD
-		rev []int16
-	)
+	var w waiter
 	for {
 		now := false
 		for _, p := range s.ctxs {
@@ -47,45 +44,8 @@ func (s *server) serve(fd int, r *bufio.Reader) error {
 			now = now || p.more
 		}
 		s.flush()
-		if r.Buffered() == 0 {
-			pfd = append(pfd[:0], pollFD{fd: int32(fd), events: hub.PollIn}, pollFD{fd: int32(s.parentFD), events: hub.PollIn})
-			for _, p := range s.ctxs {
-				pfd = append(pfd, pollFD{fd: int32(p.efd), events: hub.PollIn})
-				if p.more {
-					continue // its event pipe is readable; no more input until it is forwarded
-				}
-				var (
-					ready bool
-					err   error
-				)
-				p.fds, ready, err = hub.ReadFDs(p.hub, p.fds)
-				if err != nil {
-					continue
-				}
-				p.claimed, p.first = true, len(pfd)
-				for _, f := range p.fds {
-					pfd = append(pfd, pollFD{fd: f, events: hub.PollIn})
-				}
-				now = now || ready
-			}
-			ppoll(pfd, !now)
-			for _, p := range s.ctxs {
-				if !p.claimed {
-					continue
-				}
-				rev = rev[:0]
-				for _, q := range pfd[p.first : p.first+len(p.fds)] {
-					rev = append(rev, q.revents)
-				}
-				hub.ReadReady(p.hub, rev, false) // its events are forwarded next
-				p.claimed = false
-			}
-			if pfd[1].revents != 0 {
-				s.checkParent()
-			}
-			if pfd[0].revents == 0 {
-				continue
-			}
+		if r.Buffered() == 0 && !w.wait(s, fd, now) {
+			continue
 		}
 		for range serveCalls {
 			m, err := wire.ReadMsg(r)
@@ -101,6 +61,54 @@ func (s *server) serve(fd int, r *bufio.Reader) error {
 			}
 		}
 	}
+}
+
+// waiter is the loop's wait: its poll set and revents, reused.
+type waiter struct {
+	pfd []pollFD
+	rev []int16
+}
+
+// wait polls the proxy's socket fd, the parent's pidfd, every context's
+// event pipe and the connections of those with nothing left to forward
+// (without blocking when now), reads the connections that are ready, and
+// reports whether the socket is readable.
+func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
+	w.pfd = append(w.pfd[:0], pollFD{fd: int32(fd), events: hub.PollIn}, pollFD{fd: int32(s.parentFD), events: hub.PollIn})
+	for _, p := range s.ctxs {
+		w.pfd = append(w.pfd, pollFD{fd: int32(p.efd), events: hub.PollIn})
+		if p.more {
+			continue // its event pipe is readable; no more input until it is forwarded
+		}
+		var (
+			ready bool
+			err   error
+		)
+		if p.fds, ready, err = hub.ReadFDs(p.hub, p.fds); err != nil {
+			continue
+		}
+		p.claimed, p.first = true, len(w.pfd)
+		for _, f := range p.fds {
+			w.pfd = append(w.pfd, pollFD{fd: f, events: hub.PollIn})
+		}
+		now = now || ready
+	}
+	ppoll(w.pfd, !now)
+	for _, p := range s.ctxs {
+		if !p.claimed {
+			continue
+		}
+		w.rev = w.rev[:0]
+		for _, q := range w.pfd[p.first : p.first+len(p.fds)] {
+			w.rev = append(w.rev, q.revents)
+		}
+		hub.ReadReady(p.hub, w.rev, false) // its events are forwarded next
+		p.claimed = false
+	}
+	if w.pfd[1].revents != 0 {
+		s.checkParent()
+	}
+	return w.pfd[0].revents != 0
 }
 
 // ppoll waits for the descriptors of pfd (block: without a deadline, else
