@@ -196,12 +196,22 @@ const batchMax = 256
 // queue and the caller's array.
 var batchScratch = sync.Pool{New: func() any { return new([batchMax]hub.Event) }}
 
-// heldData is the data of a batch's first event when it did not fit in the
-// caller's buffer: pinned (C may read it) until vws_batch_release.
+// holdMin is the size from which a batch's event data are handed to C where
+// they are, pinned until vws_batch_release, instead of copied into the
+// caller's buffer: one copy fewer between the socket and the Lua string. A
+// pin costs about what a copy of a few KiB does, so smaller data are copied.
+const holdMin = 4 << 10
+
+// heldData is the data a batch hands to C where they are: pinned (C may read
+// them) until vws_batch_release, which hands message buffers back to the
+// pool. Reused (heldPool), so that a batch allocates nothing but its handle.
 type heldData struct {
 	pin  runtime.Pinner
-	data []byte
+	data [][]byte
+	pool []bool // data[i] is a message's (pooled) buffer
 }
+
+var heldPool = sync.Pool{New: func() any { return new(heldData) }}
 
 //export vws_ctx_next_events
 func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.int) {
@@ -213,7 +223,7 @@ func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.i
 	scratch := batchScratch.Get().(*[batchMax]hub.Event)
 	defer batchScratch.Put(scratch)
 	dst := scratch[:min(int(b.max), batchMax)]
-	n, left, err := hub.NextEvents(uint64(ctx), time.Duration(max(timeoutMs, 0))*time.Millisecond, dst, int(b.buflen))
+	n, left, err := hub.NextEvents(uint64(ctx), time.Duration(max(timeoutMs, 0))*time.Millisecond, dst, int(b.buflen), holdMin)
 	if err != nil {
 		return status(nil, 0, err)
 	}
@@ -225,21 +235,26 @@ func vws_ctx_next_events(ctx C.vws_ctx, timeoutMs C.int, b *C.vws_batch) (rc C.i
 	off := 0
 	var bin wsengine.PayloadBin // the copied payloads, back to the pool in one go
 	defer bin.Flush()
+	var h *heldData
 	for i := range dst[:n] {
 		e := &dst[i]
 		out := cEvent(e)
 		if k := len(e.Data); k > 0 {
 			out.len = C.size_t(k)
-			if off+k <= len(buf) {
+			if k < holdMin && off+k <= len(buf) {
 				copy(buf[off:], e.Data)
 				out.data = (*C.char)(unsafe.Pointer(&buf[off]))
 				off += k
 				hub.RecycleTo(&bin, e)
-			} else { // only ever the first (hub.NextEvents keeps the rest within budget)
-				h := &heldData{data: e.Data}
-				h.pin.Pin(&h.data[0])
-				out.data = (*C.char)(unsafe.Pointer(&h.data[0]))
-				b.held = C.uint64_t(cgo.NewHandle(h))
+			} else { // large, or the first when it does not fit (hub.NextEvents keeps the rest within budget)
+				if h == nil {
+					h = heldPool.Get().(*heldData)
+					b.held = C.uint64_t(cgo.NewHandle(h))
+				}
+				h.pin.Pin(&e.Data[0])
+				h.data = append(h.data, e.Data)
+				h.pool = append(h.pool, hub.Pooled(e))
+				out.data = (*C.char)(unsafe.Pointer(&e.Data[0]))
 			}
 		}
 		evs[i] = out
@@ -255,10 +270,21 @@ func vws_batch_release(b *C.vws_batch) {
 	if b == nil || b.held == 0 {
 		return
 	}
-	h := cgo.Handle(b.held)
+	hd := cgo.Handle(b.held)
 	b.held = 0
-	h.Value().(*heldData).pin.Unpin()
-	h.Delete()
+	h := hd.Value().(*heldData)
+	hd.Delete()
+	h.pin.Unpin()
+	var bin wsengine.PayloadBin
+	for i, d := range h.data {
+		if h.pool[i] {
+			bin.Add(d)
+		}
+	}
+	bin.Flush()
+	clear(h.data)
+	h.data, h.pool = h.data[:0], h.pool[:0]
+	heldPool.Put(h)
 }
 
 //export vws_ctx_pending

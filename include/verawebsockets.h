@@ -157,13 +157,14 @@ int vws_ctx_free(vws_ctx ctx);
 int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev);
 
 /* A batch of events taken with one call of vws_ctx_next_events. The caller sets evs, max,
- * buf and buflen; the call sets n, left and held. Event data are copied into buf while they
- * fit; a first event whose data do not fit is held by the implementation instead (held != 0)
- * until vws_batch_release, and a later one waits for the next batch. The data of a batch's
- * events (NOT NUL-terminated here; data is NULL when len == 0) stay valid until the caller
- * reuses buf or, for a held one, calls vws_batch_release. Never pass a batch's events to
- * vws_event_clear. Batches are independent: several may be taken from one context, nested or
- * on several threads, each released by its taker. */
+ * buf and buflen; the call sets n, left and held. Small event data are copied into buf while
+ * they fit; data of 4 KiB or more, and a first event's data that do not fit, are handed on
+ * where they are, held by the implementation (held != 0) until vws_batch_release; a later
+ * small event that does not fit waits for the next batch. The data of a batch's events (NOT
+ * NUL-terminated here; data is NULL when len == 0) stay valid until the caller reuses buf or,
+ * for held ones, calls vws_batch_release. Never pass a batch's events to vws_event_clear.
+ * Batches are independent: several may be taken from one context, nested or on several
+ * threads, each released by its taker. */
 typedef struct vws_batch {
 	vws_event *evs;    /* caller's array of max events */
 	int        max;    /* > 0 */

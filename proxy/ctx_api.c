@@ -154,24 +154,75 @@ int vws_ctx_next_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 	return rc;
 }
 
-/* Moves ev into slot i of b: its data into b->buf at *off when it fits, else (only the
- * first event) held as it is until vws_batch_release. */
-static void batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
+/* PX_HOLD_MIN: data from this size on are handed to the caller where they are (held until
+ * vws_batch_release) instead of copied into its buffer: one copy fewer. */
+#define PX_HOLD_MIN (4u << 10)
+
+/* What a batch holds (b->held): the data it handed on where they are, freed by
+ * vws_batch_release. Room for all of the batch's events, made with the first held. When
+ * that malloc fails for the batch's first event, held is its data's address with the low
+ * bit set (malloc's blocks are aligned) and the batch takes no other held data. */
+struct px_held {
+	int   n;
+	void *data[];
+};
+
+#define PX_HELD_ONE 1u
+
+/* Whether an event with len bytes of data goes into a batch whose buffer has off of buflen
+ * bytes used: no data, data that fit, or data held. */
+static int batch_fits(size_t len, size_t off, size_t buflen)
+{
+	return len == 0 || len >= PX_HOLD_MIN || off + len <= buflen;
+}
+
+/* Records that b holds data (the i-th event's); 0, or -1 when it cannot (then nothing
+ * changed). */
+static int batch_hold(vws_batch *b, int i, void *data)
+{
+	struct px_held *h;
+	if (b->held & PX_HELD_ONE)
+		return -1;
+	if (!b->held) {
+		h = malloc(sizeof *h + (size_t)b->max * sizeof h->data[0]);
+		if (!h) {
+			if (i > 0)
+				return -1;
+			b->held = (uint64_t)(uintptr_t)data | PX_HELD_ONE;
+			return 0;
+		}
+		h->n = 0;
+		b->held = (uint64_t)(uintptr_t)h;
+	}
+	h = (struct px_held *)(uintptr_t)b->held;
+	h->data[h->n++] = data;
+	return 0;
+}
+
+/* Moves ev into slot i of b: its data into b->buf at *off when they are small and fit,
+ * else held as they are until vws_batch_release (only the first of the batch when it is
+ * small: batch_fits keeps the others out). Returns 0, or -1 when the data cannot be held
+ * (never for the first event; then ev is left as it was). */
+static int batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
 {
 	vws_event *out = &b->evs[i];
-	*out = *ev;
-	if (ev->len == 0) {
+	if (ev->len > 0 && (ev->len >= PX_HOLD_MIN || *off + ev->len > b->buflen)) {
+		if (batch_hold(b, i, ev->data) != 0)
+			return -1;
+		*out = *ev;
+	} else if (ev->len == 0) {
+		*out = *ev;
 		free(ev->data);
 		out->data = NULL;
-	} else if (*off + ev->len <= b->buflen) {
+	} else {
+		*out = *ev;
 		memcpy(b->buf + *off, ev->data, ev->len);
 		free(ev->data);
 		out->data = b->buf + *off;
 		*off += ev->len;
-	} else {
-		b->held = (uint64_t)(uintptr_t)ev->data;
 	}
 	memset(ev, 0, sizeof *ev);
+	return 0;
 }
 
 /* The first event as vws_ctx_next_event takes it, the rest from the queue while their
@@ -194,10 +245,10 @@ int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 	pthread_mutex_lock(&px.mu);
 	c = px_ctx_find(ctx);
 	while (c && !c->freed && n < b->max && (e = c->head) && e->ev.type != WIRE_EVENT_FAIL_PENDING &&
-		(e->ev.len == 0 || off + e->ev.len <= b->buflen)) {
+		batch_fits(e->ev.len, off, b->buflen) && batch_put(b, n, &e->ev, &off) == 0) {
+		n++;
 		px_queue_pop(c);
-		px_mark_taken(c, &e->ev);
-		batch_put(b, n++, &e->ev, &off);
+		px_mark_taken(c, &b->evs[n - 1]);
 		px_ev_free(e);
 	}
 	b->left = c ? (int)c->n : 0;
@@ -208,9 +259,18 @@ int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 
 void vws_batch_release(vws_batch *b)
 {
+	struct px_held *h;
+	int i;
 	if (!b || !b->held)
 		return;
-	free((void *)(uintptr_t)b->held);
+	if (b->held & PX_HELD_ONE) {
+		free((void *)(uintptr_t)(b->held & ~(uint64_t)PX_HELD_ONE));
+	} else {
+		h = (struct px_held *)(uintptr_t)b->held;
+		for (i = 0; i < h->n; i++)
+			free(h->data[i]);
+		free(h);
+	}
 	b->held = 0;
 }
 

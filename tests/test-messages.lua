@@ -133,6 +133,31 @@ test("1000 messages sent back to back arrive in order", function()
 	close(wso, rec)
 end)
 
+test("300 messages of mixed sizes (10 B to 70 KB, small ones copied and large ones handed on in the same batches) arrive whole and in order", function()
+	local sizes = { 10, 5000, 100, 70000, 4096, 4095, 20000, 1, 65536, 3000 }
+	local body = pattern(70000)
+	local want = {}
+	local wso, rec = open()
+	for i = 1, 300 do
+		local tag = i .. ":"
+		local n = math.max(sizes[(i - 1) % #sizes + 1], #tag)
+		want[i] = tag .. body:sub(1, n - #tag)
+		eq(ws.send(wso, want[i], ws.BINARY), true)
+	end
+	tap.sleep(1) -- the echoes queue up meanwhile: batches of many events
+	rec.wait(8, 30, 300)
+	local bad = 0
+	for i = 1, 300 do
+		local d = rec.nth(8, i)
+		if d ~= want[i] then
+			bad = bad + 1
+			if bad == 1 then eq(d and #d, #want[i], "message #" .. i .. " (length; first of the bad ones)") end
+		end
+	end
+	eq(bad, 0, "messages that arrived changed or out of order")
+	close(wso, rec)
+end)
+
 test("500 messages pushed by the server on connect arrive in order", function()
 	local wso, rec = open("/push?n=500&size=100")
 	rec.wait(8, 20, 500)

@@ -156,7 +156,7 @@ func (p *pump) drain() {
 // which is at most pumpBatch, within pumpBudget) and hands their payloads
 // back; left: the events still queued.
 func (p *pump) take(most int) (n, left int, err error) {
-	n, left, err = hub.NextEvents(p.hub, 0, p.batch[:most], pumpBudget)
+	n, left, err = hub.NextEvents(p.hub, 0, p.batch[:most], pumpBudget, 0)
 	for i := range n {
 		p.send(p.batch[i])
 		p.batch[i] = hub.Event{} // its payload is in p.bin now

@@ -164,9 +164,10 @@ func NextEvent(ctx uint64, timeout time.Duration) (ev Event, ok bool, err error)
 
 // NextEvents pops up to len(dst) events of ctx into dst, waiting up to
 // timeout (none if <= 0) for the first, as NextEvent. Events after the first
-// are taken while the data of all fit in budget bytes. It returns the number
-// taken and the number still pending.
-func NextEvents(ctx uint64, timeout time.Duration, dst []Event, budget int) (n, left int, err error) {
+// are taken while the data of all fit in budget bytes, where data of hold
+// bytes or more (hold > 0), which the caller does not copy, count nothing. It
+// returns the number taken and the number still pending.
+func NextEvents(ctx uint64, timeout time.Duration, dst []Event, budget, hold int) (n, left int, err error) {
 	defer recoverTo(&err)
 	cx, err := lookupContext(ctx)
 	if err != nil {
@@ -175,7 +176,7 @@ func NextEvents(ctx uint64, timeout time.Duration, dst []Event, budget int) (n, 
 	if len(dst) == 0 {
 		return 0, 0, argf("hub: no room for events")
 	}
-	n, left, alive := cx.nextBatch(timeout, dst, budget)
+	n, left, alive := cx.nextBatch(timeout, dst, budget, hold)
 	if !alive {
 		return 0, 0, &HandleError{Kind: "context", Handle: ctx}
 	}
@@ -435,6 +436,11 @@ func RecycleTo(bin *wsengine.PayloadBin, ev *Event) {
 	}
 	ev.Data = nil
 }
+
+// Pooled reports whether ev's Data may be a pooled buffer (a message's),
+// which its consumer hands back (Recycle, or wsengine.RecyclePayload on the
+// Data alone) once done with it.
+func Pooled(ev *Event) bool { return pooledData(ev) }
 
 // pooledData: ev's Data may be a pooled buffer (a message's).
 func pooledData(ev *Event) bool {

@@ -352,22 +352,40 @@ func TestNextEventsBatch(t *testing.T) {
 		cx.push(msg(1, strings.Repeat("x", 10)))
 	}
 	dst := make([]Event, 4)
-	n, left, err := NextEvents(ctx, 0, dst, 1000)
+	n, left, err := NextEvents(ctx, 0, dst, 1000, 0)
 	if err != nil || n != 4 || left != 6 {
 		t.Fatalf("n %d left %d err %v", n, left, err)
 	}
 	// The budget bounds the events after the first.
-	n, left, _ = NextEvents(ctx, 0, dst, 25)
+	n, left, _ = NextEvents(ctx, 0, dst, 25, 0)
 	if n != 2 || left != 4 {
 		t.Fatalf("budget 25: n %d left %d", n, left)
 	}
-	n, left, _ = NextEvents(ctx, 0, dst, 0)
+	n, left, _ = NextEvents(ctx, 0, dst, 0, 0)
 	if n != 1 || left != 3 {
 		t.Fatalf("budget 0: n %d left %d", n, left)
 	}
-	NextEvents(ctx, 0, dst, 1000)
-	if n, _, err := NextEvents(ctx, 10*time.Millisecond, dst, 1000); n != 0 || err != nil {
+	NextEvents(ctx, 0, dst, 1000, 0)
+	if n, _, err := NextEvents(ctx, 10*time.Millisecond, dst, 1000, 0); n != 0 || err != nil {
 		t.Fatalf("empty: n %d err %v", n, err)
+	}
+}
+
+// Data of hold bytes or more take nothing of the budget (the taker hands
+// them on where they are); smaller ones still do.
+func TestNextEventsHold(t *testing.T) {
+	ctx, cx := newTestContext(t)
+	for _, k := range []int{10, 100, 100, 10, 100, 10} {
+		cx.push(msg(1, strings.Repeat("x", k)))
+	}
+	dst := make([]Event, 8)
+	n, left, err := NextEvents(ctx, 0, dst, 15, 100)
+	if err != nil || n != 3 || left != 3 {
+		t.Fatalf("hold 100, budget 15: n %d left %d err %v; want 3 (10, then two of 100 that count nothing; the next 10 is over), 3 left", n, left, err)
+	}
+	n, left, _ = NextEvents(ctx, 0, dst, 15, 0)
+	if n != 1 || left != 2 {
+		t.Fatalf("hold 0, budget 15: n %d left %d; want 1 (then 100 B count), 2 left", n, left)
 	}
 }
 
@@ -385,7 +403,7 @@ func TestRoomBackpressure(t *testing.T) {
 	}
 	dst := make([]Event, 256)
 	for taken := 0; taken < highEvents/2; {
-		n, _, _ := NextEvents(ctx, 0, dst, 1<<20)
+		n, _, _ := NextEvents(ctx, 0, dst, 1<<20, 0)
 		taken += n
 	}
 	select {

@@ -153,7 +153,7 @@ func TestFailInOrderQueued(t *testing.T) {
 	p.send <- append(frameOf(true, 0, ws.OpText, "Hello"), frameOf(true, 2, ws.OpText, "Hello")...)
 	waitPending(t, ctx, 2) // the message and the marker
 	dst := make([]Event, 8)
-	n, left, err := NextEvents(ctx, time.Second, dst, 1<<20)
+	n, left, err := NextEvents(ctx, time.Second, dst, 1<<20, 0)
 	if err != nil || n != 1 || left != 1 || dst[0].Type != wsengine.EventReceive {
 		t.Fatalf("NextEvents = %d, %d, %v (%+v); want the message alone, 1 left", n, left, err, dst[0].Event)
 	}

@@ -171,24 +171,34 @@ func (cx *context) next(timeout time.Duration) (ev Event, ok, alive bool) {
 
 // nextBatch pops events into dst (at most len(dst)) as next pops one: the
 // first waits up to timeout; further ones are taken while their data fit in
-// budget bytes together (the first is always taken) and up to the next
-// EventFailPending marker, which the next call handles. left is the number
-// of events still pending (markers included).
-func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget int) (n, left int, alive bool) {
+// budget bytes together (the first is always taken; data of hold bytes or
+// more count nothing when hold > 0) and up to the next EventFailPending
+// marker, which the next call handles. left is the number of events still
+// pending (markers included).
+func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget, hold int) (n, left int, alive bool) {
 	ev, ok, alive := cx.next(timeout)
 	if !ok {
 		return 0, 0, alive
 	}
 	dst[0] = ev
-	n, budget = 1, budget-len(ev.Data)
+	n, budget = 1, budget-batchCost(ev.Data, hold)
 	cx.mu.Lock()
 	defer cx.mu.Unlock()
-	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && len(cx.q[cx.head].Data) <= budget && !cx.marker(&cx.q[cx.head]) {
-		budget -= len(cx.q[cx.head].Data)
+	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && batchCost(cx.q[cx.head].Data, hold) <= budget && !cx.marker(&cx.q[cx.head]) {
+		budget -= batchCost(cx.q[cx.head].Data, hold)
 		dst[n] = cx.pop()
 		n++
 	}
 	return n, len(cx.q) - cx.head, true
+}
+
+// batchCost is what data take of a batch's budget: nothing from hold bytes
+// on (hold > 0), which the taker hands on where they are.
+func batchCost(data []byte, hold int) int {
+	if hold > 0 && len(data) >= hold {
+		return 0
+	}
+	return len(data)
 }
 
 // room returns when the queue is under its high water, the context is freed
