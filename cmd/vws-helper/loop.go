@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/verawebsockets/verawebsockets/internal/hub"
@@ -36,7 +39,7 @@ type pollFD struct {
 // events until the socket ends (io.EOF) or breaks.
 func (s *server) serve(fd int, r *bufio.Reader) error {
 	runtime.LockOSThread()
-	var w waiter
+	w := waiter{spin: spinFor}
 	for {
 		now := false
 		for _, p := range s.ctxs {
@@ -67,6 +70,37 @@ func (s *server) serve(fd int, r *bufio.Reader) error {
 type waiter struct {
 	pfd []pollFD
 	rev []int16
+
+	spin  time.Duration // spinFor, or 0 (tests set their own)
+	quick bool          // the last wait ended soon: spin before blocking in the next
+}
+
+// spinFor is how long the loop looks at its descriptors without sleeping
+// before it blocks, when its last wait ended within that. A round trip
+// out of process waits for four wakeups in a row (the helper for Lua's send,
+// the peer, the helper for the answer, Lua) where in process it waits for
+// two; while answers come this fast, the helper's two are spared: on a
+// 2-core VM about twice the round trips a second for the same CPU, a sleep
+// and a wakeup costing there about what the spin does (docs/platforms.md).
+// A slower peer ends the spinning after one window (a spin that finds
+// nothing is not tried again until a wait that blocked ends within the
+// window); an idle helper blocks after at most one window. Off (0) on one
+// CPU, where the peer itself needs the CPU the spin would take;
+// VWS_HELPER_SPIN_US sets it (0: off, at most 1000).
+var spinFor = spinDefault(runtime.NumCPU(), os.Getenv("VWS_HELPER_SPIN_US"))
+
+const spinWindow = 100 * time.Microsecond
+
+func spinDefault(cpus int, env string) time.Duration {
+	if env != "" {
+		if n, err := strconv.Atoi(env); err == nil && n >= 0 {
+			return time.Duration(min(n, 1000)) * time.Microsecond
+		}
+	}
+	if cpus < 2 {
+		return 0
+	}
+	return spinWindow
 }
 
 // wait polls the proxy's socket fd, the parent's pidfd, every context's
@@ -93,7 +127,7 @@ func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
 		}
 		now = now || ready
 	}
-	ppoll(w.pfd, !now)
+	w.poll(!now)
 	for _, p := range s.ctxs {
 		if !p.claimed {
 			continue
@@ -111,14 +145,59 @@ func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
 	return w.pfd[0].revents != 0
 }
 
+// poll waits for the descriptors of the poll set (block) or looks at them.
+// A blocking wait first looks for up to w.spin when the last one ended
+// within that (the last spin found something, or the last block was that
+// short); a spin that found nothing makes the next wait block at once.
+func (w *waiter) poll(block bool) {
+	if !block {
+		ppoll(w.pfd, false)
+		return
+	}
+	if w.spin <= 0 {
+		ppoll(w.pfd, true)
+		return
+	}
+	t0 := time.Now()
+	if w.quick {
+		for ppoll(w.pfd, false) <= 0 {
+			if time.Since(t0) >= w.spin {
+				break
+			}
+		}
+		if w.ready() {
+			return // still quick
+		}
+		ppoll(w.pfd, true)
+		w.quick = !w.ready() // interrupted by a signal: try again
+		return
+	}
+	ppoll(w.pfd, true)
+	w.quick = w.ready() && time.Since(t0) < w.spin // a signal's interruption says nothing
+}
+
+// ready reports whether the last ppoll found a descriptor ready.
+func (w *waiter) ready() bool {
+	for _, q := range w.pfd {
+		if q.revents != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ppoll waits for the descriptors of pfd (block: without a deadline, else
-// it only looks). A signal (the runtime preempts with one) ends it early,
-// with what was ready then.
-func ppoll(pfd []pollFD, block bool) {
+// it only looks) and returns the number ready (< 0: an error). A signal (the
+// runtime preempts with one) ends it early, with what was ready then.
+func ppoll(pfd []pollFD, block bool) int {
 	var zero syscall.Timespec
 	ts := uintptr(unsafe.Pointer(&zero))
 	if block {
 		ts = 0
 	}
-	syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), uintptr(len(pfd)), ts, 0, 0, 0)
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), uintptr(len(pfd)), ts, 0, 0, 0)
+	if errno != 0 {
+		return -1
+	}
+	return int(n)
 }
