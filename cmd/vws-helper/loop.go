@@ -160,30 +160,15 @@ func (w *waiter) poll(block bool) {
 	}
 	t0 := time.Now()
 	if w.quick {
-		for ppoll(w.pfd, false) <= 0 {
-			if time.Since(t0) >= w.spin {
-				break
+		for time.Since(t0) < w.spin {
+			if ppoll(w.pfd, false) > 0 {
+				return // still quick
 			}
 		}
-		if w.ready() {
-			return // still quick
-		}
-		ppoll(w.pfd, true)
-		w.quick = !w.ready() // interrupted by a signal: try again
+		w.quick = ppoll(w.pfd, true) <= 0 // interrupted by a signal: try again
 		return
 	}
-	ppoll(w.pfd, true)
-	w.quick = w.ready() && time.Since(t0) < w.spin // a signal's interruption says nothing
-}
-
-// ready reports whether the last ppoll found a descriptor ready.
-func (w *waiter) ready() bool {
-	for _, q := range w.pfd {
-		if q.revents != 0 {
-			return true
-		}
-	}
-	return false
+	w.quick = ppoll(w.pfd, true) > 0 && time.Since(t0) < w.spin // a signal's interruption says nothing
 }
 
 // ppoll waits for the descriptors of pfd (block: without a deadline, else
