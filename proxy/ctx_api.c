@@ -169,13 +169,6 @@ struct px_held {
 
 #define PX_HELD_ONE 1u
 
-/* Whether an event with len bytes of data goes into a batch whose buffer has off of buflen
- * bytes used: no data, data that fit, or data held. */
-static int batch_fits(size_t len, size_t off, size_t buflen)
-{
-	return len == 0 || len >= PX_HOLD_MIN || off + len <= buflen;
-}
-
 /* Records that b holds data (the i-th event's); 0, or -1 when it cannot (then nothing
  * changed). */
 static int batch_hold(vws_batch *b, int i, void *data)
@@ -199,27 +192,27 @@ static int batch_hold(vws_batch *b, int i, void *data)
 	return 0;
 }
 
-/* Moves ev into slot i of b: its data into b->buf at *off when they are small and fit,
- * else held as they are until vws_batch_release (only the first of the batch when it is
- * small: batch_fits keeps the others out). Returns 0, or -1 when the data cannot be held
- * (never for the first event; then ev is left as it was). */
+/* Moves ev into slot i of b: its data into b->buf at *off when they are small and fit, else
+ * held as they are until vws_batch_release; a small event that does not fit is held only as
+ * the batch's first, a later one waits for the next batch. Returns 0, or -1 when ev stays
+ * out of the batch (never the first; ev is left as it was). */
 static int batch_put(vws_batch *b, int i, vws_event *ev, size_t *off)
 {
 	vws_event *out = &b->evs[i];
-	if (ev->len > 0 && (ev->len >= PX_HOLD_MIN || *off + ev->len > b->buflen)) {
-		if (batch_hold(b, i, ev->data) != 0)
+	int small = ev->len < PX_HOLD_MIN;
+	if (ev->len > 0 && (!small || *off + ev->len > b->buflen)) {
+		if ((small && i > 0) || batch_hold(b, i, ev->data) != 0)
 			return -1;
 		*out = *ev;
-	} else if (ev->len == 0) {
-		*out = *ev;
-		free(ev->data);
-		out->data = NULL;
 	} else {
 		*out = *ev;
-		memcpy(b->buf + *off, ev->data, ev->len);
+		out->data = NULL;
+		if (ev->len > 0) {
+			memcpy(b->buf + *off, ev->data, ev->len);
+			out->data = b->buf + *off;
+			*off += ev->len;
+		}
 		free(ev->data);
-		out->data = b->buf + *off;
-		*off += ev->len;
 	}
 	memset(ev, 0, sizeof *ev);
 	return 0;
@@ -245,7 +238,7 @@ int vws_ctx_next_events(vws_ctx ctx, int timeout_ms, vws_batch *b)
 	pthread_mutex_lock(&px.mu);
 	c = px_ctx_find(ctx);
 	while (c && !c->freed && n < b->max && (e = c->head) && e->ev.type != WIRE_EVENT_FAIL_PENDING &&
-		batch_fits(e->ev.len, off, b->buflen) && batch_put(b, n, &e->ev, &off) == 0) {
+		batch_put(b, n, &e->ev, &off) == 0) {
 		n++;
 		px_queue_pop(c);
 		px_mark_taken(c, &b->evs[n - 1]);

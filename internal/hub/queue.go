@@ -184,8 +184,12 @@ func (cx *context) nextBatch(timeout time.Duration, dst []Event, budget, hold in
 	n, budget = 1, budget-batchCost(ev.Data, hold)
 	cx.mu.Lock()
 	defer cx.mu.Unlock()
-	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && batchCost(cx.q[cx.head].Data, hold) <= budget && !cx.marker(&cx.q[cx.head]) {
-		budget -= batchCost(cx.q[cx.head].Data, hold)
+	for n < len(dst) && len(cx.q) > cx.head && !cx.freed && !cx.marker(&cx.q[cx.head]) {
+		k := batchCost(cx.q[cx.head].Data, hold)
+		if k > budget {
+			break
+		}
+		budget -= k
 		dst[n] = cx.pop()
 		n++
 	}
