@@ -4,8 +4,9 @@
 //
 //	build/build.sh inproc amd64   # build/out/amd64/inproc/verawebsockets.so
 //
-// Every vws_* function is a //export in exports.go. They never call back into
-// C, return within milliseconds (vws_ctx_next_event waits at most its timeout),
+// Every vws_* function is a //export: taking events in events.go, reading on
+// the waiting thread in direct.go, the rest in exports.go. They never call
+// back into C, return within milliseconds (vws_ctx_next_event waits at most its timeout),
 // are safe on any thread and turn a Go panic into VWS_EINTERNAL. Only one Go
 // runtime may live in a process: never load this .so into a Go program.
 package main
