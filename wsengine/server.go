@@ -222,7 +222,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
-	ln = spillListener{ln}
+	ln = spillListener{quiet(ln)}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
