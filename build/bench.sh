@@ -138,6 +138,7 @@ if [ "${BENCH_PERF:-1}" != 0 ] && perf stat -e task-clock true >/dev/null 2>&1; 
 		go) cmd=(build/out/host/goclient -url "$url" -rtt "$n" -mib 0) ;;
 		luahttp) cmd=(lua5.1 tests/bench/luahttp.lua rtt "$url" "$n" 100) ;;
 		luajit) cmd=(env LUA_CPATH="${dir[$r]}/?.so;;" luajit tests/bench/bench.lua rtt "$url" "$n" 100) ;;
+		*-ka) cmd=(env BENCH_PING_INTERVAL=30 LUA_CPATH="${dir[${r%-ka}]}/?.so;;" "$lua" tests/bench/bench.lua rtt "$url" "$n" 100) ;;
 		*) cmd=(env LUA_CPATH="${dir[$r]}/?.so;;" "$lua" tests/bench/bench.lua rtt "$url" "$n" 100) ;;
 		esac
 		timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -o "$tmp/perf" "${cmd[@]}" >/dev/null 2>&1 || { echo "- - -"; return; }
@@ -146,11 +147,17 @@ if [ "${BENCH_PERF:-1}" != 0 ] && perf stat -e task-clock true >/dev/null 2>&1; 
 	}
 	echo
 	printf '%-28s %14s %14s %14s\n' "per round trip (100 B)" "CPU us" "ctx switches" "syscalls"
-	for r in go "${runners[@]}"; do
+	for r in go "${runners[@]}" "${variants[@]/%/-ka}"; do
 		read -r c x s <<<"$(perf_run "$r" "$rtt_n")"
-		printf '%-28s %14s %14s %14s\n' "$([ "$r" = go ] && echo "Go gobwas" || runner_name "$r")" "$c" "$x" "$s"
+		case $r in
+		go) name="Go gobwas" ;;
+		*-ka) name="$(runner_name "${r%-ka}"), keepalive" ;;
+		*) name=$(runner_name "$r") ;;
+		esac
+		printf '%-28s %14s %14s %14s\n' "$name" "$c" "$x" "$s"
 	done
-	echo "(one run each under perf stat, the client process and its children, startup included)"
+	echo "(one run each under perf stat, the client process and its children, startup included;"
+	echo " keepalive: ping_interval = 30, its timers running)"
 fi
 
 if [ "${BENCH_SERVER:-1}" != 0 ]; then

@@ -119,9 +119,9 @@ func (s *session) waitCloseWritten(d time.Duration) bool {
 
 // serveTimers are serve's keepalive and closing timers (in the session:
 // serve's stack stays shallow while it waits). Used by serve only.
+// They run on the keepalive clock (clock.go), not the runtime's timers.
 type serveTimers struct {
-	ping                 *time.Ticker
-	pong, close          *time.Timer
+	ping, pong, close    *quietTimer
 	pingC, pongC, closeC <-chan time.Time
 }
 
@@ -143,7 +143,7 @@ func (s *session) serve() Event {
 	go s.readLoop()
 	t := &s.timers
 	if o := &s.c.opts; o.pingInterval > 0 {
-		t.ping = time.NewTicker(o.pingInterval)
+		t.ping = tickQuiet(o.pingInterval)
 		t.pingC = t.ping.C
 	}
 	defer t.stop()
@@ -178,7 +178,7 @@ func (s *session) serve() Event {
 func (s *session) checkStop() (abandon bool) {
 	uc, ab := s.c.stopped()
 	if t := &s.timers; uc && t.closeC == nil {
-		t.close = time.NewTimer(s.c.opts.closeTimeout)
+		t.close = afterQuiet(s.c.opts.closeTimeout)
 		t.closeC = t.close.C
 	}
 	return ab
@@ -195,7 +195,7 @@ func (s *session) ping() {
 	t := &s.timers
 	if t.pongC == nil {
 		s.recvd.Store(false) // before the ping: its pong may come at once
-		t.pong = time.NewTimer(s.c.opts.effectivePongTimeout())
+		t.pong = afterQuiet(s.c.opts.effectivePongTimeout())
 		t.pongC = t.pong.C
 	}
 	s.c.mu.Lock()

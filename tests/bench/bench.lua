@@ -5,6 +5,7 @@
 --   lua5.1 bench.lua ingest URL N SIZE  N text messages of SIZE bytes pushed by the server
 --                                     (URL .. "push?n=N&size=SIZE"); prints "ingest N SECONDS"
 --   lua5.1 bench.lua idle URL SECS    connects, prints "READY", stays idle SECS seconds, closes
+-- BENCH_PING_INTERVAL=S sets ping_interval (keepalive timers running, as in most real use).
 -- Times are wall clock from the open event to the last echo (socket.gettime when LuaSocket
 -- is installed, else /proc/uptime, 10 ms resolution).
 local ws = require "verawebsockets"
@@ -38,6 +39,7 @@ local count, start, failed = 0, nil, nil
 local conn = ws.create {
 	url = url,
 	standalone = true,
+	ping_interval = tonumber(os.getenv("BENCH_PING_INTERVAL") or "0"), -- keepalive (0: off)
 	event_handlers = {
 		error = function(wso, reason) failed = "connection error: " .. tostring(reason) end,
 		open = function(wso)
