@@ -151,11 +151,7 @@ func (k *quietClock) run() {
 		}
 		k.until = k.h[0].when
 		timeout := syscall.NsecToTimespec(int64(k.until.Sub(now)))
-		pfd := struct {
-			fd      int32
-			events  int16
-			revents int16
-		}{fd: int32(k.wake[0]), events: 0x1} // POLLIN
+		pfd := pollFD{fd: int32(k.wake[0]), events: pollIn}
 		k.mu.Unlock()
 		syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&timeout)), 0, 0, 0)
 		if pfd.revents != 0 {
@@ -166,6 +162,15 @@ func (k *quietClock) run() {
 		}
 	}
 }
+
+// pollFD is poll(2)'s struct pollfd.
+type pollFD struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const pollIn = 0x1 // POLLIN
 
 // timerHeap orders timers by when (container/heap).
 type timerHeap []*quietTimer

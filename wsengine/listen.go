@@ -53,11 +53,7 @@ func (l *quietListener) Accept() (net.Conn, error) {
 // closed already it returns at once (the Accept that follows says so).
 func (l *quietListener) wait() {
 	l.raw.Control(func(fd uintptr) {
-		pfd := [2]struct {
-			fd      int32
-			events  int16
-			revents int16
-		}{{fd: int32(fd), events: 0x1}, {fd: int32(l.wake[0]), events: 0x1}} // POLLIN
+		pfd := [2]pollFD{{fd: int32(fd), events: pollIn}, {fd: int32(l.wake[0]), events: pollIn}}
 		for !l.closed.Load() {
 			n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 2, 0, 0, 0, 0)
 			if errno != syscall.EINTR && (errno != 0 || n > 0) {
