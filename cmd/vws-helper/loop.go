@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/verawebsockets/verawebsockets/internal/fdwait"
 	"github.com/verawebsockets/verawebsockets/internal/hub"
 	"github.com/verawebsockets/verawebsockets/internal/wire"
 )
@@ -27,13 +27,6 @@ import (
 
 // serveCalls bounds the calls the loop runs before it forwards events again.
 const serveCalls = 64
-
-// pollFD is struct pollfd.
-type pollFD struct {
-	fd      int32
-	events  int16
-	revents int16
-}
 
 // serve runs calls from the proxy's socket fd (read through r) and forwards
 // events until the socket ends (io.EOF) or breaks.
@@ -68,7 +61,7 @@ func (s *server) serve(fd int, r *bufio.Reader) error {
 
 // waiter is the loop's wait: its poll set and revents, reused.
 type waiter struct {
-	pfd []pollFD
+	pfd []fdwait.PollFD
 	rev []int16
 
 	spin  time.Duration // spinFor, or 0 (tests set their own)
@@ -108,9 +101,9 @@ func spinDefault(cpus int, env string) time.Duration {
 // (without blocking when now), reads the connections that are ready, and
 // reports whether the socket is readable.
 func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
-	w.pfd = append(w.pfd[:0], pollFD{fd: int32(fd), events: hub.PollIn}, pollFD{fd: int32(s.parentFD), events: hub.PollIn})
+	w.pfd = append(w.pfd[:0], fdwait.PollFD{FD: int32(fd), Events: fdwait.PollIn}, fdwait.PollFD{FD: int32(s.parentFD), Events: fdwait.PollIn})
 	for _, p := range s.ctxs {
-		w.pfd = append(w.pfd, pollFD{fd: int32(p.efd), events: hub.PollIn})
+		w.pfd = append(w.pfd, fdwait.PollFD{FD: int32(p.efd), Events: fdwait.PollIn})
 		if p.more {
 			continue // its event pipe is readable; no more input until it is forwarded
 		}
@@ -123,7 +116,7 @@ func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
 		}
 		p.claimed, p.first = true, len(w.pfd)
 		for _, f := range p.fds {
-			w.pfd = append(w.pfd, pollFD{fd: f, events: hub.PollIn})
+			w.pfd = append(w.pfd, fdwait.PollFD{FD: f, Events: fdwait.PollIn})
 		}
 		now = now || ready
 	}
@@ -134,15 +127,15 @@ func (w *waiter) wait(s *server, fd int, now bool) (calls bool) {
 		}
 		w.rev = w.rev[:0]
 		for _, q := range w.pfd[p.first : p.first+len(p.fds)] {
-			w.rev = append(w.rev, q.revents)
+			w.rev = append(w.rev, q.Revents)
 		}
 		hub.ReadReady(p.hub, w.rev, false) // its events are forwarded next
 		p.claimed = false
 	}
-	if w.pfd[1].revents != 0 {
+	if w.pfd[1].Revents != 0 {
 		s.checkParent()
 	}
-	return w.pfd[0].revents != 0
+	return w.pfd[0].Revents != 0
 }
 
 // poll waits for the descriptors of the poll set (block) or looks at them.
@@ -174,15 +167,15 @@ func (w *waiter) poll(block bool) {
 // ppoll waits for the descriptors of pfd (block: without a deadline, else
 // it only looks) and returns the number ready (< 0: an error). A signal (the
 // runtime preempts with one) ends it early, with what was ready then.
-func ppoll(pfd []pollFD, block bool) int {
+func ppoll(pfd []fdwait.PollFD, block bool) int {
 	var zero syscall.Timespec
-	ts := uintptr(unsafe.Pointer(&zero))
+	ts := &zero
 	if block {
-		ts = 0
+		ts = nil
 	}
-	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), uintptr(len(pfd)), ts, 0, 0, 0)
+	n, errno := fdwait.Ppoll(pfd, ts)
 	if errno != 0 {
 		return -1
 	}
-	return int(n)
+	return n
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verawebsockets/verawebsockets/internal/hub"
+	"github.com/verawebsockets/verawebsockets/internal/fdwait"
 )
 
 func TestSpinDefault(t *testing.T) {
@@ -45,7 +45,7 @@ func TestWaiterSpin(t *testing.T) {
 	// checks that the wait saw it and how quick it left the waiter.
 	wait := func(w *waiter, delay time.Duration, quick bool, what string) {
 		t.Helper()
-		w.pfd = append(w.pfd[:0], pollFD{fd: int32(fds[0]), events: hub.PollIn})
+		w.pfd = append(w.pfd[:0], fdwait.PollFD{FD: int32(fds[0]), Events: fdwait.PollIn})
 		t0 := time.Now() // before the timer starts: the byte comes delay after this at the earliest
 		if delay == 0 {
 			syscall.Write(fds[1], []byte{1})
@@ -55,12 +55,12 @@ func TestWaiterSpin(t *testing.T) {
 		}
 		w.poll(true)
 		polls := 1
-		for w.pfd[0].revents == 0 && time.Since(t0) < delay+5*time.Second {
+		for w.pfd[0].Revents == 0 && time.Since(t0) < delay+5*time.Second {
 			w.poll(true) // a signal (the runtime's) ended the wait early
 			polls++
 		}
 		took := time.Since(t0)
-		if w.pfd[0].revents == 0 {
+		if w.pfd[0].Revents == 0 {
 			t.Fatalf("%s: the wait returned after %v without the byte", what, took)
 		}
 		if delay > 0 && took < delay {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/verawebsockets/verawebsockets/internal/fdwait"
 )
 
 // directGrace is how long the reading stays the consumer's while it is away
@@ -28,7 +30,7 @@ const (
 
 // PollIn and the error bits of poll(2)'s revents.
 const (
-	PollIn  = 0x1
+	PollIn  = fdwait.PollIn
 	pollBad = 0x8 | 0x10 | 0x20 // POLLERR, POLLHUP, POLLNVAL
 )
 
@@ -46,15 +48,15 @@ type direct struct {
 	gen     uint64  // incremented by each rebuild and releaseAll (conn.drGen)
 	inWait  bool    // between ReadFDs and ReadReady
 	left    time.Time
-	watched bool     // in watcher.list (guarded by watcher.mu, as watches)
-	watches uint64   // calls of watcher.watch
-	handp   wakePipe // readable once a connection asked has handed over (opened when needed)
-	ep      epollSet // the descriptors of many polled connections (then fds holds its own)
-	reads   uint64   // incremented by each ReadReady (conn.drSeen)
+	watched bool        // in watcher.list (guarded by watcher.mu, as watches)
+	watches uint64      // calls of watcher.watch
+	handp   fdwait.Pipe // readable once a connection asked has handed over (opened when needed)
+	ep      epollSet    // the descriptors of many polled connections (then fds holds its own)
+	reads   uint64      // incremented by each ReadReady (conn.drSeen)
 }
 
 func (d *direct) init() {
-	d.handp = closedPipe
+	d.handp = fdwait.ClosedPipe
 	d.ep.fd = -1
 	d.dirty.Store(true)
 }
@@ -64,8 +66,8 @@ func (d *direct) handed() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.dirty.Store(true)
-	if d.handp.w >= 0 {
-		d.handp.poke()
+	if d.handp.W >= 0 {
+		d.handp.Poke()
 	}
 }
 
@@ -130,10 +132,10 @@ func (d *direct) rebuild(cx *context) error {
 		d.fds = append(d.fds[:0], int32(d.ep.fd))
 	}
 	if d.asked {
-		if err := d.handp.open(); err != nil {
+		if err := d.handp.Open(); err != nil {
 			return err
 		}
-		d.fds = append(d.fds, int32(d.handp.r))
+		d.fds = append(d.fds, int32(d.handp.R))
 	}
 	return nil
 }
@@ -175,7 +177,7 @@ func ReadReady(ctx uint64, revents []int16, again bool) (pending int, err error)
 		switch {
 		case ev == 0:
 		case i == conns:
-			d.handp.drain()
+			d.handp.Drain()
 			d.dirty.Store(true)
 		case d.ep.on:
 			d.readPolled()
@@ -346,6 +348,6 @@ func (d *direct) free() {
 		default:
 		}
 	}
-	d.handp.close()
+	d.handp.Close()
 	d.ep.close()
 }

@@ -3,9 +3,9 @@ package hub
 import (
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/verawebsockets/verawebsockets/internal/fdwait"
 	"github.com/verawebsockets/verawebsockets/wsengine"
 )
 
@@ -37,7 +37,7 @@ type context struct {
 	waiters int           // goroutines blocked in next
 	wakeGen uint64        // incremented by wake; a waiter that sees it change returns
 	wakeSet bool          // a wake that found no waiter; consumed by the next next that would wait
-	pipe    wakePipe      // the event pipe, opened by EventFD
+	pipe    fdwait.Pipe   // the event pipe, opened by EventFD
 	bytes   int           // event data bytes in q[head:]
 	roomCh  chan struct{} // closed when the queue is back under half the high water; nil: nobody waits
 	// relay: the consumer is no application but forwards events to one (the
@@ -55,7 +55,7 @@ type context struct {
 }
 
 func newContext(id uint64, relay bool) *context {
-	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), pipe: closedPipe, relay: relay}
+	cx := &context{id: id, conns: make(map[uint64]*conn), servers: make(map[uint64]*server), pipe: fdwait.ClosedPipe, relay: relay}
 	cx.cond.L = &cx.mu
 	cx.dr.init()
 	return cx
@@ -278,22 +278,22 @@ func (cx *context) eventFD() (fd int, alive bool, err error) {
 	if cx.freed {
 		return -1, false, nil
 	}
-	if err := cx.pipe.open(); err != nil {
+	if err := cx.pipe.Open(); err != nil {
 		return -1, true, err
 	}
 	cx.owePipe()
-	return cx.pipe.r, true, nil
+	return cx.pipe.R, true, nil
 }
 
 // signalPipe writes the one byte that marks the queue non-empty. Called with
 // mu held when the queue goes from empty to non-empty; the pipe then holds
 // exactly one byte until drainPipe, so the write never blocks.
 func (cx *context) signalPipe() {
-	if cx.pipe.w < 0 || cx.signaled {
+	if cx.pipe.W < 0 || cx.signaled {
 		return
 	}
 	cx.signaled = true
-	cx.pipe.poke()
+	cx.pipe.Poke()
 }
 
 // owePipe signals the pipe if events are queued that did not (quiet). Called
@@ -306,11 +306,11 @@ func (cx *context) owePipe() {
 
 // drainPipe empties the event pipe. Called with mu held when the queue empties.
 func (cx *context) drainPipe() {
-	if cx.pipe.r < 0 || !cx.signaled {
+	if cx.pipe.R < 0 || !cx.signaled {
 		return
 	}
 	cx.signaled = false
-	cx.pipe.drain()
+	cx.pipe.Drain()
 }
 
 // free drops the queue, closes the pipe and releases every waiter.
@@ -326,60 +326,6 @@ func (cx *context) free() {
 		close(cx.roomCh)
 		cx.roomCh = nil
 	}
-	cx.pipe.close()
+	cx.pipe.Close()
 	cx.cond.Broadcast()
-}
-
-// wakePipe is a non-blocking pipe whose read end poll(2) sees readable from
-// poke until drain: the event pipe of a context, and the hand-over pipe of
-// its reading on the waiting thread. Its owner serializes the calls.
-type wakePipe struct{ r, w int }
-
-var closedPipe = wakePipe{r: -1, w: -1}
-
-// open creates the pipe unless it is open.
-func (p *wakePipe) open() error {
-	if p.r >= 0 {
-		return nil
-	}
-	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		return err
-	}
-	p.r, p.w = fds[0], fds[1]
-	return nil
-}
-
-// poke writes one byte (a full pipe already is readable).
-func (p *wakePipe) poke() {
-	b := [1]byte{1}
-	for {
-		_, err := syscall.Write(p.w, b[:])
-		if err != syscall.EINTR {
-			return
-		}
-	}
-}
-
-// drain reads what the pipe holds.
-func (p *wakePipe) drain() {
-	var b [16]byte
-	for {
-		n, err := syscall.Read(p.r, b[:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || n < len(b) {
-			return
-		}
-	}
-}
-
-// close closes both ends, if open.
-func (p *wakePipe) close() {
-	if p.r >= 0 {
-		syscall.Close(p.r)
-		syscall.Close(p.w)
-		*p = closedPipe
-	}
 }
