@@ -9,17 +9,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/verawebsockets/verawebsockets/internal/fdwait"
 	"github.com/verawebsockets/verawebsockets/internal/testpki"
 	"github.com/verawebsockets/verawebsockets/wsengine"
 )
-
-// pollFD is struct pollfd.
-type pollFD struct {
-	fd              int32
-	events, revents int16
-}
 
 // waitRead is one wait of a consumer that reads on its own thread: ReadFDs,
 // ppoll up to d, and ReadReady before Pending is looked at: pendingBefore,
@@ -30,23 +24,23 @@ func waitRead(t *testing.T, ctx uint64, d time.Duration) (pendingBefore, pending
 	if err != nil {
 		t.Fatalf("ReadFDs: %v", err)
 	}
-	p := make([]pollFD, len(fds))
+	p := make([]fdwait.PollFD, len(fds))
 	for i, fd := range fds {
-		p[i] = pollFD{fd: fd, events: PollIn}
+		p[i] = fdwait.PollFD{FD: fd, Events: PollIn}
 	}
 	if now {
 		d = 0
 	}
 	ts := syscall.NsecToTimespec(int64(d))
 	if len(p) > 0 {
-		syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		fdwait.Ppoll(p, &ts)
 	} else {
 		time.Sleep(d)
 	}
 	pendingBefore, _ = Pending(ctx)
 	rev := make([]int16, len(p))
 	for i := range p {
-		rev[i] = p[i].revents
+		rev[i] = p[i].Revents
 	}
 	n, err := ReadReady(ctx, rev, false)
 	if err != nil {
