@@ -55,6 +55,8 @@ type session struct {
 	failPending bool  // EventFailPending was emitted; FailNow not called yet
 	throughErr  error // a write-through failed: the writer ends with it
 
+	gate atomic.Pointer[uint32] // shared writes (gate.go); nil: none
+
 	// The writer goroutine runs only while frames are queued (an idle
 	// connection has none): wakeWriter starts it, it ends when the queue is
 	// empty. Guarded by c.mu.
@@ -303,6 +305,7 @@ func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	<-s.rExit
 	s.c.mu.Lock()
 	s.writerDone = true
+	s.gateSync()
 	s.c.mu.Unlock()
 	s.writers.Wait()
 	s.c.mu.Lock()

@@ -24,6 +24,7 @@ type spillConn struct {
 	net.Conn
 	rc       syscall.RawConn
 	nonblock atomic.Bool
+	shared   atomic.Bool // another process holds a copy of the socket (Conn.ShareWrites)
 
 	mu    sync.Mutex
 	spill []byte
@@ -67,6 +68,15 @@ func (c *spillConn) writeNow(fd uintptr) bool {
 			return true // never wait for writability
 		}
 	}
+}
+
+// Close closes the connection, shutting the socket down first when another
+// process holds a copy of it (which would keep the connection open).
+func (c *spillConn) Close() error {
+	if c.shared.Load() {
+		c.rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	}
+	return c.Conn.Close()
 }
 
 // spillConnOf returns the spillConn under nc (itself or under its TLS), or nil.

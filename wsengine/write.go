@@ -5,6 +5,7 @@ package wsengine
 
 import (
 	"bufio"
+	"net"
 	"sync"
 
 	"github.com/gobwas/ws"
@@ -48,6 +49,7 @@ func (s *session) pushData(f outFrame) {
 		s.queued += len(f.p)
 	}
 	s.data = append(s.data, f)
+	s.gateSync()
 	s.wakeWriter()
 }
 
@@ -63,6 +65,7 @@ func (s *session) pushCtrl(f outFrame, urgent bool) {
 	if f.op == opClose {
 		s.closeQueued = true
 	}
+	s.gateSync()
 	s.wakeWriter()
 }
 
@@ -115,6 +118,9 @@ func (s *session) writeThrough(f outFrame) (done, drained bool) {
 		len(s.ctrl) > 0 || len(s.data) > 0 || s.closeQueued {
 		return false, false
 	}
+	if s.gateTake() { // the other process is writing: queue (see gate.go)
+		return false, false
+	}
 	s.writing = true
 	s.queued += len(f.p)
 	s.c.mu.Unlock()
@@ -126,6 +132,7 @@ func (s *session) writeThrough(f outFrame) (done, drained bool) {
 	s.c.mu.Lock()
 	s.writing = false
 	s.queued = max(s.queued-len(f.p), 0) // teardown may have reset it meanwhile
+	defer s.gateSync()
 	switch {
 	case err != nil:
 		s.throughErr = err
@@ -155,6 +162,10 @@ func (s *session) writeLoop() {
 		if !ok {
 			return
 		}
+		if !s.gateAwait() {
+			s.fail(net.ErrClosed)
+			return
+		}
 		if f.spill > 0 {
 			err = s.sc.flush()
 		} else {
@@ -174,6 +185,7 @@ func (s *session) writeLoop() {
 		if err == nil && f.op == opClose {
 			s.writerOn, s.writerDone = false, true
 		}
+		s.gateSync()
 		s.c.mu.Unlock()
 		if drained {
 			s.c.emit(Event{Type: EventWriteable})
@@ -193,6 +205,7 @@ func (s *session) writeLoop() {
 func (s *session) fail(err error) {
 	s.c.mu.Lock()
 	s.writerOn, s.writerDone = false, true
+	s.gateSync()
 	s.c.mu.Unlock()
 	s.wErr = err
 	close(s.wFail)
