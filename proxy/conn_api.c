@@ -71,6 +71,7 @@ int vws_conn_new(vws_ctx ctx, const char *url, vws_conn *out, char *err, size_t 
 	if (rc == VWS_OK && c) {
 		cn->ctx = c;
 		cn->gen = h->gen;
+		cn->sent = 0; /* the new helper counts from 0 (share.c) */
 		c->gen = h->gen;
 		cn->hnext = px.tab[cn->id % PX_BUCKETS];
 		px.tab[cn->id % PX_BUCKETS] = cn;
@@ -157,6 +158,7 @@ static int conn_call(vws_conn id, struct px_buf *b, enum dead_mode mode, struct 
 			pthread_mutex_lock(&px.mu);
 			if (rc == VWS_OK && (cn = px_conn_find(id))) {
 				cn->gen = h->gen;
+				cn->sent = 0; /* the new helper counts from 0 (share.c) */
 				cn->ctx->gen = h->gen;
 				cn->state = VWS_STATE_CREATED;
 				cn->attempt = 0;

@@ -94,6 +94,8 @@ static int conn_async(vws_conn id, const struct async_call *a, char *err, size_t
 	struct px_conn *cn;
 	struct px_helper *h;
 	struct px_buf b;
+	uint8_t fb[PX_SHARE_MAX + 14];
+	uint32_t gen;
 	int rc = async_args(a, err, errlen), ack = 0;
 	if (rc != VWS_OK)
 		return rc;
@@ -110,6 +112,26 @@ static int conn_async(vws_conn id, const struct async_call *a, char *err, size_t
 		return px_errf(VWS_ESTATE, err, errlen, "connection is not open (engine helper died)");
 	}
 	rc = async_state(cn, a, &ack, err, errlen);
+	if (rc == VWS_OK && !ack && a->op == WIRE_OP_SEND && cn->share) {
+		/* Written here while the helper has nothing to write (share.c). */
+		const uint8_t *rest = NULL;
+		size_t restlen = 0;
+		int d = px_share_write(px.h, cn, a->opcode, a->data, a->len, fb, &rest, &restlen);
+		if (d == PX_SHARE_DONE) {
+			pthread_mutex_unlock(&px.mu);
+			return VWS_OK;
+		}
+		if (d == PX_SHARE_PART) { /* the helper writes the rest first */
+			h = px_helper_get(0, NULL, 0);
+			cn->sent++;
+			gen = cn->share->gen;
+			pthread_mutex_unlock(&px.mu);
+			px_buf_msg(&b, WIRE_OP_SHARE_REST, id, "ib", (int)gen, (const char *)rest, restlen);
+			goto call;
+		}
+	}
+	if (rc == VWS_OK)
+		cn->sent++; /* counted by the helper once taken (share.c) */
 	h = rc == VWS_OK || ack ? px_helper_get(0, NULL, 0) : NULL;
 	pthread_mutex_unlock(&px.mu);
 	if (ack) { /* the helper reports the connection's failures again */
@@ -135,6 +157,7 @@ static int conn_async(vws_conn id, const struct async_call *a, char *err, size_t
 		px_buf_msg(&b, a->op, id, "ib", a->code, a->data, a->len);
 		break;
 	}
+call:
 	rc = px_call(h, &b, 0, NULL, err, errlen);
 	px_buf_free(&b);
 	pthread_mutex_lock(&px.mu);

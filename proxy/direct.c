@@ -198,7 +198,7 @@ static int rd_consume(struct px_helper *h, struct px_rd *r)
 			r->off = 0;
 		}
 		room = sizeof r->buf - r->len;
-		k = recv(r->fd, r->buf + r->len, room, MSG_DONTWAIT);
+		k = px_rd_recv(r, r->buf + r->len, room, MSG_DONTWAIT);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -101,6 +101,15 @@ struct px_conn {
 	char *proto;              /* the subprotocol of its last ESTABLISHED (NULL: not since
 	                           * vws_conn_connect): vws_conn_protocol answers from it */
 	struct px_opt *opts, **opts_tail;
+	struct px_share *share;   /* a copy of its socket to write to (share.c), or NULL */
+	uint32_t sent;            /* asynchronous calls sent for it (SEND, PING, CLOSE, SHARE_REST):
+	                           * share.c compares it with the helper's count */
+};
+
+/* A connection's socket shared by the helper (share.c). */
+struct px_share {
+	int fd;
+	uint32_t slot, gen;       /* its gate in the helper's gate memory */
 };
 
 /* One helper process. */
@@ -129,6 +138,8 @@ struct px_helper {
 	const char *rfail;        /* the holder found the stream broken: the helper ends */
 	pthread_cond_t rcv;       /* wakes the reader thread */
 	struct px_pipe handp;     /* poked when the reading is handed over */
+	uint32_t *gates;          /* the gate memory (share.c), or NULL */
+	int gates_fd;             /* its descriptor until the helper has it, or -1 */
 };
 
 #define PX_RD_THREAD 0
@@ -181,12 +192,29 @@ struct px_state {
 PX_HIDDEN extern struct px_state px;
 
 /* The reader's buffered view of a helper's socket (wireio.c). */
+#define PX_RD_FDS 8
 struct px_rd {
 	struct px_helper *h;
 	int fd;
 	uint8_t buf[64 << 10];
 	size_t off, len;
+	int fds[PX_RD_FDS];       /* descriptors received with the frames, not yet taken */
+	int nfds;
 };
+
+/* share.c: shared writes */
+#define PX_SHARE_MAX  WIRE_SHARE_MAX
+#define PX_SHARE_NO   0
+#define PX_SHARE_DONE 1
+#define PX_SHARE_PART 2
+PX_HIDDEN void px_gates_open(struct px_helper *h);
+PX_HIDDEN void px_gates_close(struct px_helper *h);
+PX_HIDDEN ssize_t px_rd_recv(struct px_rd *r, void *buf, size_t n, int flags);
+PX_HIDDEN void px_rd_close_fds(struct px_rd *r);
+PX_HIDDEN void px_share_attach(struct px_helper *h, struct px_rd *r, const struct px_reply *v);
+PX_HIDDEN void px_share_drop(struct px_conn *cn);
+PX_HIDDEN int px_share_write(struct px_helper *h, struct px_conn *cn, int opcode, const char *data, size_t len,
+	uint8_t *fb, const uint8_t **rest, size_t *restlen);
 
 /* direct.c: the thread that waits reads the helper's socket (see there) */
 PX_HIDDEN int px_rd_turn(struct px_helper *h);

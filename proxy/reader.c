@@ -105,9 +105,11 @@ static void on_event(struct px_helper *h, int type, struct px_reply *v)
 		case VWS_EV_CONNECTION_ERROR:
 			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;
 			cn->attempt = ev.attempt;
+			px_share_drop(cn);
 			break;
 		case VWS_EV_CLOSED:
 			cn->state = state == VWS_STATE_CLOSED ? VWS_STATE_CLOSED : VWS_STATE_CONNECTING;
+			px_share_drop(cn); /* its session's socket: a reconnect shares its own */
 			break;
 		default: /* a message, a pong, writeable */
 			if (cn->state == VWS_STATE_OPEN && closing)
@@ -146,7 +148,10 @@ int px_rd_frame(struct px_helper *h, struct px_rd *r, struct px_reply *v, const 
 		pthread_mutex_unlock(&px.mu);
 	} else if (kind == WIRE_KIND_EVENT) {
 		pthread_mutex_lock(&px.mu);
-		on_event(h, op, v);
+		if (op == WIRE_EVENT_SHARE) /* never an application event */
+			px_share_attach(h, r, v);
+		else
+			on_event(h, op, v);
 		pthread_mutex_unlock(&px.mu);
 	} else if (kind == WIRE_KIND_LOG) {
 		if (v->n == 1 && v->v[0].is_bytes) /* NUL-terminated by px_read_values */
@@ -191,6 +196,7 @@ void *px_reader_main(void *arg)
 	r->h = h;
 	r->fd = h->fd; /* only px_helper_died (on this thread) closes it */
 	r->off = r->len = 0;
+	r->nfds = 0;
 	pthread_mutex_lock(&px.mu);
 	h->rd = r;
 	pthread_mutex_unlock(&px.mu);
@@ -198,6 +204,7 @@ void *px_reader_main(void *arg)
 out:
 	px_rd_end(h, &why);
 	px_helper_died(h, why);
+	px_rd_close_fds(r);
 	free(r);
 	px_helper_put(h); /* the reader's reference */
 	return NULL;

@@ -122,7 +122,8 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	sigset_t none, all, old;
 	pthread_attr_t ta;
 	pthread_t tid;
-	struct px_helper *h;
+	struct px_helper *h, g;
+	int gatefd = -1;
 	pid_t pid;
 
 	if (!path || !*path)
@@ -153,8 +154,14 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 		free(wcopy);
 		return NULL;
 	}
+	/* The gate memory of shared writes (share.c) becomes the child's fd 4. */
+	px_gates_open(&g);
+	if (g.gates_fd >= 0 && (gatefd = fcntl(g.gates_fd, F_DUPFD_CLOEXEC, 10)) < 0)
+		px_gates_close(&g);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, childfd, 3);
+	if (gatefd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, gatefd, WIRE_GATE_FD);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawnattr_init(&sa);
@@ -167,8 +174,15 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&sa);
 	close(childfd);
+	if (gatefd >= 0)
+		close(gatefd);
+	if (g.gates_fd >= 0) { /* the mapping stays */
+		close(g.gates_fd);
+		g.gates_fd = -1;
+	}
 	if (rc != 0) {
 		px_seterr(err, errlen, "cannot start engine helper %s: %s", argv[0], strerror(rc));
+		px_gates_close(&g);
 		close(sv[0]);
 		free(wcopy);
 		return NULL;
@@ -177,6 +191,7 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 
 	h = calloc(1, sizeof *h);
 	if (!h) {
+		px_gates_close(&g);
 		close(sv[0]);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -184,6 +199,8 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 		return NULL;
 	}
 	h->refs = 2; /* px.h + the reader thread */
+	h->gates = g.gates;
+	h->gates_fd = -1;
 	h->gen = ++px.gen;
 	h->fd = sv[0];
 	h->pid = pid;
@@ -208,6 +225,7 @@ static struct px_helper *helper_start(char *err, size_t errlen)
 		waitpid(pid, NULL, 0);
 		pthread_mutex_destroy(&h->wmu);
 		pthread_cond_destroy(&h->rcv);
+		px_gates_close(h);
 		free(h);
 		px_seterr(err, errlen, "engine helper: pthread_create: %s", strerror(rc));
 		return NULL;
@@ -239,6 +257,7 @@ struct px_helper *px_helper_get(int start, char *err, size_t errlen)
 void px_helper_put(struct px_helper *h)
 {
 	if (h && --h->refs == 0) {
+		px_gates_close(h);
 		px_pipe_close(&h->handp);
 		pthread_cond_destroy(&h->rcv);
 		pthread_mutex_destroy(&h->wmu);
@@ -266,6 +285,7 @@ void px_helper_died(struct px_helper *h, const char *why)
 			vws_event ev;
 			if (cn->gen != h->gen)
 				continue;
+			px_share_drop(cn);
 			memset(&ev, 0, sizeof ev);
 			ev.conn = cn->id;
 			if (cn->state == VWS_STATE_CONNECTING) {

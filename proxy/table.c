@@ -97,6 +97,7 @@ void px_conn_destroy(struct px_conn *c)
 		free(o->value);
 		free(o);
 	}
+	px_share_drop(c);
 	free(c->url);
 	free(c->async_err);
 	free(c->proto);

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define WIRE_VERSION 6
+#define WIRE_VERSION 7
 
 #define WIRE_KIND_CALL  1
 #define WIRE_KIND_REPLY 2
@@ -74,6 +74,23 @@
  * this frame the helper reports no further failure of that connection (those
  * calls were sent before the report was returned, which stands for them). */
 #define WIRE_OP_SEND_ACK          30  /* conn -> no reply */
+/* Shared writes (version 7, see internal/wire/doc.go): the helper gives the
+ * proxy a copy of a connection's socket with a WIRE_EVENT_SHARE (opcode: the
+ * slot of its gate in the shared gate memory, code: the gate's generation; the
+ * descriptor comes with the frame, SCM_RIGHTS). The proxy writes a message's
+ * frame to it itself when the gate lets it; the rest of a frame the socket did
+ * not take whole goes to the helper with WIRE_OP_SHARE_REST. */
+#define WIRE_EVENT_SHARE          66
+#define WIRE_OP_SHARE_REST        31  /* conn, gen, rest -> no reply */
+/* The gate memory (fd 4 of the helper): WIRE_GATE_SLOTS slots of two 32-bit
+ * words, the gate and the count of the connection's asynchronous calls the
+ * helper has taken. Gate bits: */
+#define WIRE_GATE_FD              4
+#define WIRE_SHARE_MAX            4096 /* the largest message the proxy writes itself */
+#define WIRE_GATE_SLOTS           4096
+#define WIRE_GATE_OTHER           1u  /* the proxy is writing a frame */
+#define WIRE_GATE_BUSY            2u  /* the engine has frames queued or is writing */
+#define WIRE_GATE_GEN_SHIFT       2
 
 #define WIRE_ACCEPTED_TAG_BASE (1ull << 48)
 

@@ -241,9 +241,9 @@ int px_rd_exact(struct px_rd *r, void *dst, size_t n)
 			continue;
 		}
 		if (n >= sizeof r->buf)
-			k = recv(r->fd, d, n, 0);
+			k = px_rd_recv(r, d, n, 0);
 		else
-			k = recv(r->fd, r->buf, sizeof r->buf, 0);
+			k = px_rd_recv(r, r->buf, sizeof r->buf, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)

@@ -41,22 +41,25 @@ const (
 const gateWait = 20 * time.Microsecond
 
 // ErrNoShare is returned by ShareWrites for a connection whose writes cannot
-// be shared: not open, not plain TCP (wss://), compressed, or with writeable
-// events (the engine would not see the other's writes drain).
+// be shared: not open, not plain TCP (wss://), compressed, with writeable
+// events (the engine would not see the other's writes drain), or with a
+// max_send_queue below the messages the other writes (the engine would
+// refuse some of them).
 var ErrNoShare = errors.New("connection writes cannot be shared")
 
-// ShareWrites lets another process write whole frames to the connection's
-// socket under gate word w (see above; gen is stored in its upper bits, and
-// w must stay valid while the session lasts) and returns a duplicate of the
-// socket for it (close-on-exec; the caller closes it once passed on). From
-// then on the session shuts its socket down before closing it: the other's
-// copy would keep the connection open.
-func (c *Conn) ShareWrites(w *uint32, gen uint32) (fd int, err error) {
+// ShareWrites lets another process write whole frames of messages of at
+// most maxLen bytes to the socket of the connection's current session under
+// gate word w (see above; gen is stored in its upper bits) and returns a duplicate of the socket for it
+// (close-on-exec; the caller closes it once passed on). The session touches
+// w until it ends, then calls release (once, on a goroutine of its own;
+// nil: none): w may then be reused. From now on the session shuts its socket
+// down before closing it: the other's copy would keep the connection open.
+func (c *Conn) ShareWrites(w *uint32, gen uint32, maxLen int, release func()) (fd int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.sess
 	if c.State() != StateOpen || s == nil || s.sc == nil || s.rb.tls() || s.deflate != nil ||
-		c.opts.writeableEvents || s.gate.Load() != nil {
+		c.opts.writeableEvents || c.opts.maxSendQueue < maxLen || s.gate.Load() != nil {
 		return -1, ErrNoShare
 	}
 	fd = -1
@@ -76,19 +79,21 @@ func (c *Conn) ShareWrites(w *uint32, gen uint32) (fd int, err error) {
 	}
 	atomic.StoreUint32(w, gen<<GateGenShift)
 	s.gate.Store(w)
+	s.gateRelease = release
 	s.sc.shared.Store(true)
 	s.gateSync()
 	return fd, nil
 }
 
 // TakeOtherWrite takes over the rest of a frame the other process began
-// writing (rest: the bytes the socket did not take), which goes out before
-// anything else, and clears GateOther.
-func (c *Conn) TakeOtherWrite(rest []byte) {
+// writing under generation gen (rest: the bytes the socket did not take),
+// which goes out before anything else, and clears GateOther. A gen that is
+// not the current session's (it ended meanwhile) is ignored.
+func (c *Conn) TakeOtherWrite(gen uint32, rest []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.sess
-	if s == nil || s.gate.Load() == nil {
+	if s == nil || s.gate.Load() == nil || atomic.LoadUint32(s.gate.Load())>>GateGenShift != gen {
 		return
 	}
 	if len(rest) > 0 && !s.writerDone {

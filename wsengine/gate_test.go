@@ -101,13 +101,14 @@ func TestShareWrites(t *testing.T) {
 	c, ev := dialTest(t, srv.url)
 	ev.expect(EventEstablished)
 	var gate uint32
+	var released atomic.Int32
 	const gen = 5
-	fd, err := c.ShareWrites(&gate, gen)
+	fd, err := c.ShareWrites(&gate, gen, 64, func() { released.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
-	if _, err := c.ShareWrites(&gate, gen); err != ErrNoShare {
+	if _, err := c.ShareWrites(&gate, gen, 64, nil); err != ErrNoShare {
 		t.Fatalf("second ShareWrites: %v", err)
 	}
 	pingStop := make(chan struct{})
@@ -166,7 +167,7 @@ func TestShareWrites(t *testing.T) {
 		if cut < len(b) {
 			handed++
 			time.Sleep(100 * time.Microsecond) // the rest travels to the helper meanwhile
-			c.TakeOtherWrite(b[cut:])
+			c.TakeOtherWrite(gen, b[cut:])
 		} else {
 			direct++
 			atomic.AndUint32(&gate, ^GateOther)
@@ -201,6 +202,9 @@ func TestShareWrites(t *testing.T) {
 	}
 	if atomic.LoadUint32(&gate)&GateBusy == 0 {
 		t.Errorf("gate not busy after the close: %#x", atomic.LoadUint32(&gate))
+	}
+	if n := released.Load(); n != 1 {
+		t.Errorf("released %d times", n)
 	}
 	if v := bad.Load(); v != nil {
 		t.Fatal(v)

@@ -55,7 +55,8 @@ type session struct {
 	failPending bool  // EventFailPending was emitted; FailNow not called yet
 	throughErr  error // a write-through failed: the writer ends with it
 
-	gate atomic.Pointer[uint32] // shared writes (gate.go); nil: none
+	gate        atomic.Pointer[uint32] // shared writes (gate.go); nil: none
+	gateRelease func()                 // ShareWrites' release (guarded by c.mu until finish)
 
 	// The writer goroutine runs only while frames are queued (an idle
 	// connection has none): wakeWriter starts it, it ends when the queue is
@@ -310,6 +311,11 @@ func (s *session) finish(clean bool, code StatusCode, reason string) Event {
 	s.writers.Wait()
 	s.c.mu.Lock()
 	s.ctrl, s.data, s.queued = nil, nil, 0
+	release := s.gateRelease
+	s.gateRelease = nil
 	s.c.mu.Unlock()
+	if release != nil {
+		release() // nothing touches the gate any more
+	}
 	return Event{Type: EventClosed, Clean: clean, Code: code, Data: []byte(reason)}
 }

@@ -48,6 +48,7 @@ func main() {
 
 	sock := os.NewFile(socketFD, "vws-socket")
 	s := newServer(sock)
+	s.gates = openGates()
 	s.watchParent(os.Getppid())
 	if err := s.write(&wire.Msg{Kind: wire.KindHello, Op: wire.Version,
 		Args: []wire.Value{wire.Int(int64(os.Getpid())), wire.Int(abiVersion)}}); err != nil {
@@ -78,6 +79,7 @@ type server struct {
 	reqs         map[uint64]connRef // HTTP request tag -> hub request, until OpHTTPRespond
 	acceptBase   uint64             // accepted connections are tagged acceptBase+1, +2, ...
 	lastAccepted uint64             // below wire.AcceptedTagSpan
+	gates        *gates             // shared writes (share.go); nil: none
 }
 
 type connRef struct {
@@ -223,6 +225,7 @@ func (s *server) call(m *wire.Msg) {
 			for ct := range p.connTags {
 				delete(s.conns, ct)
 				delete(s.unacked, ct)
+				s.forget(ct)
 			}
 			for rt, ref := range s.reqs {
 				if ref.p == p {
@@ -292,6 +295,7 @@ func (s *server) call(m *wire.Msg) {
 			delete(ref.p.connTags, tag)
 		}
 		delete(s.unacked, tag)
+		s.forget(tag)
 		if !ok {
 			s.reply(m, errUnknownConn(tag))
 			return
@@ -473,6 +477,11 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 		if err = a.Err(); err == nil {
 			err = hub.Close(c, int(code), reason)
 		}
+	case wire.OpShareRest:
+		gen, rest := a.Int(), a.Bytes()
+		if err = a.Err(); err == nil {
+			err = hub.TakeOtherWrite(c, uint32(gen), rest)
+		}
 	case wire.OpState:
 		var st wsengine.State
 		if err = a.Err(); err == nil {
@@ -521,6 +530,9 @@ func (s *server) connCall(m *wire.Msg, op wire.Op, a *wire.Args) {
 		if res != nil {
 			res = []wire.Value{res[0]} // keep the reply's shape
 		}
+	}
+	if m.ID == 0 && (op == wire.OpSend || op == wire.OpPing || op == wire.OpClose || op == wire.OpShareRest) {
+		s.took(tag) // after its frame was written or queued: see share.go
 	}
 	if m.ID == 0 && known && err != nil && (op == wire.OpSend || op == wire.OpPing || op == wire.OpClose) {
 		s.sendError(ref.p, tag, op, err)

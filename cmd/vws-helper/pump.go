@@ -214,5 +214,8 @@ func (p *pump) send(ev hub.Event) {
 	p.msg = wire.Msg{Kind: wire.KindEvent, Op: op, Args: args}
 	p.s.put(&p.msg, false) // flushed by the loop once it has forwarded what was queued, or by a reply
 	clear(p.args[:])
+	if (ev.Type == wsengine.EventEstablished || ev.Type == hub.EventServerEstablished) && p.s.gates != nil {
+		p.s.share(p, ev.Conn, tag) // right behind its ESTABLISHED
+	}
 	hub.RecycleTo(&p.bin, &ev) // put copied the payload
 }

@@ -447,6 +447,29 @@ func pooledData(ev *Event) bool {
 	return ev.Type == wsengine.EventReceive || ev.Type == EventServerReceive
 }
 
+// ShareWrites is wsengine.Conn.ShareWrites of connection c: another process
+// (the out-of-process proxy) may write frames to its current session's
+// socket under gate word w.
+func ShareWrites(c uint64, w *uint32, gen uint32, maxLen int, release func()) (fd int, err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return -1, err
+	}
+	return cn.ws.ShareWrites(w, gen, maxLen, release)
+}
+
+// TakeOtherWrite is wsengine.Conn.TakeOtherWrite of connection c.
+func TakeOtherWrite(c uint64, gen uint32, rest []byte) (err error) {
+	defer recoverTo(&err)
+	cn, err := lookupConn(c)
+	if err != nil {
+		return err
+	}
+	cn.ws.TakeOtherWrite(gen, rest)
+	return nil
+}
+
 // Ping queues a ping with up to 125 bytes of payload.
 func Ping(c uint64, p []byte) (err error) {
 	defer recoverTo(&err)

@@ -48,6 +48,7 @@
 //	OpConnFail         conn                               (no reply: sent with id 0)
 //	OpSetLogSink       on (0/1)                           -> ()
 //	OpSendAck          conn                               (no reply: sent with id 0)
+//	OpShareRest        conn, gen, rest                    (no reply: sent with id 0)
 //
 // The proxy sends OpSend, OpPing and OpClose with id 0 (no reply, version 5)
 // after checking what it can itself (see proxy/conn_async.c). One that fails in
@@ -59,6 +60,19 @@
 // (those calls were sent before the report was returned). The
 // proxy answers vws_conn_state and vws_ctx_active from the events it receives;
 // OpState and OpActive remain for other clients of the protocol.
+//
+// Shared writes (version 7): the proxy passes the helper a memory of gate
+// words on fd GateFD (GateSlots slots). When a ws:// connection without
+// compression or writeable events opens, the helper sends an event of type
+// EventShare after its ESTABLISHED (opcode: the slot, code: the generation)
+// with a copy of the socket (SCM_RIGHTS, from the frame's first byte). The
+// proxy then writes a small message's frame to that socket itself, without
+// the helper, when the slot's count of taken calls equals the asynchronous
+// calls it sent for the connection and it can set wsengine.GateOther on a gate
+// word with its generation and no other bit (wsengine/gate.go); what the
+// socket does not take of the frame goes to the helper as OpShareRest. It
+// closes its copy with the connection's CLOSED or CONNECTION_ERROR event; the
+// helper shuts the socket down before closing it.
 //
 // Servers and the proxy's connections take their tags from one counter, so
 // they never collide. A connection accepted by a server is made inside the

@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the protocol version sent in the hello frame.
-const Version = 6
+const Version = 7
 
 // Kind says what a frame is.
 type Kind uint8
@@ -69,6 +69,35 @@ const (
 	// Asynchronous sends (protocol version 5): the proxy took the
 	// connection's EventSendError (no reply).
 	OpSendAck Op = 30
+
+	// Shared writes (protocol version 7): the rest of a frame the proxy
+	// wrote to a shared socket that did not take it whole (conn, gen, rest;
+	// no reply).
+	OpShareRest Op = 31
+)
+
+// EventShare is the event type (op) that gives the proxy a copy of a
+// connection's socket (protocol version 7): opcode is the slot of its gate in
+// the gate memory, code the gate's generation; the descriptor comes with the
+// frame (SCM_RIGHTS). Never handed to the application.
+const EventShare = 66
+
+// The gate memory the proxy maps and passes to the helper as GateFD:
+// GateSlots slots of two 32-bit words, the gate (wsengine.GateOther,
+// GateBusy, the generation from bit 2) and the number of the connection's
+// asynchronous calls (OpSend, OpPing, OpClose, OpShareRest) the helper has
+// taken; the proxy writes to a shared socket only when that number is the
+// number it sent.
+const (
+	GateFD    = 4
+	GateSlots = 4096
+	ShareMax  = 4096 // the largest message the proxy writes itself
+
+	// The gate's bits, as wsengine.GateOther, GateBusy and GateGenShift
+	// (TestGateBits).
+	GateOther    = 1
+	GateBusy     = 2
+	GateGenShift = 2
 )
 
 // EventFailPending is the event type (op) of the marker the helper sends

@@ -26,7 +26,7 @@ var cases = []struct {
 	wire string // with length prefix
 }{
 	{"hello", Msg{Kind: KindHello, Op: Version, Args: []Value{Int(4242), Int(1)}},
-		"00000018 04 06 00000000 01 0000000000001092 01 0000000000000001"},
+		"00000018 04 07 00000000 01 0000000000001092 01 0000000000000001"},
 	{"log line", Msg{Kind: KindLog, ID: 256, Args: []Value{String("hi")}},
 		"0000000d 05 00 00000100 02 00000002 6869"},
 	{"conn fail", Msg{Kind: KindCall, Op: uint8(OpConnFail), Args: []Value{Int(9)}},
