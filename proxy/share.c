@@ -29,6 +29,9 @@
 #ifndef SIOCOUTQ
 #include <linux/sockios.h>
 #endif
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0x40000000 /* Linux 2.6.23 */
+#endif
 
 #define GATES_SIZE (WIRE_GATE_SLOTS * 8)
 
@@ -59,9 +62,11 @@ void px_gates_open(struct px_helper *h)
 		for (i = 0; i < sizeof dirs / sizeof dirs[0] && fd < 0; i++) {
 			char path[64];
 			snprintf(path, sizeof path, "%s/vws-gates-XXXXXX", dirs[i]);
-			fd = mkostemp(path, O_CLOEXEC);
-			if (fd >= 0)
+			fd = mkstemp(path); /* mkostemp is missing from older uClibc */
+			if (fd >= 0) {
 				unlink(path);
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+			}
 		}
 	}
 	if (fd < 0)

@@ -50,6 +50,9 @@ static void atfork_child(void)
 	}
 	px.reqs = NULL;
 	for (c = px.ctxs; c; c = c->next) {
+		struct px_conn *cn;
+		for (cn = c->conns; cn; cn = cn->cnext)
+			px_share_drop(cn); /* the parent's sockets: not the child's to write to */
 		px_cond_init(&c->cond);
 		c->waiters = 0;
 		c->refs = 1;
