@@ -49,11 +49,12 @@ var ErrNoShare = errors.New("connection writes cannot be shared")
 
 // ShareWrites lets another process write whole frames of messages of at
 // most maxLen bytes to the socket of the connection's current session under
-// gate word w (see above; gen is stored in its upper bits) and returns a duplicate of the socket for it
-// (close-on-exec; the caller closes it once passed on). The session touches
-// w until it ends, then calls release (once, on a goroutine of its own;
-// nil: none): w may then be reused. From now on the session shuts its socket
-// down before closing it: the other's copy would keep the connection open.
+// gate word w (see above; gen is stored in its upper bits), and returns a
+// duplicate of the socket for it (close-on-exec; the caller closes it once
+// passed on). The session touches w until it ends, then calls release once,
+// on the session's goroutine (nil: none): w may then be reused. From now on
+// the session shuts its socket down before closing it: the other's copy
+// would keep the connection open.
 func (c *Conn) ShareWrites(w *uint32, gen uint32, maxLen int, release func()) (fd int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -65,6 +65,7 @@ func strictServer(t *testing.T) (url string, bad func() string) {
 			wmu.Unlock()
 		}
 		stop, ping := make(chan struct{}), make(chan struct{})
+		pinging := false
 		defer close(stop)
 		go func() {
 			select {
@@ -114,9 +115,9 @@ func strictServer(t *testing.T) (url string, bad func() string) {
 				write(ws.NewTextFrame(f.Payload))
 			case ws.OpBinary:
 				write(ws.NewBinaryFrame(f.Payload))
-				if ping != nil {
+				if !pinging {
 					close(ping)
-					ping = nil
+					pinging = true
 				}
 			case ws.OpPing:
 				write(ws.NewPongFrame(f.Payload))
