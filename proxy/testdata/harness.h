@@ -7,11 +7,14 @@
 #define VWS_TEST_HARNESS_H
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "verawebsockets.h"
 
@@ -37,6 +40,35 @@ static long long now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The helper: the one child process of this program (the wrapper, e.g. qemu, when one is
+ * used), or 0. */
+static __attribute__((unused)) pid_t helper_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+	while (d && (e = readdir(d))) {
+		char path[300], buf[512], *p;
+		FILE *f;
+		int ppid;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 &&
+			ppid == getpid()) {
+			char st = p[2];
+			if (st != 'Z')
+				found = (pid_t)atoi(e->d_name);
+		}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
 }
 
 #endif

@@ -20,34 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The helper: our child process (the wrapper, e.g. qemu, when one is used). */
-static pid_t helper_pid(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-	while (d && (e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *f;
-		int ppid;
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 &&
-			ppid == getpid()) {
-			char st = p[2];
-			if (st != 'Z')
-				found = (pid_t)atoi(e->d_name);
-		}
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
-
 /* The state letter of pid in /proc (R, S, T, Z...), or 0. */
 static char proc_state(pid_t pid)
 {

@@ -14,7 +14,6 @@
  */
 #include "harness.h"
 
-#include <dirent.h>
 #include <unistd.h>
 
 static int wait_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
@@ -23,31 +22,6 @@ static int wait_event(vws_ctx ctx, int timeout_ms, vws_event *ev)
 	memset(ev, 0, sizeof *ev);
 	rc = vws_ctx_next_event(ctx, timeout_ms, ev);
 	return rc;
-}
-
-/* The helper: our only child (the wrapper, e.g. qemu, when one is used). */
-static pid_t helper_pid(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-	while (d && (e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *f;
-		int ppid;
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 &&
-			ppid == getpid() && p[2] != 'Z')
-			found = (pid_t)atoi(e->d_name);
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	return found;
 }
 
 /* The bytes the helper has read so far (/proc/PID/io), or -1. */
