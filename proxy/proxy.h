@@ -200,6 +200,7 @@ struct px_rd {
 	size_t off, len;
 	int fds[PX_RD_FDS];       /* descriptors received with the frames, not yet taken */
 	int nfds;
+	int fds_lost;             /* one was dropped: no more are matched to their frames */
 };
 
 /* share.c: shared writes */

@@ -196,7 +196,7 @@ void *px_reader_main(void *arg)
 	r->h = h;
 	r->fd = h->fd; /* only px_helper_died (on this thread) closes it */
 	r->off = r->len = 0;
-	r->nfds = 0;
+	r->nfds = r->fds_lost = 0;
 	pthread_mutex_lock(&px.mu);
 	h->rd = r;
 	pthread_mutex_unlock(&px.mu);

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -125,10 +126,12 @@ ssize_t px_rd_recv(struct px_rd *r, void *buf, size_t n, int flags)
 		for (i = 0; i < nfd; i++) {
 			int fd;
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-			if (r->nfds < PX_RD_FDS)
+			if (r->nfds < PX_RD_FDS) {
 				r->fds[r->nfds++] = fd;
-			else
-				close(fd); /* never: one descriptor a frame, frames taken in order */
+			} else { /* never: one a frame, frames taken in order */
+				close(fd);
+				r->fds_lost = 1; /* the descriptors no longer match their frames */
+			}
 		}
 	}
 	return k;
@@ -153,9 +156,24 @@ void px_rd_close_fds(struct px_rd *r)
 
 /* ---- the shares -------------------------------------------------------------- */
 
+/* The local port of socket fd, or -1. */
+static int local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -1;
+}
+
 /* A WIRE_EVENT_SHARE of helper h (px.mu held): values ctx, conn, slot
- * (opcode), 0, gen (code), ...; its descriptor is the oldest taken with the
- * frames. Kept for an open connection of h's, else closed. */
+ * (opcode), 0, gen (code), the socket's local port (attempt), ...; its
+ * descriptor is the oldest taken with the frames. Kept for an open
+ * connection of h's when it is that socket, else closed. */
 void px_share_attach(struct px_helper *h, struct px_rd *r, const struct px_reply *v)
 {
 	int fd = rd_take_fd(r);
@@ -164,7 +182,8 @@ void px_share_attach(struct px_helper *h, struct px_rd *r, const struct px_reply
 	uint64_t slot;
 	if (fd < 0)
 		return;
-	if (v->n < 5 || v->v[1].is_bytes || v->v[2].is_bytes || v->v[4].is_bytes || !h->gates) {
+	if (v->n < 6 || v->v[1].is_bytes || v->v[2].is_bytes || v->v[4].is_bytes || v->v[5].is_bytes || !h->gates ||
+		r->fds_lost || local_port(fd) != v->v[5].i) {
 		close(fd);
 		return;
 	}

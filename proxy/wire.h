@@ -76,8 +76,9 @@
 #define WIRE_OP_SEND_ACK          30  /* conn -> no reply */
 /* Shared writes (version 7, see internal/wire/doc.go): the helper gives the
  * proxy a copy of a connection's socket with a WIRE_EVENT_SHARE (opcode: the
- * slot of its gate in the shared gate memory, code: the gate's generation; the
- * descriptor comes with the frame, SCM_RIGHTS). The proxy writes a message's
+ * slot of its gate in the shared gate memory, code: the gate's generation,
+ * attempt: the socket's local port; the descriptor comes with the frame,
+ * SCM_RIGHTS). The proxy writes a message's
  * frame to it itself when the gate lets it; the rest of a frame the socket did
  * not take whole goes to the helper with WIRE_OP_SHARE_REST. */
 #define WIRE_EVENT_SHARE          66

@@ -99,9 +99,18 @@ func (s *server) share(p *pump, hc, tag uint64) {
 	}
 	atomic.StoreUint32(&g.mem[2*i+1], g.taken[tag])
 	g.slots[tag] = [2]uint32{i, gen}
+	// The socket's local port goes with it: the proxy checks that the
+	// descriptor it took is this one.
+	port := 0
+	switch sa, _ := syscall.Getsockname(fd); a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		port = a.Port
+	case *syscall.SockaddrInet6:
+		port = a.Port
+	}
 	s.putFD(&wire.Msg{Kind: wire.KindEvent, Op: wire.EventShare, Args: []wire.Value{
 		wire.Int(int64(p.tag)), wire.Int(int64(tag)), wire.Int(int64(i)), wire.Int(0),
-		wire.Int(int64(gen)), wire.Int(0), wire.Int(0), wire.Bytes(nil)}}, fd)
+		wire.Int(int64(gen)), wire.Int(int64(port)), wire.Int(0), wire.Bytes(nil)}}, fd)
 	syscall.Close(fd)
 }
 

@@ -64,8 +64,9 @@
 // Shared writes (version 7): the proxy passes the helper a memory of gate
 // words on fd GateFD (GateSlots slots). When a ws:// connection without
 // compression or writeable events opens, the helper sends an event of type
-// EventShare after its ESTABLISHED (opcode: the slot, code: the generation)
-// with a copy of the socket (SCM_RIGHTS, from the frame's first byte). The
+// EventShare after its ESTABLISHED (opcode: the slot, code: the generation,
+// attempt: the socket's local port, which the proxy checks) with a copy of
+// the socket (SCM_RIGHTS, from the frame's first byte). The
 // proxy then writes a small message's frame to that socket itself, without
 // the helper, when the slot's count of taken calls equals the asynchronous
 // calls it sent for the connection and it can set wsengine.GateOther on a gate
