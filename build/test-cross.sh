@@ -5,6 +5,7 @@
 #   vws-helper (GOMIPS=softfloat) run by "qemu-mipsel -cpu 24KEc" (a MIPS32 CPU without FPU).
 # Debian's mipsel lua5.1 is built for hard float: it gets SIGILL on 24KEc, so the emulated
 # Lua runs on qemu's default MIPS CPU (24Kf, with FPU) while the helper proves soft float.
+# For mipsel, cmd/vws-helper's TestSharedWrites also runs with the emulated helper.
 # Usage: build/test-cross.sh ARCH...   (default: armel armhf arm64 mipsel; amd64 runs natively)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,18 @@ for arch in "$@"; do
 	else
 		demo=FAILED fail=1
 	fi
-	summary+=("$arch ($variant): lua suite: ${suite:-no summary}; demo: $demo")
+	share=
+	if [ "$variant" = oop ]; then
+		# The gate of shared writes across the native proxy and the emulated helper.
+		echo "--- shared writes with the emulated helper ($arch)"
+		if VWS_TEST_HELPER=$PWD/$dir/vws-helper VWS_HELPER_WRAPPER=$helper_wrapper \
+			go test -count=1 -run 'TestSharedWrites' ./cmd/vws-helper; then
+			share="; shared writes (emulated helper): ok"
+		else
+			share="; shared writes (emulated helper): FAILED" fail=1
+		fi
+	fi
+	summary+=("$arch ($variant): lua suite: ${suite:-no summary}; demo: $demo$share")
 	rm -f "$out"
 done
 echo "=== test-cross summary"
