@@ -168,6 +168,31 @@ func buildProxy(t *testing.T, name string) (dir, prog string) {
 	return dir, prog
 }
 
+// runProgram runs the C test program prog (built by buildProxy) with args,
+// env added to the environment, for at most timeout, and logs its output. err
+// says why it failed: it did not run to a zero exit, or printed no
+// "PASS: 0 of" line.
+func runProgram(t *testing.T, timeout time.Duration, prog string, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	stdout, stderr = out.String(), errOut.String()
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	name := filepath.Base(prog)
+	if err != nil {
+		return stdout, stderr, fmt.Errorf("%s: %v", name, err)
+	}
+	if !strings.Contains(stdout, "PASS: 0 of") {
+		return stdout, stderr, fmt.Errorf("%s did not report PASS", name)
+	}
+	return stdout, stderr, nil
+}
+
 // buildHelper builds the helper into dir, or returns VWS_TEST_HELPER when set.
 func buildHelper(t *testing.T, dir string) string {
 	t.Helper()
@@ -201,27 +226,17 @@ func TestOOP(t *testing.T) {
 	}
 	dir, prog := buildProxy(t, "oop_test")
 	helper := buildHelper(t, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, prog)
-	cmd.Env = append(os.Environ(), "VWS_HELPER="+helper, "VWS_TEST_URL="+echotest.New(t).URL,
-		"VWS_TEST_BLACKHOLE_URL="+blackhole(t), "VWS_TEST_PUSH_URL="+pusher(t))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	stdout, stderr, err := runProgram(t, 3*time.Minute, prog, []string{"VWS_HELPER=" + helper,
+		"VWS_TEST_URL=" + echotest.New(t).URL, "VWS_TEST_BLACKHOLE_URL=" + blackhole(t), "VWS_TEST_PUSH_URL=" + pusher(t)})
 	if err != nil {
-		t.Fatalf("oop_test: %v", err)
-	}
-	if !strings.Contains(stdout.String(), "PASS: 0 of") {
-		t.Fatal("oop_test did not report PASS")
+		t.Fatal(err)
 	}
 	// The log mask set before the kill was replayed to the second helper.
-	if _, after, ok := strings.Cut(stderr.String(), "MARK restart"); !ok || !strings.Contains(after, "CLIENT: ") {
+	if _, after, ok := strings.Cut(stderr, "MARK restart"); !ok || !strings.Contains(after, "CLIENT: ") {
 		t.Error("no CLIENT log line from the restarted helper (log level not replayed)")
 	}
 	// Every helper ends when its host does.
-	pids := regexp.MustCompile(`(?m)^helper pid (\d+)$`).FindAllStringSubmatch(stdout.String(), -1)
+	pids := regexp.MustCompile(`(?m)^helper pid (\d+)$`).FindAllStringSubmatch(stdout, -1)
 	if len(pids) != 2 {
 		t.Fatalf("want 2 helper pids, got %v", pids)
 	}

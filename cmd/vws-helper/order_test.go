@@ -4,12 +4,8 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -127,16 +123,8 @@ func TestOOPFailInOrder(t *testing.T) {
 	dir, prog := buildProxy(t, "order_test")
 	helper := buildHelper(t, dir)
 	peer := newOrderPeer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, prog)
-	cmd.Env = append(os.Environ(), "VWS_HELPER="+helper, "VWS_TEST_URL="+peer.url)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	if err != nil || !strings.Contains(stdout.String(), "PASS: 0 of") {
-		t.Fatalf("order_test: %v", err)
+	if _, _, err := runProgram(t, time.Minute, prog, []string{"VWS_HELPER=" + helper, "VWS_TEST_URL=" + peer.url}); err != nil {
+		t.Fatal(err)
 	}
 	peer.mu.Lock()
 	defer peer.mu.Unlock()

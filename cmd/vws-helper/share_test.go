@@ -2,14 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,28 +164,19 @@ func TestSharedWrites(t *testing.T) {
 	for _, mode := range []string{"shared", "off", "cut"} {
 		t.Run(mode, func(t *testing.T) {
 			url, bad := strictServer(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, prog, mode)
-			cmd.Env = append(os.Environ(), "VWS_HELPER="+helper, "VWS_TEST_URL="+url)
+			env := []string{"VWS_HELPER=" + helper, "VWS_TEST_URL=" + url}
 			switch mode {
 			case "off":
-				cmd.Env = append(cmd.Env, "VWS_SHARE=0")
+				env = append(env, "VWS_SHARE=0")
 			case "cut":
-				cmd.Env = append(cmd.Env, "VWS_SHARE=cut")
+				env = append(env, "VWS_SHARE=cut")
 			}
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			_, _, err := runProgram(t, 2*time.Minute, prog, env, mode)
 			if b := bad(); b != "" {
 				t.Errorf("the server saw a bad frame: %s", b)
 			}
 			if err != nil {
-				t.Fatalf("share_test: %v", err)
-			}
-			if !strings.Contains(stdout.String(), "PASS: 0 of") {
-				t.Fatal("share_test did not report PASS")
+				t.Fatal(err)
 			}
 		})
 	}

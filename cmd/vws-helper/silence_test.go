@@ -2,12 +2,8 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,19 +97,8 @@ func TestOOPSilence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, prog)
-	cmd.Env = append(os.Environ(), "VWS_HELPER="+self, "VWS_HELPER_WRAPPER=", "VWS_TEST_FAKE_HELPER=1",
-		"VWS_HELPER_TIMEOUT_MS="+strconv.Itoa(int(silenceT/time.Millisecond)))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	if err != nil {
-		t.Fatalf("silence_test: %v", err)
-	}
-	if !strings.Contains(stdout.String(), "PASS: 0 of") {
-		t.Fatal("silence_test did not report PASS")
+	if _, _, err := runProgram(t, time.Minute, prog, []string{"VWS_HELPER=" + self, "VWS_HELPER_WRAPPER=",
+		"VWS_TEST_FAKE_HELPER=1", "VWS_HELPER_TIMEOUT_MS=" + strconv.Itoa(int(silenceT/time.Millisecond))}); err != nil {
+		t.Fatal(err)
 	}
 }
